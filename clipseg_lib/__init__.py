@@ -1,0 +1,36 @@
+"""clipseg_lib: a thin library for studying CLIPSeg (Lüddecke & Ecker, CVPR 2022).
+
+Load a model, encode an image once, ask many prompts::
+
+    from clipseg_lib import load_segmenter
+    segmenter = load_segmenter("mini")            # or "CIDAS/clipseg-rd64-refined"
+    encoding = segmenter.encode_image("data/images/scene.png")
+    probs = segmenter.predict(encoding, ["red triangle", "the word CAT"])   # (2, H, W)
+"""
+
+from .images import ImageError, load_image
+from .loading import (
+    DEFAULT_MODEL,
+    ModelNotFoundError,
+    WeightsChecksumError,
+    available_models,
+    load_segmenter,
+)
+from .prompts import Embedding, ImagePrompt, Mix, mix
+from .segmenter import ImageEncoding, Segmenter
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Embedding",
+    "ImageEncoding",
+    "ImageError",
+    "ImagePrompt",
+    "Mix",
+    "ModelNotFoundError",
+    "Segmenter",
+    "WeightsChecksumError",
+    "available_models",
+    "load_image",
+    "load_segmenter",
+    "mix",
+]

@@ -1,0 +1,168 @@
+"""Load the original repository's decoder checkpoints (timojl/clipseg) into transformers' CLIPSeg.
+
+The released `rd64-uni.pth`, `rd64-uni-refined.pth` and `rd16-uni.pth` hold only the ~1.1M
+decoder parameters; the frozen CLIP ViT-B/16 comes from a separate state dict in OpenAI's
+layout (`visual.conv1.weight`, `transformer.resblocks.0...`). Keys are renamed as transformers'
+own conversion script for CLIPSeg does, with fused attention projections split into q/k/v.
+Every file is read with `torch.load(weights_only=True)` (or safetensors): no pickled code runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+from transformers import (
+    CLIPSegConfig,
+    CLIPSegForImageSegmentation,
+    CLIPSegProcessor,
+    CLIPSegTextConfig,
+    CLIPSegVisionConfig,
+    ViTImageProcessor,
+)
+
+#: The original repository normalises with ImageNet statistics at 352 x 352.
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+ORIGINAL_IMAGE_SIZE = 352
+
+_RENAMES = [  # (pattern, replacement), applied in order to OpenAI / original decoder names
+    (r"^visual\.transformer\.resblocks\.", "clip.vision_model.encoder.layers."),
+    (r"^transformer\.resblocks\.", "clip.text_model.encoder.layers."),
+    (r"\.ln_1\.", ".layer_norm1."),
+    (r"\.ln_2\.", ".layer_norm2."),
+    (r"\.mlp\.c_fc\.", ".mlp.fc1."),
+    (r"\.mlp\.c_proj\.", ".mlp.fc2."),
+    (r"\.attn\.out_proj\.", ".self_attn.out_proj."),
+    (r"^token_embedding\.", "clip.text_model.embeddings.token_embedding."),
+    (r"^positional_embedding$", "clip.text_model.embeddings.position_embedding.weight"),
+    (r"^ln_final\.", "clip.text_model.final_layer_norm."),
+    (r"^visual\.class_embedding$", "clip.vision_model.embeddings.class_embedding"),
+    (r"^visual\.conv1\.", "clip.vision_model.embeddings.patch_embedding."),
+    (r"^visual\.positional_embedding$", "clip.vision_model.embeddings.position_embedding.weight"),
+    (r"^visual\.ln_pre\.", "clip.vision_model.pre_layrnorm."),
+    (r"^visual\.ln_post\.", "clip.vision_model.post_layernorm."),
+    (r"^visual\.proj$", "clip.visual_projection.weight"),
+    (r"^text_projection$", "clip.text_projection.weight"),
+    (r"^logit_scale$", "clip.logit_scale"),
+    (r"^trans_conv\.", "decoder.transposed_convolution."),
+    (r"^(film_mul|film_add|reduces)\.", r"decoder.\1."),
+    (r"^blocks\.(\d+)\.linear1\.", r"decoder.layers.\1.mlp.fc1."),
+    (r"^blocks\.(\d+)\.linear2\.", r"decoder.layers.\1.mlp.fc2."),
+    (r"^blocks\.(\d+)\.norm1\.", r"decoder.layers.\1.layer_norm1."),
+    (r"^blocks\.(\d+)\.norm2\.", r"decoder.layers.\1.layer_norm2."),
+    (r"^blocks\.(\d+)\.self_attn\.out_proj\.", r"decoder.layers.\1.self_attn.out_proj."),
+]
+_FUSED = re.compile(r"^(?P<prefix>.*)\.(?:attn|self_attn)\.in_proj_(?P<kind>weight|bias)$")
+#: Keys of the original files that transformers' model has no place for.
+_UNUSED = ("reduce.weight", "reduce.bias")
+
+
+def config_for_decoder(decoder_state: dict[str, torch.Tensor]) -> CLIPSegConfig:
+    """The CLIPSeg (ViT-B/16) config that fits an original decoder state dict."""
+    reduce_dim = decoder_state["film_mul.weight"].shape[0]
+    refined = "trans_conv.0.weight" in decoder_state
+    depth = len({k.split(".")[1] for k in decoder_state if k.startswith("reduces.")})
+    extract_layers = (3, 6, 9)[:depth] if depth <= 3 else tuple(range(depth))
+    return CLIPSegConfig(
+        text_config=CLIPSegTextConfig().to_dict(),
+        vision_config=CLIPSegVisionConfig(patch_size=16).to_dict(),
+        reduce_dim=reduce_dim,
+        extract_layers=extract_layers,
+        use_complex_transposed_convolution=refined,
+    )
+
+
+def convert_original_state_dict(
+    decoder_state: dict[str, torch.Tensor], clip_state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Map an original decoder + OpenAI CLIP state dict to transformers' CLIPSeg names."""
+    converted: dict[str, torch.Tensor] = {}
+    for key, value in [*clip_state.items(), *decoder_state.items()]:
+        key = key.removeprefix("clip_model.")
+        if key in _UNUSED or key.startswith("model."):
+            continue  # `model.` is the original's second handle on CLIP's visual tower
+        fused = _FUSED.match(key)
+        if fused:
+            prefix = _rename(fused["prefix"] + ".x")[: -len(".x")]
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3), strict=True):
+                converted[f"{prefix}.self_attn.{name}.{fused['kind']}"] = part
+            continue
+        new_key = _rename(key)
+        if new_key.endswith(("visual_projection.weight", "text_projection.weight")):
+            value = value.T
+        converted[new_key] = value
+    return converted
+
+
+def load_original_checkpoint(
+    decoder_path: str | os.PathLike,
+    clip_weights: str | os.PathLike | None,
+    *,
+    processor_source: str | os.PathLike | None = None,
+) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor]:
+    """Build a model from an original decoder `.pth` and a CLIP ViT-B/16 state dict."""
+    if clip_weights is None:
+        raise ValueError(
+            f"{Path(decoder_path).name} holds only the decoder: pass clip_weights=<path to a "
+            "CLIP ViT-B/16 state dict (.pt/.pth saved with torch.save(model.state_dict()) or "
+            ".safetensors)>"
+        )
+    decoder_state = read_state_dict(decoder_path)
+    clip_state = read_state_dict(clip_weights)
+    config = config_for_decoder(decoder_state)
+    model = CLIPSegForImageSegmentation(config)
+    state = convert_original_state_dict(decoder_state, clip_state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ValueError(
+            f"{decoder_path} + {clip_weights} do not fit CLIPSeg ViT-B/16: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model.eval(), _original_processor(processor_source)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a `.pth`/`.pt` (weights only, never unpickling code) or `.safetensors` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r}: no such file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - unpickling errors come in many types
+        raise ValueError(
+            f"weights file {str(path)!r} cannot be loaded safely (weights_only=True refused it, "
+            f"or it is not a torch file): {type(error).__name__}: {str(error)[:200]}"
+        ) from error
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"weights file {str(path)!r} is not a state dict of tensors")
+    return state
+
+
+def _rename(key: str) -> str:
+    for pattern, replacement in _RENAMES:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def _original_processor(source: str | os.PathLike | None) -> CLIPSegProcessor:
+    """ImageNet-normalised 352 x 352 image processor with the CLIP tokenizer of `source`."""
+    from .loading import DEFAULT_MODEL, _hub_snapshot
+
+    directory = Path(source) if source is not None else _hub_snapshot(DEFAULT_MODEL)
+    tokenizer = CLIPSegProcessor.from_pretrained(directory, local_files_only=True).tokenizer
+    image_processor = ViTImageProcessor(
+        size={"height": ORIGINAL_IMAGE_SIZE, "width": ORIGINAL_IMAGE_SIZE},
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+    )
+    return CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)

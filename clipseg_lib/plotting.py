@@ -1,0 +1,230 @@
+"""Figures, overlays and tables: the project's only plotting helpers.
+
+Images are ``(H, W, 3)`` uint8 RGB arrays. A "mask or probability map" is an ``(H, W)``
+array, either bool or float in ``[0, 1]``; its value at a pixel is how strongly the overlay
+colour covers that pixel (times ``alpha``). Colours are RGB triples in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+
+from clipseg_lib.metrics import iou
+
+DEFAULT_COLOUR = (0.12, 0.56, 1.0)
+FIGURE_DPI = 100
+PANEL_INCHES = 3.0
+
+
+def _coverage(mask_or_probs: np.ndarray) -> np.ndarray:
+    """Return an ``(H, W)`` float64 map in ``[0, 1]`` from a bool mask or a probability map."""
+    values = np.asarray(mask_or_probs)
+    if values.ndim != 2:
+        raise ValueError(f"mask_or_probs must be a 2-D (H, W) array, got shape {values.shape}")
+    if values.dtype == np.bool_:
+        return values.astype(np.float64)
+    if not np.issubdtype(values.dtype, np.floating):
+        raise ValueError(
+            f"mask_or_probs must be a bool mask or a float probability map, got {values.dtype}"
+        )
+    if not np.all((values >= 0.0) & (values <= 1.0)):
+        raise ValueError("mask_or_probs must hold finite probabilities in [0, 1]")
+    return values.astype(np.float64)
+
+
+def _check_colour_and_alpha(colour: Sequence[float], alpha: float) -> np.ndarray:
+    rgb = np.asarray(colour, dtype=np.float64)
+    if rgb.shape != (3,) or not np.all((rgb >= 0.0) & (rgb <= 1.0)):
+        raise ValueError(f"colour must be an RGB triple in [0, 1], got {colour!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    return rgb
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
+        raise ValueError("image must be an (H, W, 3) uint8 RGB array")
+    if image.shape[2] != 3:
+        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got shape {image.shape}")
+
+
+def show_mask(
+    mask_or_probs: np.ndarray,
+    ax: Axes,
+    *,
+    colour: Sequence[float] = DEFAULT_COLOUR,
+    alpha: float = 0.5,
+) -> AxesImage:
+    """Draw a mask or probability map on ``ax`` as a translucent colour layer."""
+    coverage = _coverage(mask_or_probs)
+    rgb = _check_colour_and_alpha(colour, alpha)
+    layer = np.empty((*coverage.shape, 4), dtype=np.float64)
+    layer[..., :3] = rgb
+    layer[..., 3] = alpha * coverage
+    return ax.imshow(layer, interpolation="nearest")
+
+
+def overlay(
+    image: np.ndarray,
+    mask_or_probs: np.ndarray,
+    *,
+    colour: Sequence[float] = DEFAULT_COLOUR,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """Blend ``colour`` into an ``(H, W, 3)`` uint8 image where the mask or map is on.
+
+    Each pixel becomes ``(1 - w) * image + w * 255 * colour`` with ``w = alpha * value``,
+    rounded to uint8.
+    """
+    _check_image(image)
+    coverage = _coverage(mask_or_probs)
+    if coverage.shape != image.shape[:2]:
+        raise ValueError(
+            f"mask_or_probs shape {coverage.shape} does not match image shape {image.shape[:2]}"
+        )
+    rgb = _check_colour_and_alpha(colour, alpha)
+    weight = (alpha * coverage)[..., None]
+    blended = (1.0 - weight) * image + weight * 255.0 * rgb
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def _panel_title(prompt: str, iou_value: float | None, score: float | None) -> str:
+    details = []
+    if iou_value is not None:
+        details.append(f"IoU {iou_value:.2f}")
+    if score is not None:
+        details.append(f"score {score:.2f}")
+    return "\n".join([prompt, ", ".join(details)]) if details else prompt
+
+
+def show_predictions(
+    image: np.ndarray,
+    probs: np.ndarray,
+    prompts: Sequence[str],
+    *,
+    targets: np.ndarray | Sequence[np.ndarray] | None = None,
+    threshold: float = 0.5,
+    scores: Sequence[float] | None = None,
+    ncols: int = 4,
+) -> Figure:
+    """Grid of the image followed by one overlay panel per prompt, axes off.
+
+    ``probs`` is ``(N, H, W)`` float in ``[0, 1]``, one map per prompt; panels show the soft
+    map. With ``targets`` (N bool ``(H, W)`` masks) each title adds the IoU of
+    ``probs > threshold`` with two decimals; with ``scores`` (N floats, e.g. presence scores)
+    it adds the score. Returns the figure, which holds exactly ``N + 1`` axes.
+    """
+    _check_image(image)
+    probs = np.asarray(probs)
+    if probs.ndim != 3 or probs.shape[1:] != image.shape[:2]:
+        raise ValueError(
+            f"probs must be (N, H, W) with (H, W) = {image.shape[:2]}, got shape {probs.shape}"
+        )
+    count = probs.shape[0]
+    if len(prompts) != count:
+        raise ValueError(f"prompts has {len(prompts)} entries but probs has {count} maps")
+    if targets is not None and len(targets) != count:
+        raise ValueError(f"targets has {len(targets)} masks but probs has {count} maps")
+    if scores is not None and len(scores) != count:
+        raise ValueError(f"scores has {len(scores)} entries but probs has {count} maps")
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}")
+
+    columns = min(ncols, count + 1)
+    rows = math.ceil((count + 1) / columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(PANEL_INCHES * columns, PANEL_INCHES * rows), squeeze=False
+    )
+    axes = axes.ravel()
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    for index in range(count):
+        ax = axes[index + 1]
+        ax.imshow(image)
+        show_mask(probs[index], ax)
+        iou_value = None if targets is None else iou(probs[index] > threshold, targets[index])
+        score = None if scores is None else scores[index]
+        ax.set_title(_panel_title(prompts[index], iou_value, score))
+    for ax in axes[: count + 1]:
+        ax.axis("off")
+    for ax in axes[count + 1 :]:
+        figure.delaxes(ax)
+    figure.tight_layout()
+    return figure
+
+
+def plot_curves(
+    x: Sequence[float],
+    curves: Mapping[str, Sequence[float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Plot named curves over ``x`` as lines with markers, a legend and y limits ``[0, 1]``.
+
+    Draws on ``ax`` when given, else on a new figure; returns the figure holding the axes.
+    """
+    if not curves:
+        raise ValueError("curves must hold at least one named curve")
+    for name, values in curves.items():
+        if len(values) != len(x):
+            raise ValueError(f"curve {name!r} has {len(values)} values but x has {len(x)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2 * PANEL_INCHES, PANEL_INCHES))
+    for name, values in curves.items():
+        ax.plot(x, values, marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0.0, 1.0)
+    if title is not None:
+        ax.set_title(title)
+    ax.legend()
+    return ax.figure
+
+
+def _table_cell(value: object, precision: int) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{value:.{precision}f}"
+    return str(value).replace("|", "\\|")
+
+
+def _table_line(texts: Sequence[str], widths: Sequence[int]) -> str:
+    padded = (text.ljust(width) for text, width in zip(texts, widths, strict=True))
+    return "| " + " | ".join(padded) + " |"
+
+
+def show_table(rows: Sequence[Mapping[str, object]], *, precision: int = 3) -> str:
+    """Format rows as an aligned Markdown table; floats get ``precision`` decimals.
+
+    Columns are the keys in order of first appearance; a row without a key leaves it blank.
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one row")
+    if precision < 0:
+        raise ValueError(f"precision must be non-negative, got {precision}")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [
+        [_table_cell(row[key], precision) if key in row else "" for key in columns] for row in rows
+    ]
+    header = [str(column) for column in columns]
+    widths = [max(len(text) for text in column) for column in zip(header, *cells, strict=True)]
+    widths = [max(width, 3) for width in widths]
+    separator = ["-" * width for width in widths]
+    return "\n".join(_table_line(texts, widths) for texts in [header, separator, *cells])
+
+
+def save_figure(fig: Figure, path: str | Path) -> None:
+    """Save ``fig`` as a PNG at 100 dpi, byte-identical across saves; creates parent dirs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=FIGURE_DPI, format="png", metadata={"Software": None})

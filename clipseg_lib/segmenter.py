@@ -1,0 +1,252 @@
+"""Encode an image once, answer many prompts: the segment-anything shape for CLIPSeg.
+
+`Segmenter.encode_image` runs the CLIP vision backbone once and keeps the hidden states the
+decoder may read, stopping after the deepest layer needed (the default extract layers
+(3, 6, 9) read hidden state 10, so 2 of ViT-B/16's 12 layers are skipped). `predict_logits`
+then runs only the light decoder, once per prompt, on that cache. Results equal
+`transformers.CLIPSegForImageSegmentation` fed the same image once per prompt.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+from .images import ImageLike, load_image
+from .prompts import Embedding, ImagePrompt, Mix, Prompt
+
+
+@dataclass(frozen=True)
+class ImageEncoding:
+    """What the decoder needs from one image.
+
+    `hidden_states[k]` is the (1, tokens, hidden) output of backbone layer k (k = 0 is the
+    patch embedding after the pre-layernorm), for k = 0 .. `max_layer`. `original_size` is
+    the image's (H, W); `input_size` the model resolution (h, w) the backbone saw.
+    """
+
+    hidden_states: tuple[torch.Tensor, ...]
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+    @property
+    def max_layer(self) -> int:
+        """Index of the deepest hidden state held."""
+        return len(self.hidden_states) - 1
+
+
+class Segmenter:
+    """A CLIPSeg model with its processor, an image cache shape and a text-embedding cache.
+
+    Build it with `clipseg_lib.load_segmenter`. `provenance` records which weights answer.
+    """
+
+    def __init__(
+        self,
+        model: CLIPSegForImageSegmentation,
+        processor: CLIPSegProcessor,
+        *,
+        name: str,
+        weights_sha256: str | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.dtype = dtype or torch.float32
+        self.device = torch.device(device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.processor = processor
+        self.name = name
+        self.weights_sha256 = weights_sha256
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def extract_layers(self) -> tuple[int, ...]:
+        """The layers the decoder reads by default (hidden state index = layer + 1)."""
+        return tuple(self.model.extract_layers)
+
+    @property
+    def num_layers(self) -> int:
+        """Depth of the vision backbone."""
+        return self.model.config.vision_config.num_hidden_layers
+
+    @property
+    def image_size(self) -> int:
+        """Model resolution (square)."""
+        return self.model.config.vision_config.image_size
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Which model and weights produced a result (recorded beside every result)."""
+        return {
+            "model": self.name,
+            "weights_sha256": self.weights_sha256,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "extract_layers": list(self.extract_layers),
+        }
+
+    def __repr__(self) -> str:
+        return f"Segmenter({self.name!r}, device={self.device}, dtype={self.dtype})"
+
+    @torch.inference_mode()
+    def encode_image(self, image: ImageLike, *, max_layer: int | None = None) -> ImageEncoding:
+        """Run the vision backbone once on `image` and keep hidden states 0 .. `max_layer`.
+
+        `max_layer` defaults to what the default extract layers read; pass up to
+        `num_layers` to allow other `extract_layers` at predict time.
+        """
+        pixels = load_image(image)
+        deepest = max(self.extract_layers) + 1 if max_layer is None else max_layer
+        if not 1 <= deepest <= self.num_layers:
+            raise ValueError(f"max_layer must be in 1..{self.num_layers}, got {deepest}")
+        inputs = self.processor.image_processor(images=pixels, return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+        vision = self.model.clip.vision_model
+        hidden = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
+        states = [hidden]
+        for layer in vision.encoder.layers[:deepest]:
+            hidden = layer(hidden, None)
+            states.append(hidden)
+        return ImageEncoding(
+            hidden_states=tuple(states),
+            original_size=pixels.shape[:2],
+            input_size=tuple(pixel_values.shape[-2:]),
+        )
+
+    @torch.inference_mode()
+    def embed_prompts(self, prompts: Prompt | list[Prompt]) -> torch.Tensor:
+        """Conditional embeddings (N, projection_dim) for a prompt or a list of prompts."""
+        prompts = _as_list(prompts)
+        self._embed_texts([p for p in prompts if isinstance(p, str)])
+        self._embed_texts([p.text for p in prompts if isinstance(p, Mix)])
+        return torch.stack([self._embed_one(prompt, index) for index, prompt in enumerate(prompts)])
+
+    @torch.inference_mode()
+    def predict_logits(
+        self,
+        encoding: ImageEncoding,
+        prompts: Prompt | list[Prompt],
+        *,
+        extract_layers: tuple[int, ...] | None = None,
+    ) -> np.ndarray:
+        """Decoder logits, float32 (N, h, w) at model resolution, one map per prompt.
+
+        `extract_layers` overrides which layers the decoder reads; the encoding must hold
+        them (encode with a larger `max_layer`).
+        """
+        layers = tuple(extract_layers) if extract_layers is not None else self.extract_layers
+        if len(layers) != len(self.model.decoder.reduces):
+            raise ValueError(
+                f"extract_layers {layers} must name {len(self.model.decoder.reduces)} layers"
+            )
+        if min(layers) < 0 or max(layers) + 1 > encoding.max_layer:
+            raise ValueError(
+                f"extract_layers {layers} need hidden states up to {max(layers) + 1}, the encoding "
+                f"holds 0..{encoding.max_layer}: encode_image(..., max_layer={max(layers) + 1})"
+            )
+        conditionals = self.embed_prompts(prompts)
+        count = conditionals.shape[0]
+        activations = [encoding.hidden_states[i + 1].expand(count, -1, -1) for i in layers]
+        logits = self.model.decoder(activations, conditionals.to(self.dtype)).logits
+        return logits.reshape(count, *logits.shape[-2:]).float().cpu().numpy()
+
+    def predict(
+        self,
+        image_or_encoding: ImageLike | ImageEncoding,
+        prompts: Prompt | list[Prompt],
+        *,
+        extract_layers: tuple[int, ...] | None = None,
+    ) -> np.ndarray:
+        """Probabilities, float32 (N, H, W) in [0, 1], at the image's own size."""
+        encoding = image_or_encoding
+        if not isinstance(encoding, ImageEncoding):
+            deepest = None if extract_layers is None else max(extract_layers) + 1
+            encoding = self.encode_image(image_or_encoding, max_layer=deepest)
+        logits = torch.from_numpy(
+            self.predict_logits(encoding, prompts, extract_layers=extract_layers)
+        )
+        resized = F.interpolate(
+            logits[:, None], size=encoding.original_size, mode="bilinear", align_corners=False
+        )
+        return torch.sigmoid(resized[:, 0]).numpy()
+
+    def _embed_one(self, prompt: Prompt, index: int) -> torch.Tensor:
+        if isinstance(prompt, str):
+            return self._text_cache[prompt]
+        if isinstance(prompt, ImagePrompt):
+            return self._embed_image_prompt(prompt)
+        if isinstance(prompt, Mix):
+            image = self._embed_image_prompt(prompt.image_prompt)
+            return prompt.weight * self._text_cache[prompt.text] + (1 - prompt.weight) * image
+        vector = prompt.vector if isinstance(prompt, Embedding) else prompt
+        return self._check_embedding(vector, index)
+
+    def _embed_texts(self, texts: list[str]) -> None:
+        """Fill the text cache for the texts not yet embedded (one batched text forward)."""
+        new = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        if not new:
+            return
+        for text in new:
+            if not text.strip():
+                raise ValueError(f"prompt {text!r} is empty: give a text to segment")
+        tokenizer = self.processor.tokenizer
+        limit = self.model.config.text_config.max_position_embeddings
+        for text in new:
+            length = len(tokenizer(text)["input_ids"])
+            if length > limit:
+                warnings.warn(
+                    f"prompt {text[:40]!r}... has {length} tokens, over the limit of {limit}: "
+                    "truncated",
+                    stacklevel=4,
+                )
+        tokens = tokenizer(new, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        features = self.model.clip.get_text_features(
+            input_ids=tokens["input_ids"].to(self.device),
+            attention_mask=tokens["attention_mask"].to(self.device),
+        ).pooler_output
+        for text, feature in zip(new, features, strict=True):
+            self._text_cache[text] = feature.float()
+
+    def _embed_image_prompt(self, prompt: ImagePrompt) -> torch.Tensor:
+        support = prompt.engineered()
+        inputs = self.processor.image_processor(images=support, return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+        return self.model.clip.get_image_features(pixel_values).pooler_output[0].float()
+
+    def _check_embedding(self, vector: Any, index: int) -> torch.Tensor:
+        tensor = torch.as_tensor(np.asarray(vector, dtype=np.float32))
+        size = self.model.config.projection_dim
+        if tensor.shape != (size,):
+            raise ValueError(
+                f"prompt {index}: embedding shape {tuple(tensor.shape)} is not ({size},)"
+            )
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"prompt {index}: embedding contains NaN or infinite values")
+        return tensor.to(self.device)
+
+
+def _as_list(prompts: Prompt | list[Prompt]) -> list[Prompt]:
+    if prompts is None:
+        raise ValueError("prompts is None: give a prompt or a list of prompts")
+    if isinstance(prompts, str | ImagePrompt | Mix | Embedding):
+        return [prompts]
+    if isinstance(prompts, np.ndarray) and prompts.ndim == 1:
+        return [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("prompts is an empty list: give at least one prompt")
+    for index, prompt in enumerate(prompts):
+        if prompt is None:
+            raise ValueError(f"prompt {index} is None")
+        if not isinstance(prompt, str | ImagePrompt | Mix | Embedding | np.ndarray):
+            raise ValueError(
+                f"prompt {index} has type {type(prompt).__name__}: expected a string, "
+                "ImagePrompt, Mix or embedding"
+            )
+    return prompts

@@ -1,0 +1,66 @@
+"""A small CLIP-format BPE vocabulary for the `mini` model.
+
+Real CLIP's 49,408-token vocabulary would dwarf a model of a few million parameters, so
+`mini` uses its own: every byte (as CLIP's byte-to-unicode table spells it, with and without
+the end-of-word mark) plus merges that spell each word of the synthetic world in whole.
+The files (`vocab.json`, `merges.txt`) are CLIP's, so transformers' `CLIPTokenizer` reads
+them and `mini` takes exactly the code path of the real checkpoints. Unknown words fall
+back to single characters, never to an unknown token.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import CLIPTokenizer
+
+START, END = "<|startoftext|>", "<|endoftext|>"
+
+
+def byte_alphabet() -> list[str]:
+    """CLIP's printable stand-ins for the 256 byte values, in CLIP's order."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(code) for code in codes]
+
+
+def build_vocabulary(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Token -> id table and ordered merges that spell every lower-cased word in `words`."""
+    alphabet = byte_alphabet()
+    tokens = alphabet + [symbol + "</w>" for symbol in alphabet]
+    merges: list[tuple[str, str]] = []
+    for word in sorted({w.lower() for w in words if w.strip()}):
+        symbols = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(symbols) > 1:
+            pair = (symbols[0], symbols[1])
+            if pair not in merges:
+                merges.append(pair)
+                tokens.append(pair[0] + pair[1])
+            symbols = [pair[0] + pair[1], *symbols[2:]]
+    tokens = list(dict.fromkeys(tokens)) + [START, END]
+    return {token: index for index, token in enumerate(tokens)}, merges
+
+
+def write_tokenizer(directory: str | Path, words: list[str]) -> CLIPTokenizer:
+    """Write a CLIP tokenizer for `words` into `directory` and return it loaded."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocabulary, merges = build_vocabulary(words)
+    vocab_file, merges_file = directory / "vocab.json", directory / "merges.txt"
+    vocab_file.write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
+    merges_file.write_text(
+        "#version: mini\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
+    )
+    CLIPTokenizer(vocab=vocabulary, merges=merges, pad_token=END).save_pretrained(directory)
+    return CLIPTokenizer.from_pretrained(directory)

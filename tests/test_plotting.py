@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from clipseg_lib.plotting import (
+    overlay,
+    plot_curves,
+    save_figure,
+    show_mask,
+    show_predictions,
+    show_table,
+)
+
+matplotlib.use("Agg")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def close_figures() -> Iterator[None]:
+    yield
+    plt.close("all")
+
+
+def grey_image(height: int = 8, width: int = 8) -> np.ndarray:
+    return np.full((height, width, 3), 100, dtype=np.uint8)
+
+
+def test_overlay_blends_colour_at_a_masked_pixel() -> None:
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[2, 3] = True
+    blended = overlay(grey_image(), mask, colour=(1.0, 0.0, 0.0), alpha=0.25)
+    # 0.75 * 100 + 0.25 * 255 = 138.75; 0.75 * 100 = 75
+    np.testing.assert_array_equal(blended[2, 3], [139, 75, 75])
+    np.testing.assert_array_equal(blended[0, 0], [100, 100, 100])
+    assert blended.dtype == np.uint8
+
+
+def test_overlay_scales_colour_by_probability() -> None:
+    probs = np.full((8, 8), 0.5)
+    blended = overlay(grey_image(), probs, colour=(0.0, 0.0, 1.0), alpha=0.5)
+    # weight 0.25: blue 0.75 * 100 + 0.25 * 255 = 138.75
+    np.testing.assert_array_equal(blended[4, 4], [75, 75, 139])
+
+
+def test_overlay_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        overlay(grey_image(), np.zeros((4, 4), dtype=bool))
+    with pytest.raises(ValueError, match="mask_or_probs"):
+        overlay(grey_image(), np.full((8, 8), 2.0))
+    with pytest.raises(ValueError, match="mask_or_probs"):
+        overlay(grey_image(), np.ones((8, 8), dtype=np.int64))
+    with pytest.raises(ValueError, match="colour"):
+        overlay(grey_image(), np.zeros((8, 8), dtype=bool), colour=(255, 0, 0))
+    with pytest.raises(ValueError, match="image"):
+        overlay(grey_image().astype(np.float32), np.zeros((8, 8), dtype=bool))
+
+
+def test_show_mask_draws_alpha_proportional_to_probability() -> None:
+    _, ax = plt.subplots()
+    probs = np.array([[0.0, 1.0], [0.5, 0.25]])
+    drawn = show_mask(probs, ax, colour=(0.0, 1.0, 0.0), alpha=0.8)
+    layer = drawn.get_array()
+    np.testing.assert_allclose(layer[..., 3], 0.8 * probs)
+    np.testing.assert_allclose(layer[0, 1, :3], [0.0, 1.0, 0.0])
+
+
+def test_show_predictions_makes_one_panel_per_prompt_plus_the_image() -> None:
+    probs = np.zeros((3, 8, 8))
+    probs[0, :4] = 0.9
+    probs[1, :, :4] = 0.7
+    targets = np.zeros((3, 8, 8), dtype=bool)
+    targets[0, :2] = True
+    targets[1, :, :4] = True
+    figure = show_predictions(
+        grey_image(), probs, ["cat", "dog", "sky"], targets=targets, scores=[0.9, 0.7, 0.0]
+    )
+    assert len(figure.axes) == 4
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles[0] == "image"
+    assert titles[1] == "cat\nIoU 0.50, score 0.90"
+    assert titles[2] == "dog\nIoU 1.00, score 0.70"
+    assert titles[3] == "sky\nIoU 1.00, score 0.00"
+    assert not any(ax.axison for ax in figure.axes)
+
+
+def test_show_predictions_wraps_into_rows_and_drops_unused_axes() -> None:
+    probs = np.zeros((4, 8, 8))
+    figure = show_predictions(grey_image(), probs, ["a", "b", "c", "d"], ncols=3)
+    assert len(figure.axes) == 5
+    assert [ax.get_title() for ax in figure.axes[1:]] == ["a", "b", "c", "d"]
+    assert figure.get_size_inches() == pytest.approx([9.0, 6.0])
+
+
+def test_show_predictions_rejects_mismatched_prompts() -> None:
+    with pytest.raises(ValueError, match="prompts"):
+        show_predictions(grey_image(), np.zeros((2, 8, 8)), ["only one"])
+    with pytest.raises(ValueError, match="probs"):
+        show_predictions(grey_image(), np.zeros((2, 4, 4)), ["a", "b"])
+
+
+def test_plot_curves_draws_labelled_lines_in_unit_range() -> None:
+    figure = plot_curves(
+        [1, 2, 3],
+        {"text": [0.2, 0.4, 0.6], "visual": [0.1, 0.3, 0.2]},
+        xlabel="severity",
+        ylabel="mIoU",
+        title="robustness",
+    )
+    ax = figure.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["text", "visual"]
+    assert ax.get_lines()[0].get_marker() == "o"
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [0.1, 0.3, 0.2])
+    assert ax.get_ylim() == (0.0, 1.0)
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("severity", "mIoU", "robustness")
+    assert ax.get_legend() is not None
+
+
+def test_plot_curves_uses_a_given_axis_and_checks_lengths() -> None:
+    figure, ax = plt.subplots()
+    assert plot_curves([0, 1], {"a": [0.5, 0.5]}, xlabel="x", ylabel="y", ax=ax) is figure
+    with pytest.raises(ValueError, match="'b'"):
+        plot_curves([0, 1], {"b": [0.5]}, xlabel="x", ylabel="y")
+
+
+def test_show_table_formats_floats_with_fixed_precision() -> None:
+    table = show_table(
+        [{"prompt": "cat", "miou": 0.123456, "n": 3}, {"prompt": "dog", "miou": 1.0}]
+    )
+    assert table.splitlines() == [
+        "| prompt | miou  | n   |",
+        "| ------ | ----- | --- |",
+        "| cat    | 0.123 | 3   |",
+        "| dog    | 1.000 |     |",
+    ]
+
+
+def test_show_table_respects_precision_and_numpy_floats() -> None:
+    table = show_table([{"value": np.float32(0.5)}], precision=1)
+    assert table.splitlines()[2] == "| 0.5   |"
+    with pytest.raises(ValueError, match="rows"):
+        show_table([])
+
+
+def test_save_figure_writes_identical_png_bytes(tmp_path: Path) -> None:
+    figure = plot_curves([0, 1, 2], {"a": [0.1, 0.5, 0.9]}, xlabel="x", ylabel="y")
+    first, second = tmp_path / "nested" / "first.png", tmp_path / "second.png"
+    save_figure(figure, first)
+    save_figure(figure, second)
+    assert first.read_bytes().startswith(PNG_SIGNATURE)
+    assert first.stat().st_size > 0
+    assert first.read_bytes() == second.read_bytes()
+    assert b"Software" not in first.read_bytes()
