@@ -40,7 +40,8 @@ def load_image(image: ImageLike, *, name: str | None = None) -> np.ndarray:
     if isinstance(image, np.ndarray):
         return _from_array(image, label)
     raise ImageError(
-        f"image {label!r}: expected a PIL image, a numpy array or a file path, got {type(image).__name__}"
+        f"image {label!r}: expected a PIL image, a numpy array or a file path, "
+        f"got {type(image).__name__}"
     )
 
 
@@ -111,7 +112,8 @@ def _from_array(array: np.ndarray, label: str) -> np.ndarray:
         pixels = (array * 255.0 + 0.5).astype(np.uint8)
     else:
         raise ImageError(
-            f"image {label!r}: dtype {array.dtype} is not supported (use uint8, uint16 or float in [0, 1])"
+            f"image {label!r}: dtype {array.dtype} is not supported "
+            "(use uint8, uint16 or float in [0, 1])"
         )
     if pixels.ndim == 2:
         return _gray_to_rgb(pixels)

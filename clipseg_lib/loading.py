@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+from transformers.utils import logging as transformers_logging
 
 from .segmenter import Segmenter
 
@@ -72,19 +75,25 @@ def load_segmenter(
             raise ModelNotFoundError(f"decoder checkpoint {name!r}: no such file")
         model, processor = load_original_checkpoint(path, clip_weights)
         return Segmenter(
-            model, processor, name=path.name, weights_sha256=file_sha256(path),
-            device=device, dtype=dtype,
+            model,
+            processor,
+            name=path.name,
+            weights_sha256=file_sha256(path),
+            device=device,
+            dtype=dtype,
         )
     if path.is_dir():
-        return _from_directory(path, name=name, sha256=_weights_sha256(path), device=device,
-                               dtype=dtype)
+        return _from_directory(
+            path, name=name, sha256=_weights_sha256(path), device=device, dtype=dtype
+        )
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(
             f"model {name!r}: not a directory saved with save_pretrained, nor a .pth checkpoint"
         )
     directory = _hub_snapshot(name)
-    return _from_directory(directory, name=name, sha256=_weights_sha256(directory), device=device,
-                           dtype=dtype)
+    return _from_directory(
+        directory, name=name, sha256=_weights_sha256(directory), device=device, dtype=dtype
+    )
 
 
 def resolve_model_source(source: str) -> str:
@@ -111,7 +120,8 @@ def verify_bundled_weights(name: str) -> str:
     if actual != expected:
         raise WeightsChecksumError(
             f"bundled model {name!r}: {weights} has sha256 {actual}, expected {expected}. "
-            "The file is corrupt, a Git LFS pointer, or was replaced: restore it from the repository."
+            "The file is corrupt, a Git LFS pointer, or was replaced: "
+            "restore it from the repository."
         )
     return actual
 
@@ -128,20 +138,40 @@ def file_sha256(path: str | os.PathLike) -> str:
 def _from_directory(
     directory: Path, *, name: str, sha256: str | None, device: str, dtype: torch.dtype | None
 ) -> Segmenter:
-    missing = [f for f in ("config.json", "preprocessor_config.json") if not (directory / f).is_file()]
-    if missing:
+    processor_files = ("processor_config.json", "preprocessor_config.json")
+    if not (directory / "config.json").is_file() or not any(
+        (directory / f).is_file() for f in processor_files
+    ):
         raise ModelNotFoundError(
-            f"model {name!r}: {directory} lacks {', '.join(missing)}; save both the model and "
-            "its processor there with save_pretrained"
+            f"model {name!r}: {directory} needs config.json and a processor config; save both "
+            "the model and its processor there with save_pretrained"
         )
-    try:
-        model = CLIPSegForImageSegmentation.from_pretrained(
-            directory, local_files_only=True, dtype=torch.float32
-        )
-    except (RuntimeError, ValueError) as error:
-        raise ValueError(f"model {name!r}: the weights do not fit its config ({error})") from error
-    processor = CLIPSegProcessor.from_pretrained(directory, local_files_only=True)
+    with _quiet_transformers():
+        try:
+            model = CLIPSegForImageSegmentation.from_pretrained(
+                directory, local_files_only=True, dtype=torch.float32
+            )
+        except (RuntimeError, ValueError, OSError) as error:
+            raise ValueError(
+                f"model {name!r}: the weights in {directory} do not fit its config ({error})"
+            ) from error
+        processor = CLIPSegProcessor.from_pretrained(directory, local_files_only=True)
     return Segmenter(model, processor, name=name, weights_sha256=sha256, device=device, dtype=dtype)
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' advice ("install torchvision") and progress bars while loading."""
+    previous = transformers_logging.get_verbosity()
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(previous)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def _weights_sha256(directory: Path) -> str | None:

@@ -55,7 +55,7 @@ _RENAMES = [  # (pattern, replacement), applied in order to OpenAI / original de
     (r"^blocks\.(\d+)\.norm2\.", r"decoder.layers.\1.layer_norm2."),
     (r"^blocks\.(\d+)\.self_attn\.out_proj\.", r"decoder.layers.\1.self_attn.out_proj."),
 ]
-_FUSED = re.compile(r"^(?P<prefix>.*)\.(?:attn|self_attn)\.in_proj_(?P<kind>weight|bias)$")
+_FUSED = re.compile(r"^(?P<attention>.*\.(?:attn|self_attn))\.in_proj_(?P<kind>weight|bias)$")
 #: Keys of the original files that transformers' model has no place for.
 _UNUSED = ("reduce.weight", "reduce.bias")
 
@@ -86,9 +86,10 @@ def convert_original_state_dict(
             continue  # `model.` is the original's second handle on CLIP's visual tower
         fused = _FUSED.match(key)
         if fused:
-            prefix = _rename(fused["prefix"] + ".x")[: -len(".x")]
+            # renamed like its out_proj sibling, then split into q, k, v
+            attention = _rename(fused["attention"] + ".out_proj.w").removesuffix(".out_proj.w")
             for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3), strict=True):
-                converted[f"{prefix}.self_attn.{name}.{fused['kind']}"] = part
+                converted[f"{attention}.{name}.{fused['kind']}"] = part
             continue
         new_key = _rename(key)
         if new_key.endswith(("visual_projection.weight", "text_projection.weight")):

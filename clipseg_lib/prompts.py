@@ -102,11 +102,14 @@ def describe(prompt: Prompt) -> str:
 def engineer_visual_prompt(image: np.ndarray, mask: np.ndarray, engineering: str) -> np.ndarray:
     """Apply visual prompt engineering to an RGB uint8 (H, W, 3) image and bool (H, W) mask."""
     if engineering not in ENGINEERING:
-        raise ValueError(f"engineering {engineering!r} is unknown; choose one of {sorted(ENGINEERING)}")
+        raise ValueError(
+            f"engineering {engineering!r} is unknown; choose one of {sorted(ENGINEERING)}"
+        )
     mask = np.asarray(mask)
     if mask.shape != image.shape[:2]:
         raise ValueError(
-            f"ImagePrompt mask shape {mask.shape} does not match the support image {image.shape[:2]}"
+            f"ImagePrompt mask shape {mask.shape} does not match "
+            f"the support image {image.shape[:2]}"
         )
     mask = mask.astype(bool)
     if not mask.any():

@@ -205,7 +205,9 @@ class Segmenter:
                     "truncated",
                     stacklevel=4,
                 )
-        tokens = tokenizer(new, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        tokens = tokenizer(
+            new, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+        )
         features = self.model.clip.get_text_features(
             input_ids=tokens["input_ids"].to(self.device),
             attention_mask=tokens["attention_mask"].to(self.device),

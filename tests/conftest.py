@@ -12,12 +12,12 @@ from transformers import (
     CLIPSegProcessor,
     CLIPSegTextConfig,
     CLIPSegVisionConfig,
+    ViTImageProcessor,
 )
 
-from clipseg_lib.original_checkpoint import ORIGINAL_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from clipseg_lib.original_checkpoint import IMAGENET_MEAN, IMAGENET_STD, ORIGINAL_IMAGE_SIZE
 from clipseg_lib.segmenter import Segmenter
 from clipseg_lib.vocabulary import write_tokenizer
-from transformers import ViTImageProcessor
 
 WORDS = "a the red green blue triangle circle square star cat left not photo of".split()
 
@@ -58,3 +58,42 @@ def photo() -> np.ndarray:
     """A deterministic 200 x 300 RGB test image."""
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, size=(200, 300, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random CLIPSeg (12 layers of width 32, 32 px) saved with its processor."""
+    directory = tmp_path_factory.mktemp("tiny-clipseg")
+    tokenizer = write_tokenizer(directory, WORDS)
+    torch.manual_seed(0)
+    config = CLIPSegConfig(
+        text_config=CLIPSegTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ).to_dict(),
+        vision_config=CLIPSegVisionConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=12,
+            num_attention_heads=2,
+        ).to_dict(),
+        projection_dim=16,
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+    )
+    CLIPSegForImageSegmentation(config).save_pretrained(directory)
+    image_processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+        directory
+    )
+    return directory

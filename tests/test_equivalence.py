@@ -14,8 +14,9 @@ TOLERANCE = 1e-4
 
 def reference_logits(model, processor, image, prompts, *, extract_layers=None) -> np.ndarray:
     """The transformers way: the image repeated once per prompt, one forward."""
-    inputs = processor(text=prompts, images=[image] * len(prompts), padding=True,
-                       return_tensors="pt")
+    inputs = processor(
+        text=prompts, images=[image] * len(prompts), padding=True, return_tensors="pt"
+    )
     saved = model.extract_layers
     if extract_layers is not None:
         model.extract_layers = extract_layers
@@ -65,8 +66,9 @@ def test_image_prompt_matches_transformers(full_size, processor, photo):
     inputs = processor(images=[photo], return_tensors="pt")
     conditional = processor(images=[engineered], return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
-        expected = model(pixel_values=inputs["pixel_values"],
-                         conditional_pixel_values=conditional).logits.reshape(1, 352, 352)
+        expected = model(
+            pixel_values=inputs["pixel_values"], conditional_pixel_values=conditional
+        ).logits.reshape(1, 352, 352)
     actual = segmenter.predict_logits(segmenter.encode_image(photo), [prompt])
     assert np.abs(actual - expected.numpy()).max() <= TOLERANCE
 

@@ -1,0 +1,150 @@
+"""Results files of the study: atomic JSON writes, provenance, and loading them back.
+
+A notebook saves its numbers with :func:`save_results`, which writes
+``<output_dir>/<name>.json`` = ``{"name", "results", "provenance"}``. The runner writes its
+own manifest, ``run.json``, to the same directory; it is not a results file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RUN_MANIFEST_NAME = "run"
+"""Stem of the runner's manifest (``run.json``); reserved, so no results file may use it."""
+
+_SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_VERSIONED_PACKAGES = ("torch", "transformers", "numpy")
+
+
+def _json_ready(value: Any, where: str) -> Any:
+    """``value`` with NaN -> None, numpy scalars/arrays -> Python, tuples -> lists.
+
+    Raises ValueError for +-inf, which JSON cannot represent, naming its location ``where``.
+    """
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            raise ValueError(f"{where}: {value} is not representable in JSON")
+        return value
+    if isinstance(value, Mapping):
+        return {key: _json_ready(item, f"{where}[{key!r}]") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    return value
+
+
+def write_json_atomic(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` as JSON (indent 2, sorted keys) to ``path`` atomically; return the path.
+
+    NaN becomes ``null``; numpy scalars and arrays become Python numbers and lists. The JSON is
+    written to a temporary file next to ``path`` and moved over it with ``os.replace``, so an
+    interrupted write leaves the previous file intact and no temporary file behind.
+    """
+    path = Path(path)
+    document = _json_ready(payload, "payload")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    try:
+        with handle:
+            json.dump(document, handle, indent=2, sort_keys=True, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600 files; results are meant to be shared like any other output.
+        os.chmod(handle.name, 0o644)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def provenance(segmenter: Any = None, *, seed: int | None) -> dict:
+    """Versions of torch, transformers, numpy and Python, the platform and ``seed``.
+
+    With a segmenter, its ``provenance`` dict (``model``, ``weights_sha256``, ``dtype``,
+    ``device``) is merged in.
+    """
+    record: dict[str, Any] = {name: _package_version(name) for name in _VERSIONED_PACKAGES}
+    record.update(python=platform.python_version(), platform=platform.platform(), seed=seed)
+    if segmenter is not None:
+        record.update(segmenter.provenance)
+    return record
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _SAFE_STEM.fullmatch(name):
+        raise ValueError(
+            f"results name {name!r} is not a safe file stem "
+            "(letters, digits, '_' and '-', starting with a letter or digit)"
+        )
+    if name == RUN_MANIFEST_NAME:
+        raise ValueError(f"results name {name!r} is reserved for the runner's manifest")
+
+
+def save_results(
+    output_dir: str | Path,
+    name: str,
+    results: dict,
+    *,
+    segmenter: Any = None,
+    seed: int | None,
+) -> Path:
+    """Write ``<output_dir>/<name>.json`` = ``{"name", "results", "provenance"}``; return its path.
+
+    ``name`` must be a safe file stem (ValueError otherwise); NaN values are stored as ``null``.
+    """
+    _check_name(name)
+    payload = {"name": name, "results": results, "provenance": provenance(segmenter, seed=seed)}
+    return write_json_atomic(Path(output_dir) / f"{name}.json", payload)
+
+
+def load_results(output_dir: str | Path) -> dict[str, dict]:
+    """Every results file in ``output_dir``, keyed by name (the file stem).
+
+    Each value is the saved payload ``{"name", "results", "provenance"}``. Files that cannot be
+    read or are not results payloads are skipped with a warning; ``run.json`` is skipped.
+    """
+    loaded: dict[str, dict] = {}
+    for path in sorted(Path(output_dir).glob("*.json")):
+        if path.stem == RUN_MANIFEST_NAME:
+            continue
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            warnings.warn(f"skipping unreadable results file {path}: {error}", stacklevel=2)
+            continue
+        if not isinstance(payload, dict) or not {"name", "results"} <= payload.keys():
+            warnings.warn(
+                f"skipping {path}: not a results file (needs 'name' and 'results' keys)",
+                stacklevel=2,
+            )
+            continue
+        loaded[path.stem] = payload
+    return loaded

@@ -1,0 +1,50 @@
+"""The first and last call of every study notebook: seed and load; save numbers and figures."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import matplotlib.figure
+import numpy as np
+import torch
+
+from .loading import load_segmenter
+from .plotting import save_figure
+from .results import save_results
+from .segmenter import Segmenter
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch, and ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def start(model: str, *, device: str = "cpu", seed: int = 0) -> Segmenter:
+    """Seed everything, load the model and print which weights answer (for the record)."""
+    seed_everything(seed)
+    segmenter = load_segmenter(model, device=device)
+    digest = (segmenter.weights_sha256 or "unknown")[:12]
+    print(
+        f"Model: {segmenter.name} (weights sha256 {digest}..., {segmenter.provenance['dtype']}, "
+        f"{segmenter.num_layers} backbone layers, extract layers {segmenter.extract_layers})"
+    )
+    return segmenter
+
+
+def finish(
+    output_dir: str | Path,
+    name: str,
+    results: dict,
+    *,
+    segmenter: Segmenter | None,
+    seed: int,
+    figures: dict[str, matplotlib.figure.Figure] | None = None,
+) -> Path:
+    """Write `<output_dir>/<name>.json` (with provenance) and `<name>_<figure>.png` files."""
+    for label, figure in (figures or {}).items():
+        save_figure(figure, Path(output_dir) / f"{name}_{label}.png")
+    return save_results(output_dir, name, results, segmenter=segmenter, seed=seed)
