@@ -1,6 +1,6 @@
 """Peak resident memory (MiB) of one image with K prompts, in a fresh process.
 
-    python -m benchmarks.memory full float32 16 [--smoke]
+python -m benchmarks.memory full float32 16 [--smoke]
 """
 
 from __future__ import annotations

@@ -25,13 +25,28 @@ WORDS = ["a", *world.COLOURS, *world.SHAPES]
 def full_size_config(*, smoke: bool) -> CLIPSegConfig:
     """CIDAS/clipseg-rd64-refined's architecture (ViT-B/16), or a tiny one for smoke runs."""
     if smoke:
-        vision = CLIPSegVisionConfig(image_size=64, patch_size=16, hidden_size=32,
-                                     intermediate_size=64, num_attention_heads=2)
-        text = CLIPSegTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=2, max_position_embeddings=16)
-        return CLIPSegConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
-                             projection_dim=16, reduce_dim=16, decoder_intermediate_size=32,
-                             use_complex_transposed_convolution=True)
+        vision = CLIPSegVisionConfig(
+            image_size=64,
+            patch_size=16,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+        )
+        text = CLIPSegTextConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+        )
+        return CLIPSegConfig(
+            text_config=text.to_dict(),
+            vision_config=vision.to_dict(),
+            projection_dim=16,
+            reduce_dim=16,
+            decoder_intermediate_size=32,
+            use_complex_transposed_convolution=True,
+        )
     return CLIPSegConfig(
         text_config=CLIPSegTextConfig().to_dict(),
         vision_config=CLIPSegVisionConfig(patch_size=16).to_dict(),
@@ -45,8 +60,9 @@ def full_size_segmenter(*, smoke: bool, dtype: torch.dtype = torch.float32) -> S
     torch.manual_seed(0)
     model = CLIPSegForImageSegmentation(full_size_config(smoke=smoke)).eval()
     size = 64 if smoke else ORIGINAL_IMAGE_SIZE
-    image_processor = ViTImageProcessor(size={"height": size, "width": size},
-                                        image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
+    image_processor = ViTImageProcessor(
+        size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
+    )
     tokenizer = write_tokenizer(tempfile.mkdtemp(prefix="bench-tokenizer-"), WORDS)
     processor = CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
     name = "random CLIPSeg " + ("(tiny)" if smoke else "ViT-B/16 rd64-refined")
@@ -64,8 +80,9 @@ def transformers_logits(
 ) -> torch.Tensor:
     """What transformers' documentation does: the image repeated once per prompt, one forward."""
     model = segmenter.model
-    inputs = segmenter.processor(text=prompts, images=[image] * len(prompts), padding=True,
-                                 return_tensors="pt")
+    inputs = segmenter.processor(
+        text=prompts, images=[image] * len(prompts), padding=True, return_tensors="pt"
+    )
     saved = model.extract_layers
     model.extract_layers = extract_layers or saved
     try:

@@ -57,8 +57,14 @@ def prompt_scaling(segmenter, image, counts, repeats) -> list[dict]:
 
         theirs = best_of(lambda p=prompts: transformers_logits(segmenter, image, p), repeats)
         mine = best_of(ours, repeats)
-        rows.append({"prompts": count, "transformers_s": theirs, "segmenter_s": mine,
-                     "ratio": mine / theirs})
+        rows.append(
+            {
+                "prompts": count,
+                "transformers_s": theirs,
+                "segmenter_s": mine,
+                "ratio": mine / theirs,
+            }
+        )
     return rows
 
 
@@ -92,9 +98,14 @@ def bf16_comparison(fp32, bf16, images, prompts, repeats) -> dict:
     speed = {}
     for name, segmenter in (("fp32", fp32), ("bf16", bf16)):
         speed[name] = best_of(lambda s=segmenter: s.predict(images[0], prompts), repeats)
-    return {"fp32_s": speed["fp32"], "bf16_s": speed["bf16"],
-            "speedup": speed["fp32"] / speed["bf16"], "mean_abs_dp": float(np.mean(differences)),
-            "min_mask_iou": float(np.min(ious)), "mean_mask_iou": float(np.mean(ious))}
+    return {
+        "fp32_s": speed["fp32"],
+        "bf16_s": speed["bf16"],
+        "speedup": speed["fp32"] / speed["bf16"],
+        "mean_abs_dp": float(np.mean(differences)),
+        "min_mask_iou": float(np.min(ious)),
+        "mean_mask_iou": float(np.mean(ious)),
+    }
 
 
 def backbone_throughput(segmenter, image, repeats) -> dict:
@@ -106,8 +117,12 @@ def backbone_throughput(segmenter, image, repeats) -> dict:
     size = 1024
     a, b = torch.randn(size, size), torch.randn(size, size)
     matmul_s = best_of(lambda: a @ b, 10)
-    return {"backbone_gflop": flops / 1e9, "backbone_s": seconds,
-            "backbone_gflops": flops / 1e9 / seconds, "matmul_gflops": 2 * size**3 / 1e9 / matmul_s}
+    return {
+        "backbone_gflop": flops / 1e9,
+        "backbone_s": seconds,
+        "backbone_gflops": flops / 1e9 / seconds,
+        "matmul_gflops": 2 * size**3 / 1e9 / matmul_s,
+    }
 
 
 def peak_memory(model: str, dtype: str, prompts: int, smoke: bool) -> float:
@@ -121,11 +136,20 @@ def peak_memory(model: str, dtype: str, prompts: int, smoke: bool) -> float:
 
 def study_wall_time(quick: bool) -> float:
     """Seconds for `clipseg-study run --model mini` (with --quick when asked)."""
-    command = [sys.executable, "-m", "clipseg_lib", "run", "--model", "mini",
-               "--output-dir", str(ROOT / "results" / ("bench-quick" if quick else "bench-full"))]
+    command = [
+        sys.executable,
+        "-m",
+        "clipseg_lib",
+        "run",
+        "--model",
+        "mini",
+        "--output-dir",
+        str(ROOT / "results" / ("bench-quick" if quick else "bench-full")),
+    ]
     start = time.perf_counter()
-    subprocess.run(command + (["--quick"] if quick else []), cwd=ROOT, check=False,
-                   capture_output=True)
+    subprocess.run(
+        command + (["--quick"] if quick else []), cwd=ROOT, check=False, capture_output=True
+    )
     return time.perf_counter() - start
 
 
@@ -144,16 +168,22 @@ def main(argv: list[str] | None = None) -> int:
     mini, mini_bf16 = mini_segmenter(torch.float32), mini_segmenter(torch.bfloat16)
     scenes = [world.make_query("composite", seed, split="test").scene.image for seed in range(8)]
     results = {
-        "machine": {"processor": platform.processor() or platform.machine(),
-                    "cores": torch.get_num_threads(), "torch": torch.__version__,
-                    "python": platform.python_version(), "smoke": args.smoke},
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "cores": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "smoke": args.smoke,
+        },
         "prompt_scaling": prompt_scaling(full, image, counts, repeats),
         "extract_layers": extract_layer_experiment(full, image, repeats),
         "bf16_full_size": bf16_comparison(full, full_bf16, [image], PROMPTS[:4], repeats),
         "bf16_mini": bf16_comparison(mini, mini_bf16, scenes, PROMPTS[:8], repeats),
         "throughput": backbone_throughput(full, image, repeats),
-        "peak_rss_mib": {dtype: peak_memory("full", dtype, 2 if args.smoke else 16, args.smoke)
-                         for dtype in ("float32", "bfloat16")},
+        "peak_rss_mib": {
+            dtype: peak_memory("full", dtype, 2 if args.smoke else 16, args.smoke)
+            for dtype in ("float32", "bfloat16")
+        },
     }
     if not args.skip_study:
         results["study_s"] = {"full": study_wall_time(False), "quick": study_wall_time(True)}

@@ -21,37 +21,64 @@ def markdown(results: dict) -> str:
     goals = {1: 0.90, 4: 0.27}
     for row in results["prompt_scaling"]:
         goal = goals.get(row["prompts"])
-        lines.append(_row(
-            f"1 image, {row['prompts']} text prompt(s): Segmenter / transformers",
-            f"{row['ratio']:.3f}x ({row['segmenter_s']:.2f} s vs {row['transformers_s']:.2f} s)",
-            f"<= {goal:.2f}x" if goal else "-", None if goal is None else row["ratio"] <= goal,
-        ))
+        lines.append(
+            _row(
+                f"1 image, {row['prompts']} text prompt(s): Segmenter / transformers",
+                f"{row['ratio']:.3f}x ({row['segmenter_s']:.2f} s vs {row['transformers_s']:.2f} s)",
+                f"<= {goal:.2f}x" if goal else "-",
+                None if goal is None else row["ratio"] <= goal,
+            )
+        )
     layers = results["extract_layers"]
-    lines.append(_row(
-        "extract layers: 5 triples x 4 prompts, one encoding / 20 transformers forwards",
-        f"{layers['ratio']:.3f}x ({layers['segmenter_s']:.2f} s vs {layers['transformers_s']:.2f} s)",
-        "<= 0.10x", layers["ratio"] <= 0.10,
-    ))
-    for key, label in (("bf16_full_size", "full-size, random inputs"), ("bf16_mini", "mini scenes")):
+    lines.append(
+        _row(
+            "extract layers: 5 triples x 4 prompts, one encoding / 20 transformers forwards",
+            f"{layers['ratio']:.3f}x "
+            f"({layers['segmenter_s']:.2f} s vs {layers['transformers_s']:.2f} s)",
+            "<= 0.10x",
+            layers["ratio"] <= 0.10,
+        )
+    )
+    variants = (("bf16_full_size", "full-size, random inputs"), ("bf16_mini", "mini scenes"))
+    for key, label in variants:
         bf16 = results[key]
-        lines.append(_row(f"bf16 weights vs fp32 Segmenter ({label}): speed-up",
-                          f"{bf16['speedup']:.2f}x", ">= 1.6x", bf16["speedup"] >= 1.6))
-        lines.append(_row(
-            f"bf16 accuracy ({label}): mean abs dp / min mask IoU",
-            f"{bf16['mean_abs_dp']:.4f} / {bf16['min_mask_iou']:.3f}", "<= 0.01 / >= 0.98",
-            bf16["mean_abs_dp"] <= 0.01 and bf16["min_mask_iou"] >= 0.98,
-        ))
+        lines.append(
+            _row(
+                f"bf16 weights vs fp32 Segmenter ({label}): speed-up",
+                f"{bf16['speedup']:.2f}x",
+                ">= 1.6x",
+                bf16["speedup"] >= 1.6,
+            )
+        )
+        lines.append(
+            _row(
+                f"bf16 accuracy ({label}): mean abs dp / min mask IoU",
+                f"{bf16['mean_abs_dp']:.4f} / {bf16['min_mask_iou']:.3f}",
+                "<= 0.01 / >= 0.98",
+                bf16["mean_abs_dp"] <= 0.01 and bf16["min_mask_iou"] >= 0.98,
+            )
+        )
     for dtype, mib in results["peak_rss_mib"].items():
         lines.append(_row(f"peak RSS, 1 image + 16 prompts, {dtype}", f"{mib:.0f} MiB", "-", None))
     throughput = results["throughput"]
-    lines.append(_row(
-        "backbone (encode_image) GFLOP/s vs fp32 matmul GFLOP/s, same process",
-        f"{throughput['backbone_gflops']:.0f} / {throughput['matmul_gflops']:.0f} "
-        f"({throughput['backbone_gflop']:.1f} GFLOP per encoding)", "-", None,
-    ))
+    lines.append(
+        _row(
+            "backbone (encode_image) GFLOP/s vs fp32 matmul GFLOP/s, same process",
+            f"{throughput['backbone_gflops']:.0f} / {throughput['matmul_gflops']:.0f} "
+            f"({throughput['backbone_gflop']:.1f} GFLOP per encoding)",
+            "-",
+            None,
+        )
+    )
     if "study_s" in results:
         study = results["study_s"]
-        lines.append(_row("whole study, `clipseg-study run --model mini`",
-                          f"{study['full']:.0f} s", "<= 300 s", study["full"] <= 300))
+        lines.append(
+            _row(
+                "whole study, `clipseg-study run --model mini`",
+                f"{study['full']:.0f} s",
+                "<= 300 s",
+                study["full"] <= 300,
+            )
+        )
         lines.append(_row("quick study (`--quick`)", f"{study['quick']:.0f} s", "-", None))
     return "\n".join(lines) + "\n"

@@ -43,8 +43,11 @@ def finish(
     segmenter: Segmenter | None,
     seed: int,
     figures: dict[str, matplotlib.figure.Figure] | None = None,
-) -> Path:
-    """Write `<output_dir>/<name>.json` (with provenance) and `<name>_<figure>.png` files."""
+) -> None:
+    """Write `<output_dir>/<name>.json` (with provenance) and `<name>_<figure>.png` files.
+
+    Returns nothing, so a notebook cell ending in this call shows no output.
+    """
     for label, figure in (figures or {}).items():
         save_figure(figure, Path(output_dir) / f"{name}_{label}.png")
-    return save_results(output_dir, name, results, segmenter=segmenter, seed=seed)
+    save_results(output_dir, name, results, segmenter=segmenter, seed=seed)

@@ -1,0 +1,390 @@
+"""CLIPSeg's architecture read from its config: parts, parameter counts, tensor shapes, input sizes.
+
+CLIPSeg (Lüddecke & Ecker 2022) keeps CLIP frozen and trains only a small decoder:
+
+- Backbone: CLIP's vision transformer cuts the image into patches (16 px for ViT-B/16), one
+  token each plus a CLS token, and runs them through its layers. Extract layer k is the output
+  of layer k + 1, i.e. hidden state index k + 1 (index 0 is the patch embedding), so the default
+  (3, 6, 9) reads up to hidden state 10 and `Segmenter` skips the last two of twelve layers.
+- Conditioning (FiLM): the prompt's CLIP embedding (text encoder, or image encoder for a visual
+  prompt) gives a scale `film_mul` and a shift `film_add` (one Linear each) applied to the
+  decoder's first, deepest activation.
+- Decoder (U-Net-like skip connections): each extracted activation is reduced to `reduce_dim`
+  by a Linear, added to the running decoder state, and passed through one transformer block,
+  deepest layer first.
+- Transposed convolution: the token grid (CLS dropped) becomes logits at input resolution,
+  either in one step (kernel = stride = patch size) or, in the "refined" variant, through a
+  3x3 convolution and two transposed convolutions with kernel = stride = patch size / 4.
+
+Counting needs no weights: `decoder_parameters` builds the model on torch's "meta" device.
+The published 1,122,305 is the rd64 decoder of transformers' default `CLIPSegConfig()`,
+whose vision patch size is 32 (ViT-B/32); with the ViT-B/16 patches of the released weights
+the same decoder has 1,073,153, the transposed convolution's kernel being the only difference.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
+
+from . import plotting
+from .evaluation import predict_queries
+from .metrics import iou
+from .segmenter import Segmenter
+from .world import Query
+
+ModelOrConfig = Segmenter | CLIPSegConfig
+
+#: Configs whose decoder sizes are quoted: name -> CLIPSegConfig keyword arguments.
+REFERENCE_CONFIGS = {
+    "CLIPSegConfig() default (patch 32)": {},
+    "CLIPSegConfig() default, refined": {"use_complex_transposed_convolution": True},
+    "rd64 (ViT-B/16)": {"vision_config": {"patch_size": 16}},
+    "rd64-refined (ViT-B/16)": {
+        "vision_config": {"patch_size": 16}, "use_complex_transposed_convolution": True,
+    },
+    "rd16 (ViT-B/16)": {"vision_config": {"patch_size": 16}, "reduce_dim": 16},
+}
+#: Decoder parts: label -> the `CLIPSegDecoder` attributes holding their parameters.
+DECODER_PARTS = {
+    "FiLM": ("film_mul", "film_add"),
+    "reduces": ("reduces",),
+    "blocks": ("layers",),
+    "transposed conv": ("transposed_convolution",),
+}
+
+
+def reference_configs() -> dict[str, CLIPSegConfig]:
+    """`REFERENCE_CONFIGS` as configs (text and vision towers of CLIP ViT-B size)."""
+    return {name: CLIPSegConfig(**kwargs) for name, kwargs in REFERENCE_CONFIGS.items()}
+
+
+def as_config(model: ModelOrConfig) -> CLIPSegConfig:
+    """The config of a `Segmenter`, or the config itself."""
+    if isinstance(model, Segmenter):
+        return model.model.config
+    if isinstance(model, CLIPSegConfig):
+        return model
+    raise ValueError(f"expected a Segmenter or a CLIPSegConfig, got {type(model).__name__}")
+
+
+def decoder_parameters(model: ModelOrConfig) -> dict[str, int]:
+    """Parameter counts: each of `DECODER_PARTS`, "decoder" (their sum, all trainable) and
+    "CLIP (frozen)". A config is instantiated on the meta device: no memory, no weights."""
+    if isinstance(model, Segmenter):
+        network = model.model
+    else:
+        with torch.device("meta"):
+            network = CLIPSegForImageSegmentation(as_config(model))
+    decoder = network.decoder
+    counts = {
+        part: sum(p.numel() for name in names for p in getattr(decoder, name).parameters())
+        for part, names in DECODER_PARTS.items()
+    }
+    counts["decoder"] = sum(p.numel() for p in decoder.parameters())
+    if counts["decoder"] != sum(counts[part] for part in DECODER_PARTS):
+        raise RuntimeError("DECODER_PARTS does not cover every decoder parameter")
+    counts["CLIP (frozen)"] = sum(p.numel() for p in network.clip.parameters())
+    return counts
+
+
+def upsampling(model: ModelOrConfig) -> int:
+    """How many output pixels per token side the transposed convolution makes.
+
+    Equals the patch size for the simple variant; (patch // 4) ** 2 for the refined one,
+    which fits only 16 px patches.
+    """
+    config = as_config(model)
+    patch = config.vision_config.patch_size
+    return (patch // 4) ** 2 if config.use_complex_transposed_convolution else patch
+
+
+def parameter_rows(models: Mapping[str, ModelOrConfig]) -> list[dict[str, object]]:
+    """One table row per named config or segmenter: patch, reduce_dim, variant, counts."""
+    rows = []
+    for name, model in models.items():
+        config = as_config(model)
+        refined = config.use_complex_transposed_convolution
+        rows.append({
+            "model": name,
+            "patch": config.vision_config.patch_size,
+            "reduce_dim": config.reduce_dim,
+            "upsampling": f"{'refined' if refined else 'simple'} x{upsampling(config)}",
+            **decoder_parameters(model),
+        })
+    return rows
+
+
+def parameter_finding(rows: Sequence[Mapping[str, object]]) -> str:
+    """Where the poster's 1,122,305 comes from, read from `parameter_rows` that include the
+    first four `REFERENCE_CONFIGS` under their names."""
+    by_name = {row["model"]: row for row in rows}
+    missing = [name for name in list(REFERENCE_CONFIGS)[:4] if name not in by_name]
+    if missing:
+        raise ValueError(f"rows lack the reference configs {missing}")
+    default, default_refined, b16, b16_refined = (by_name[n] for n in list(REFERENCE_CONFIGS)[:4])
+    gap = default["decoder"] - b16["decoder"]
+    kernel_gap = default["transposed conv"] - b16["transposed conv"]
+    cause = "only" if gap == kernel_gap else "not only"
+    return (
+        f"transformers' default CLIPSegConfig() has a decoder of {default['decoder']:,} "
+        f"parameters, the poster's number ({default_refined['decoder']:,} refined); its vision "
+        f"patch is {default['patch']} px. With the {b16['patch']} px patches of ViT-B/16 (the "
+        f"released CIDAS weights) the rd64 decoder has {b16['decoder']:,} "
+        f"({b16_refined['decoder']:,} refined): the "
+        f"{gap:,} missing parameters are {cause} the transposed convolution's larger kernel "
+        f"({kernel_gap:,} of them)."
+    )
+
+
+def input_size_finding(segmenter: Segmenter, rows: Sequence[Mapping[str, object]]) -> str:
+    """What other input sizes did, from `input_size_rows` (3 decimals)."""
+    default = _processor_size(segmenter)
+    reference = next(row for row in rows if row["input px"] == default)
+    parts = [
+        f"at {row['input px']} px it sees {row['tokens']} tokens (positions {row['positions']}):"
+        f" mIoU {row['mIoU vs target']:.3f}, masks overlapping the {default} px ones at IoU "
+        f"{row['IoU vs default size']:.3f}"
+        for row in rows if row is not reference
+    ]
+    base = (f"At the processor's {default} px ({reference['tokens']} tokens) the mIoU vs target "
+            f"is {reference['mIoU vs target']:.3f}")
+    return "; ".join([base, *parts]) + "."
+
+
+def describe(model: ModelOrConfig, *, input_size: int | None = None) -> str:
+    """The architecture in a few lines: backbone, extract layers, FiLM, decoder, upsampling.
+
+    `input_size` is the side of the square the processor resizes images to; it defaults to
+    the segmenter's processor size, or the config's position-embedding size.
+    """
+    config = as_config(model)
+    vision, text = config.vision_config, config.text_config
+    size = input_size or (_processor_size(model) if isinstance(model, Segmenter) else None)
+    size = size or vision.image_size
+    patch, native = vision.patch_size, vision.image_size // vision.patch_size
+    grid = size // patch
+    layers = tuple(config.extract_layers)
+    deepest = max(layers) + 1
+    positions = "as trained" if grid == native else f"bicubic from {native} x {native}"
+    refined = config.use_complex_transposed_convolution
+    kernel = patch // 4
+    head = (
+        f"3x3 conv ({config.reduce_dim} -> {config.reduce_dim}), ReLU, transposed convs "
+        f"{config.reduce_dim} -> {config.reduce_dim // 2} -> 1 with kernel = stride = {kernel}"
+        if refined
+        else f"one transposed conv {config.reduce_dim} -> 1 with kernel = stride = {patch}"
+    )
+    factor = upsampling(config)
+    fits = "" if factor == patch else f", not {patch}: the refined variant assumes 16 px patches"
+    return "\n".join([
+        f"Backbone: CLIP ViT, {vision.num_hidden_layers} layers, hidden size {vision.hidden_size},"
+        f" {vision.num_attention_heads} heads, {patch} px patches; position embeddings for "
+        f"{vision.image_size} px ({native} x {native} tokens + CLS).",
+        f"Input: {size} px -> {grid} x {grid} = {grid * grid} patch tokens + CLS; positions "
+        f"{positions}.",
+        f"Prompt: CLIP text encoder ({text.num_hidden_layers} layers, up to "
+        f"{text.max_position_embeddings} tokens) or image encoder -> conditional embedding of "
+        f"{config.projection_dim} values.",
+        f"Extract layers {layers} = hidden states {tuple(k + 1 for k in layers)}: the backbone "
+        f"runs {deepest} of its {vision.num_hidden_layers} layers.",
+        f"FiLM: film_mul, film_add = Linear({config.projection_dim} -> {config.reduce_dim}) each;"
+        f" scale and shift the deepest activation (conditional layer {config.conditional_layer}).",
+        f"Decoder: for layers {tuple(reversed(layers))}: Linear({vision.hidden_size} -> "
+        f"{config.reduce_dim}), add, transformer block ({config.reduce_dim} dims, "
+        f"{config.decoder_num_attention_heads} heads, MLP {config.decoder_intermediate_size}).",
+        f"Transposed convolution ({'refined' if refined else 'simple'}): {head}; "
+        f"{grid} x {grid} tokens -> {grid * factor} x {grid * factor} logits (x{factor}{fits}).",
+    ])
+
+
+def trace_shapes(segmenter: Segmenter, image: np.ndarray, prompt: str) -> list[dict[str, str]]:
+    """The tensors one prediction passes through, in order: rows {"stage", "shape"}."""
+    encoding = segmenter.encode_image(image)
+    layers = segmenter.extract_layers
+    states = encoding.hidden_states
+    rows = [
+        {"stage": "image", "shape": _shape(image.shape)},
+        {"stage": "patch tokens + CLS (hidden state 0)", "shape": _shape(states[0].shape)},
+    ]
+    rows += [
+        {"stage": f"extract layer {k} = hidden state {k + 1}", "shape": _shape(states[k + 1].shape)}
+        for k in layers
+    ]
+    conditional = segmenter.embed_prompts(prompt)
+    rows.append({"stage": "conditional embedding", "shape": _shape(conditional.shape)})
+    decoder = segmenter.model.decoder
+    steps = [(f"reduce layer {k}", decoder.reduces[i]) for i, k in enumerate(reversed(layers))]
+    steps += [("FiLM scale (film_mul)", decoder.film_mul)]
+    steps += [("FiLM shift (film_add)", decoder.film_add)]
+    steps += [(f"transformer block {i + 1}", block) for i, block in enumerate(decoder.layers)]
+    steps += [("transposed convolution", decoder.transposed_convolution)]
+    recorded: list[tuple[str, str]] = []
+    hooks = [
+        module.register_forward_hook(
+            lambda _module, _inputs, output, label=label: recorded.append(
+                (label, _shape((output[0] if isinstance(output, tuple) else output).shape))
+            )
+        )
+        for label, module in steps
+    ]
+    try:
+        probabilities = segmenter.predict(encoding, [prompt])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    rows += [{"stage": label, "shape": shape} for label, shape in recorded]
+    rows.append({"stage": "probabilities (sigmoid, resized)", "shape": _shape(probabilities.shape)})
+    return rows
+
+
+def with_input_size(segmenter: Segmenter, size: int) -> Segmenter:
+    """A segmenter sharing `segmenter`'s model whose processor resizes images to size x size."""
+    patch = as_config(segmenter).vision_config.patch_size
+    if not isinstance(size, int) or not patch <= size <= 2048:
+        raise ValueError(f"input size {size!r} must be an integer in {patch}..2048 pixels")
+    image_processor = copy.deepcopy(segmenter.processor.image_processor)
+    image_processor.size = {"height": size, "width": size}
+    processor = CLIPSegProcessor(
+        image_processor=image_processor, tokenizer=segmenter.processor.tokenizer
+    )
+    return Segmenter(
+        segmenter.model, processor, name=f"{segmenter.name} at {size} px",
+        weights_sha256=segmenter.weights_sha256, device=segmenter.device, dtype=segmenter.dtype,
+    )
+
+
+def input_sizes(segmenter: Segmenter, larger_input_size: int) -> tuple[int, ...]:
+    """The position-embedding size, the processor's size and `larger_input_size`, sorted."""
+    return tuple(sorted({segmenter.image_size, _processor_size(segmenter), larger_input_size}))
+
+
+def input_size_rows(
+    segmenter: Segmenter, queries: Sequence[Query], sizes: Sequence[int]
+) -> list[dict[str, object]]:
+    """Per input size: token grid, how positions are obtained, mIoU against the targets and
+    mean IoU against the predictions at the processor's own size (masks at probability 0.5)."""
+    if not queries:
+        raise ValueError("queries is empty: give at least one query")
+    config = as_config(segmenter).vision_config
+    native = config.image_size // config.patch_size
+    predictions = {size: _predict_at(segmenter, queries, size) for size in sizes}
+    reference = predictions.get(_processor_size(segmenter)) or predictions[sizes[0]]
+    rows = []
+    for size, probabilities in predictions.items():
+        grid = size // config.patch_size
+        rows.append({
+            "input px": size,
+            "tokens": f"{grid} x {grid}",
+            "positions": "as trained" if grid == native else f"bicubic from {native} x {native}",
+            "mIoU vs target": float(np.mean([
+                iou(p > 0.5, q.target) for p, q in zip(probabilities, queries, strict=True)
+            ])),
+            "IoU vs default size": float(np.mean([
+                iou(p > 0.5, r > 0.5) for p, r in zip(probabilities, reference, strict=True)
+            ])),
+        })
+    return rows
+
+
+def show_input_sizes(segmenter: Segmenter, query: Query, sizes: Sequence[int]) -> Figure:
+    """The query's image and its prediction at each input size, titled with the IoU."""
+    probabilities = np.stack([_predict_at(segmenter, [query], size)[0] for size in sizes])
+    return plotting.show_predictions(
+        query.scene.image, probabilities, [f"{query.prompt} @ {size} px" for size in sizes],
+        targets=[query.target] * len(sizes),
+    )
+
+
+def _predict_at(segmenter: Segmenter, queries: Sequence[Query], size: int) -> list[np.ndarray]:
+    return predict_queries(with_input_size(segmenter, size), queries)
+
+
+def _processor_size(segmenter: Segmenter) -> int:
+    size = segmenter.processor.image_processor.size
+    return int(size["height"]) if "height" in size else int(size["shortest_edge"])
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return " x ".join(str(int(side)) for side in shape)
+
+
+def draw_diagram(model: ModelOrConfig) -> Figure:
+    """Boxes and arrows: the backbone climbs on the left, the decoder descends on the right,
+    skip connections join the extracted layers to it (the U-Net shape); layers nothing reads
+    are dashed."""
+    config = as_config(model)
+    vision, layers = config.vision_config, tuple(config.extract_layers)
+    depth, deepest, rd = vision.num_hidden_layers, max(layers) + 1, config.reduce_dim
+    figure, ax = plt.subplots(figsize=(11, 0.42 * depth + 3.2))
+    ax.set_xlim(-0.2, 13.2)
+    ax.set_ylim(-2.6, depth + 2.2)
+    ax.axis("off")
+    _box(ax, (0.0, -1.8), (1.8, 0.8), "image", "#dddddd")
+    _box(ax, (2.2, -0.4), (2.8, 0.8), f"patch embedding\n{vision.patch_size} px patches + CLS",
+        "#cfe3f7")
+    _arrow(ax, (1.8, -1.4), (2.2, 0.0))
+    for block in range(1, depth + 1):
+        extracted, used = block - 1 in layers, block <= deepest
+        colour = "#8fbce6" if extracted else "#cfe3f7" if used else "white"
+        label = f"ViT layer {block}" + (f" = extract {block - 1}" if extracted else "")
+        _box(ax, (2.2, block + 0.1), (2.8, 0.7), label, colour, dashed=not used)
+        _arrow(ax, (3.6, block - 0.2 if block > 1 else 0.4), (3.6, block + 0.1))
+    ax.text(3.6, depth + 1.0, f"frozen CLIP ViT ({vision.hidden_size} dims)\n"
+            f"dashed: not needed for extract layers {layers}", ha="center", fontsize=8)
+    _box(ax, (9.9, depth + 0.7), (3.1, 1.0), f"prompt: CLIP text or image\nencoder -> "
+        f"{config.projection_dim} values", "#f7e3cf")
+    previous = None
+    for step, layer in enumerate(reversed(layers)):
+        y = layer + 1
+        _box(ax, (5.6, y + 0.1), (1.6, 0.7), f"Linear\n{vision.hidden_size} -> {rd}", "#d9f0d3")
+        _arrow(ax, (5.0, y + 0.45), (5.6, y + 0.45))
+        if previous is None:
+            _box(ax, (7.6, y + 0.1), (1.2, 0.7), "FiLM\nx mul + add", "#f7e3cf")
+            _arrow(ax, (11.4, depth + 0.7), (8.2, y + 0.8))
+        else:
+            ax.text(8.2, y + 0.45, "+", ha="center", va="center", fontsize=14)
+            _arrow(ax, (10.3, previous + 0.1), (8.35, y + 0.55))
+        _arrow(ax, (7.2, y + 0.45), (7.6, y + 0.45) if previous is None else (8.05, y + 0.45))
+        _box(ax, (9.2, y + 0.1), (2.2, 0.7), f"transformer block {step + 1}\n({rd} dims)",
+            "#d9f0d3")
+        _arrow(ax, (8.8 if previous is None else 8.35, y + 0.45), (9.2, y + 0.45))
+        previous = y
+    refined = config.use_complex_transposed_convolution
+    kernel = vision.patch_size // 4 if refined else vision.patch_size
+    _box(ax, (9.2, -0.4), (2.2, 0.8), ("refined: 3x3 conv,\n2 transposed convs" if refined
+        else "transposed conv") + f" k={kernel}", "#d9f0d3")
+    _arrow(ax, (10.3, previous + 0.1), (10.3, 0.4))
+    _box(ax, (9.2, -1.8), (2.2, 0.8), f"logits x{upsampling(config)} per token\n-> sigmoid mask",
+        "#dddddd")
+    _arrow(ax, (10.3, -0.4), (10.3, -1.0))
+    ax.text(6.4, -2.4, "skip connections: each extracted layer is reduced and added to the "
+            "decoder, deepest first", ha="center", fontsize=8)
+    ax.set_title(f"CLIPSeg: ViT {vision.patch_size} px patches, reduce_dim {rd}, "
+                 f"{decoder_parameters(model)['decoder']:,} decoder parameters")
+    return figure
+
+
+def _box(
+    ax: Axes, corner: tuple[float, float], size: tuple[float, float], label: str, colour: str,
+    *, dashed: bool = False,
+) -> None:
+    """A rounded box with its lower-left `corner` and `size` in data units, label centred."""
+    ax.add_patch(FancyBboxPatch(
+        corner, *size, boxstyle="round,pad=0.02", facecolor=colour, edgecolor="#555555",
+        linestyle="--" if dashed else "-",
+    ))
+    ax.text(corner[0] + size[0] / 2, corner[1] + size[1] / 2, label, ha="center", va="center",
+            fontsize=7, color="#888888" if dashed else "black")
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float]) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": "#333333"})

@@ -1,0 +1,166 @@
+"""Real-photo cases: a folder of images plus a CSV file of (image, prompt, optional mask) rows.
+
+The cases file has a header with the columns `image` and `prompt`, and optionally `mask`:
+
+    image,prompt,mask
+    chelsea.jpg,a cat,
+    horse.png,a horse,masks/horse.png
+
+`image` is a file name inside the images folder; `mask`, when given, is a PNG path relative
+to the folder holding the cases file, white (>= 128) where the prompt's object is, the same
+size as its image. Rows naming the same image share one image array, so an experiment can
+encode each image once (`by_image`). The default set in `data/` is described in
+`data/README.md` (origins and licenses).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .images import ImageError, load_image
+from .loading import DATA_DIR
+from .segmenter import Segmenter
+
+DEFAULT_CASES_FILE = DATA_DIR / "cases.csv"
+DEFAULT_IMAGES_DIR = DATA_DIR / "images"
+#: Models whose input is at least this many pixels per side are full-size CLIPSeg; smaller
+#: ones (`mini`) know only the synthetic world and skip the photos.
+FULL_SIZE_INPUT = 224
+REQUIRED_COLUMNS = ("image", "prompt")
+OPTIONAL_COLUMNS = ("mask",)
+#: Mask pixels at or above this grey level (0..255) belong to the object.
+MASK_LEVEL = 128
+
+
+class CasesError(ValueError):
+    """A cases file, or an image or mask it names, that cannot be used; says which line."""
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """One real-photo case.
+
+    `image`: RGB uint8 (H, W, 3), read-only and shared by the cases of the same image.
+    `mask`: bool (H, W) ground truth, or None when the cases file gives none.
+    `name`: the image's file name as written in the cases file.
+    """
+
+    image: np.ndarray
+    prompt: str
+    mask: np.ndarray | None
+    name: str
+
+
+def load_cases(
+    cases_file: str | Path = DEFAULT_CASES_FILE, images_dir: str | Path = DEFAULT_IMAGES_DIR
+) -> list[Case]:
+    """Read every row of `cases_file` into a `Case`, in file order.
+
+    Raises FileNotFoundError when `cases_file` or `images_dir` does not exist, and `CasesError`
+    (a ValueError) naming the file and line for a missing or unknown column, a row with too
+    many fields, an empty image or prompt, or an image or mask that is missing, unreadable or
+    of the wrong size.
+    """
+    cases_file, images_dir = Path(cases_file), Path(images_dir)
+    if not cases_file.is_file():
+        raise FileNotFoundError(f"cases file {cases_file}: no such file")
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"images dir {images_dir}: no such directory")
+    with open(cases_file, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle, restval="")
+        reader.fieldnames = _checked_columns(reader.fieldnames, cases_file)
+        rows = [(reader.line_num, row) for row in reader]
+    if not rows:
+        raise CasesError(f"cases file {cases_file}: no cases after the header")
+    images: dict[str, np.ndarray] = {}
+    cases = []
+    for line, row in rows:
+        where = f"{cases_file} line {line}"
+        if None in row:
+            raise CasesError(
+                f"{where}: more fields than the header's {len(reader.fieldnames)}; "
+                'quote a prompt that contains a comma ("a cat, sleeping")'
+            )
+        name, prompt = row["image"].strip(), row["prompt"].strip()
+        if not name:
+            raise CasesError(f"{where}: the image column is empty")
+        if not prompt:
+            raise CasesError(f"{where}: the prompt column is empty")
+        if name not in images:
+            images[name] = _read_image(images_dir / name, where)
+        mask_path = row.get("mask", "").strip()
+        mask = _read_mask(cases_file.parent / mask_path, images[name], where) if mask_path else None
+        cases.append(Case(image=images[name], prompt=prompt, mask=mask, name=name))
+    return cases
+
+
+def cases_for_model(
+    segmenter: Segmenter,
+    cases_file: str | Path = DEFAULT_CASES_FILE,
+    images_dir: str | Path = DEFAULT_IMAGES_DIR,
+    *,
+    with_mask: bool = False,
+) -> list[Case]:
+    """The cases (only those with a mask if `with_mask`) for a full-size model; for a smaller
+    one print one line saying they are skipped and return []."""
+    if segmenter.image_size < FULL_SIZE_INPUT:
+        print(f"Real-photo cases skipped: {segmenter.name} only knows the synthetic world.")
+        return []
+    loaded = load_cases(cases_file, images_dir)
+    kept = [case for case in loaded if case.mask is not None or not with_mask]
+    print(f"Real-photo cases: {len(kept)} prompts on {len(by_image(kept))} photos.")
+    return kept
+
+
+def by_image(cases: list[Case]) -> dict[str, list[Case]]:
+    """Cases grouped by image name, in order of first appearance (encode each image once)."""
+    grouped: dict[str, list[Case]] = {}
+    for case in cases:
+        grouped.setdefault(case.name, []).append(case)
+    return grouped
+
+
+def _checked_columns(columns: list[str] | None, cases_file: Path) -> list[str]:
+    """The header's column names without surrounding spaces, or CasesError."""
+    if not columns:
+        raise CasesError(f"cases file {cases_file}: empty, expected a header image,prompt[,mask]")
+    names = [column.strip() for column in columns]
+    missing = [column for column in REQUIRED_COLUMNS if column not in names]
+    unknown = [column for column in names if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if missing or unknown:
+        problem = f"missing {missing}" if missing else f"unknown {unknown}"
+        raise CasesError(
+            f"cases file {cases_file}: header {names} has {problem} columns; "
+            "expected image,prompt and optionally mask"
+        )
+    return names
+
+
+def _read_image(path: Path, where: str) -> np.ndarray:
+    try:
+        image = load_image(path, name=str(path))
+    except ImageError as error:
+        raise CasesError(f"{where}: {error}") from error
+    image.flags.writeable = False
+    return image
+
+
+def _read_mask(path: Path, image: np.ndarray, where: str) -> np.ndarray:
+    if not path.is_file():
+        raise CasesError(f"{where}: mask {path}: no such file")
+    try:
+        with Image.open(path) as opened:
+            grey = np.asarray(opened.convert("L"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise CasesError(f"{where}: mask {path}: not an image file PIL can read") from error
+    if grey.shape != image.shape[:2]:
+        raise CasesError(
+            f"{where}: mask {path} is {grey.shape[1]}x{grey.shape[0]} but its image is "
+            f"{image.shape[1]}x{image.shape[0]} (width x height)"
+        )
+    return grey >= MASK_LEVEL

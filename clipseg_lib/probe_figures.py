@@ -1,0 +1,131 @@
+"""Figures of the failure-mode probes (`clipseg_lib.probes`): labelled overlays, the
+expression confusion matrix and the presence-score histograms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from . import world
+from .plotting import PANEL_INCHES, show_mask
+from .probes import NEGATION_FORMS, candidate_choice, excluded_composite
+from .segmenter import Segmenter
+
+ASKED_COLOUR = (0.1, 0.8, 0.2)
+OTHER_COLOUR = (1.0, 1.0, 1.0)
+_CANDIDATE_KIND = {"word": "word", "expression": "face"}
+
+
+def _shown(queries: Sequence[world.Query], n_shown: int) -> list[world.Query]:
+    if n_shown < 1:
+        raise ValueError(f"n_shown must be at least 1, got {n_shown}")
+    if not queries:
+        raise ValueError("queries is empty: nothing to show")
+    return list(queries[:n_shown])
+
+
+def choice_figure(segmenter: Segmenter, queries: Sequence[world.Query], *, n_shown: int = 3
+                  ) -> Figure:
+    """One row per word or expression query: the scene, then the prediction with every sign
+    or face boxed and labelled with its name and mean probability (the asked one in green)."""
+    shown = _shown(queries, n_shown)
+    kinds = {q.kind for q in shown}
+    if not kinds <= set(_CANDIDATE_KIND):
+        raise ValueError(f"queries must be 'word' or 'expression' queries, got {sorted(kinds)}")
+    figure, axes = plt.subplots(
+        len(shown), 2, figsize=(2 * PANEL_INCHES, PANEL_INCHES * len(shown)), squeeze=False
+    )
+    for row, query in zip(axes, shown, strict=True):
+        probs = segmenter.predict(query.scene.image, [query.prompt])[0]
+        objects = query.scene.objects
+        candidates = [i for i, o in enumerate(objects) if o.kind == _CANDIDATE_KIND[query.kind]]
+        means, _ = candidate_choice(
+            probs, [query.scene.object_mask(i) for i in candidates],
+            candidates.index(query.target_indices[0]),
+        )
+        row[0].imshow(query.scene.image)
+        row[0].set_title("scene")
+        row[1].imshow(query.scene.image)
+        show_mask(probs, row[1])
+        row[1].set_title(f'"{query.prompt}"')
+        for index, mean in zip(candidates, means, strict=True):
+            x0, y0, x1, y1 = objects[index].box
+            colour = ASKED_COLOUR if index == query.target_indices[0] else OTHER_COLOUR
+            row[1].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                       edgecolor=colour, linewidth=1.5))
+            row[1].text(x0, y0 - 1, f"{objects[index].name} {mean:.2f}", color=colour,
+                        fontsize=7, va="bottom", bbox={"facecolor": "black", "alpha": 0.6,
+                                                       "pad": 1, "linewidth": 0})
+        for ax in row:
+            ax.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def confusion_figure(confusion: dict) -> Figure:
+    """Heat map of asked (rows) vs chosen (columns) counts, each row normalised to 1."""
+    labels, counts = confusion["labels"], np.asarray(confusion["counts"], float)
+    if counts.shape != (len(labels), len(labels)):
+        raise ValueError(f"counts shape {counts.shape} does not match {len(labels)} labels")
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    figure, ax = plt.subplots(figsize=(1.3 * PANEL_INCHES, 1.1 * PANEL_INCHES))
+    ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
+    for (row, column), share in np.ndenumerate(shares):
+        ax.text(column, row, f"{share:.2f}", ha="center", va="center",
+                color="white" if share > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("face the model picked")
+    ax.set_ylabel("expression asked")
+    figure.tight_layout()
+    return figure
+
+
+def negation_figure(segmenter: Segmenter, queries: Sequence[world.Query], *, n_shown: int = 3
+                    ) -> Figure:
+    """One row per negation query: the scene, the maps of "X", "not X", "everything except X",
+    and the negation's ground truth."""
+    shown = _shown(queries, n_shown)
+    columns = len(NEGATION_FORMS) + 2
+    figure, axes = plt.subplots(
+        len(shown), columns, figsize=(PANEL_INCHES * columns * 0.8, PANEL_INCHES * len(shown)),
+        squeeze=False,
+    )
+    for row, query in zip(axes, shown, strict=True):
+        colour, shape = excluded_composite(query)
+        prompts = [form.format(c=colour, s=shape) for form in NEGATION_FORMS.values()]
+        maps = [*segmenter.predict(query.scene.image, prompts), query.target]
+        row[0].imshow(query.scene.image)
+        row[0].set_title("scene")
+        for ax, overlay_map, title in zip(row[1:], maps, [*prompts, "negation truth"],
+                                          strict=True):
+            ax.imshow(query.scene.image)
+            show_mask(overlay_map, ax)
+            ax.set_title(title, fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def presence_figure(results: dict) -> Figure:
+    """Histograms of the presence score for absent and present prompts, from `absent_probe`'s
+    results, with its calibrated threshold as a dashed line."""
+    cases = results["cases"]
+    bins = np.linspace(0.0, 1.0, 21)
+    figure, ax = plt.subplots(figsize=(2 * PANEL_INCHES, PANEL_INCHES))
+    for present, label in ((False, "absent object"), (True, "present object")):
+        scores = [c["presence"] for c in cases if c["present"] == present]
+        ax.hist(scores, bins=bins, alpha=0.6, label=f"{label} (n={len(scores)})")
+    ax.axvline(results["summary"]["calibrated_threshold"], color="black", linestyle="--",
+               label="calibrated threshold")
+    ax.set_xlabel("presence score (maximum probability)")
+    ax.set_ylabel("prompts")
+    ax.legend()
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,160 @@
+"""Figures of the robustness experiments: severity curves, distorted examples and the
+extract-layer grid. A panel shows an image with a thresholded mask in the overlay colour."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from . import plotting
+from .distortions import distort, distort_mask
+from .metrics import iou
+from .prompts import DEFAULT_ENGINEERING
+from .robustness import (
+    PAPER_REFERENCE,
+    POSTER_TRIPLES,
+    Question,
+    check_triples,
+    distorted_prompt,
+    layer_label,
+    question_image,
+    question_target,
+)
+from .segmenter import Segmenter
+
+PANEL_INCHES = 1.7
+METRIC_LABELS = {"iou_gt": "IoU with ground truth", "iou_vs_clean": "IoU with clean prediction"}
+SUPPORT_COLOUR = (1.0, 0.0, 1.0)
+
+
+def severity_curves(results: dict, *, title: str) -> Figure:
+    """Two panels (IoU with ground truth, IoU with the clean prediction) over severity, a line
+    per distortion, from the rows of `robustness.distortion_sweep` or its prompt twin."""
+    severities = sorted({row["severity"] for row in results["rows"]})
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, (metric, label) in zip(axes, METRIC_LABELS.items(), strict=True):
+        curves: dict[str, list[float]] = {}
+        for row in results["rows"]:
+            curves.setdefault(row["distortion"], []).append(row[metric])
+        plotting.plot_curves(severities, curves, xlabel="severity", ylabel=label, ax=ax)
+    axes[0].get_legend().remove()
+    axes[1].legend(fontsize=7, loc="lower left")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def distortion_examples(
+    segmenter: Segmenter,
+    question: Question,
+    *,
+    distortions: Sequence[str],
+    severities: Sequence[int] = (1, 5),
+    seed: int = 0,
+    threshold: float = 0.5,
+) -> Figure:
+    """A row per distortion: the clean image, then the image at each severity, each with its
+    predicted mask; titles give the IoU with the (moved) ground truth where there is one."""
+    image, target = question_image(question), question_target(question)
+    clean = segmenter.predict(image, question.prompt)[0] > threshold
+    figure, axes = _grid(len(distortions), 1 + len(severities))
+    for row, name in zip(axes, distortions, strict=True):
+        _panel(row[0], image, clean, f"clean\n{_score(clean, target)}")
+        for ax, level in zip(row[1:], severities, strict=True):
+            distorted = distort(image, name, level, seed=seed)
+            mask = segmenter.predict(distorted, question.prompt)[0] > threshold
+            moved = None if target is None else distort_mask(target, name, level)
+            _panel(ax, distorted, mask, f"{name} {level}\n{_score(mask, moved)}")
+    figure.suptitle(f"prompt: {question.prompt}")
+    figure.tight_layout()
+    return figure
+
+
+def prompt_distortion_examples(
+    segmenter: Segmenter,
+    question: Question,
+    *,
+    distortions: Sequence[str],
+    severities: Sequence[int] = (1, 5),
+    seed: int = 0,
+    engineering: str = DEFAULT_ENGINEERING,
+    threshold: float = 0.5,
+) -> Figure:
+    """A row per distortion; for the clean support and each severity, two panels: the support
+    image with its (moved) mask, and the query image with the mask that prompt predicts."""
+    encoding = segmenter.encode_image(question_image(question))
+    target = question_target(question)
+    levels = [0, *severities]
+    figure, axes = _grid(len(distortions), 2 * len(levels))
+    for row, name in zip(axes, distortions, strict=True):
+        prompts = [distorted_prompt(question, name, level, seed=seed, engineering=engineering)
+                   for level in levels]
+        masks = segmenter.predict(encoding, prompts) > threshold
+        for column, (level, prompt, mask) in enumerate(zip(levels, prompts, masks, strict=True)):
+            label = "clean" if level == 0 else f"{name} {level}"
+            _panel(row[2 * column], prompt.image, prompt.mask, f"support, {label}",
+                   outline=True)
+            _panel(row[2 * column + 1], question_image(question), mask,
+                   f"prediction\n{_score(mask, target)}")
+    figure.suptitle(f'one-shot prompt: "{question.prompt}" shown by an example image')
+    figure.tight_layout()
+    return figure
+
+
+def extract_layer_grid(
+    segmenter: Segmenter,
+    questions: Sequence[Question],
+    *,
+    triples: Sequence[Sequence[int]] = POSTER_TRIPLES,
+    reference: Sequence[int] = PAPER_REFERENCE,
+    threshold: float = 0.5,
+) -> Figure:
+    """Rows: the ground truth, then each triple and the reference; a column per question.
+
+    Titles give the IoU with the reference's mask (one backbone pass per question)."""
+    layer_sets = check_triples(segmenter, [*triples, reference])
+    reference = layer_sets[-1]
+    layer_sets = list(dict.fromkeys(layer_sets))
+    deepest = max(max(layers) for layers in layer_sets) + 1
+    figure, axes = _grid(1 + len(layer_sets), len(questions))
+    for column, question in enumerate(questions):
+        image, target = question_image(question), question_target(question)
+        encoding = segmenter.encode_image(image, max_layer=deepest)
+        masks = {layers: segmenter.predict(encoding, question.prompt, extract_layers=layers)[0]
+                 > threshold for layers in layer_sets}
+        truth = np.zeros(image.shape[:2], bool) if target is None else target
+        prompt = textwrap.shorten(question.prompt, width=26, placeholder="...")
+        _panel(axes[0][column], image, truth, f"Prompt {column + 1}, truth\n{prompt}")
+        for row, layers in enumerate(layer_sets, start=1):
+            title = f"{layer_label(layers)}: IoU {iou(masks[layers], masks[reference]):.2f}"
+            _panel(axes[row][column], image, masks[layers], title)
+    figure.tight_layout()
+    return figure
+
+
+def _grid(rows: int, columns: int) -> tuple[Figure, np.ndarray]:
+    return plt.subplots(rows, columns, figsize=(PANEL_INCHES * columns, PANEL_INCHES * rows),
+                        squeeze=False)
+
+
+def _panel(
+    ax: Axes, image: np.ndarray, mask: np.ndarray, title: str, *, outline: bool = False
+) -> None:
+    """`image` with `mask` filled in the overlay colour, or outlined (for support masks, whose
+    object colour a fill would hide)."""
+    ax.imshow(image)
+    if outline:
+        ax.contour(mask.astype(float), levels=[0.5], colors=[SUPPORT_COLOUR], linewidths=1.5)
+    else:
+        plotting.show_mask(mask, ax)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def _score(mask: np.ndarray, target: np.ndarray | None) -> str:
+    return "no ground truth" if target is None else f"IoU {iou(mask, target):.2f}"

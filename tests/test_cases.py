@@ -1,0 +1,83 @@
+"""The real-photo cases file: the shipped set loads; bad files fail naming the line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipseg_lib.cases import CasesError, by_image, load_cases
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """tmp_path with images/a.png (20 x 30) and masks/a.png (its left half white)."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(tmp_path / "images" / "a.png")
+    mask = np.zeros((20, 30), np.uint8)
+    mask[:, :15] = 255
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    return tmp_path
+
+
+def write(folder, text: str):
+    path = folder / "cases.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_shipped_cases_load_with_shared_read_only_images():
+    cases = load_cases()
+    assert len(cases) == 9
+    assert [case.prompt for case in cases[:3]] == ["a person", "a flag", "a cat"]
+    horse = cases[-1]
+    assert horse.name == "horse.png" and horse.mask.shape == horse.image.shape[:2]
+    assert 0.3 < horse.mask.mean() < 0.36
+    assert all(case.mask is None for case in cases[:-1])
+    assert cases[0].image is cases[1].image and not cases[0].image.flags.writeable
+    assert max(case.image.shape[0] for case in cases) <= 512
+    assert list(by_image(cases)) == [
+        "astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "grace_hopper.jpg", "horse.png",
+    ]
+
+
+def test_masks_quoted_prompts_and_optional_mask_column(folder):
+    cases = load_cases(
+        write(folder, 'image,prompt,mask\na.png,"grey, flat",masks/a.png\na.png,grey\n'),
+        folder / "images",
+    )
+    assert [case.prompt for case in cases] == ["grey, flat", "grey"]
+    assert cases[0].mask.sum() == 20 * 15 and cases[1].mask is None
+    reordered = load_cases(write(folder, "prompt,image\nsky,a.png\n"), folder / "images")
+    assert reordered[0].name == "a.png" and reordered[0].prompt == "sky"
+
+
+def test_missing_files_and_folders(folder):
+    with pytest.raises(FileNotFoundError, match="cases file .*nothing.csv"):
+        load_cases(folder / "nothing.csv", folder / "images")
+    with pytest.raises(FileNotFoundError, match="images dir"):
+        load_cases(write(folder, "image,prompt\na.png,x\n"), folder / "photos")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "empty, expected a header"),
+    ("image,prompt\n", "no cases after the header"),
+    ("image,text\na.png,x\n", "missing \\['prompt'\\]"),
+    ("image,prompt,notes\na.png,x,y\n", "unknown \\['notes'\\]"),
+    ("image,prompt\na.png,x\na.png,\n", "line 3: the prompt column is empty"),
+    ("image,prompt\n,x\n", "line 2: the image column is empty"),
+    ("image,prompt\na.png,x,extra\n", "line 2: more fields than the header's 2"),
+    ("image,prompt\nb.png,x\n", "line 2: image .*b.png.*no such file"),
+    ("image,prompt,mask\na.png,x,masks/b.png\n", "line 2: mask .*b.png: no such file"),
+    ("image,prompt,mask\na.png,x,cases.csv\n", "line 2: mask .*not an image file"),
+])
+def test_bad_cases_files_name_the_problem(folder, text, message):
+    with pytest.raises(CasesError, match=message):
+        load_cases(write(folder, text), folder / "images")
+
+
+def test_a_mask_of_another_size_is_refused(folder):
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "masks" / "small.png")
+    with pytest.raises(CasesError, match="10x10 but its image is 30x20"):
+        load_cases(write(folder, "image,prompt,mask\na.png,x,masks/small.png\n"), folder / "images")
