@@ -24,7 +24,8 @@ def markdown(results: dict) -> str:
         lines.append(
             _row(
                 f"1 image, {row['prompts']} text prompt(s): Segmenter / transformers",
-                f"{row['ratio']:.3f}x ({row['segmenter_s']:.2f} s vs {row['transformers_s']:.2f} s)",
+                f"{row['ratio']:.3f}x "
+                f"({row['segmenter_s']:.2f} s vs {row['transformers_s']:.2f} s)",
                 f"<= {goal:.2f}x" if goal else "-",
                 None if goal is None else row["ratio"] <= goal,
             )
