@@ -37,4 +37,4 @@ benchmark: $(STAMP)
 	$(PY) -m benchmarks.run
 
 playground: $(STAMP)
-	$(VENV)/bin/voila notebooks/12_playground.ipynb --port 8866
+	$(VENV)/bin/voila notebooks/11_playground.ipynb --port 8866

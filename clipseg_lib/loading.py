@@ -26,7 +26,7 @@ DEFAULT_MODEL = HUB_MODELS[0]
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 #: Models shipped in `data/`: name -> (directory, sha256 of model.safetensors).
 BUNDLED_MODELS = {
-    "mini": (DATA_DIR / "mini", "c1b0e6d1a0f4c3ae0b0ea9cd4c9a8e0a7b2a1f8c1c4f2d3b6a5e9d8c7b6a5f40"),
+    "mini": (DATA_DIR / "mini", "8c2998a6c859b043fc6987f8eaa8af057195d4b057a266cd3dd7a627a251456f"),
 }
 WEIGHTS_FILE = "model.safetensors"
 #: Seconds to wait for the hub before giving up (HF_HUB_ETAG_TIMEOUT / DOWNLOAD_TIMEOUT).

@@ -1,0 +1,256 @@
+"""The playground app driven through its widgets, as a person in a notebook would.
+
+The model is the bundled `mini` when its weights exist, else a tiny randomly initialised
+CLIPSeg with 12 backbone layers (what the app needs is the shape of the model, not its skill).
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import (
+    CLIPSegConfig,
+    CLIPSegForImageSegmentation,
+    CLIPSegProcessor,
+    ViTImageProcessor,
+)
+
+from clipseg_lib import loading, playground, plotting, world
+from clipseg_lib.vocabulary import write_tokenizer
+
+MINI_WEIGHTS = loading.BUNDLED_MODELS["mini"][0] / loading.WEIGHTS_FILE
+WORDS = [*world.COLOURS, *world.SHAPES, *world.WORDS, *world.EXPRESSIONS, "the", "word", "face"]
+
+
+def build_random_model(directory: Path) -> str:
+    """Save a tiny random CLIPSeg (64 px input, 12 backbone layers) into `directory`."""
+    tokenizer = write_tokenizer(directory, WORDS)
+    vocabulary = len(tokenizer)
+    torch.manual_seed(0)
+    config = CLIPSegConfig(
+        text_config={
+            "vocab_size": vocabulary, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 16,
+            "bos_token_id": vocabulary - 2, "eos_token_id": vocabulary - 1,
+            "pad_token_id": vocabulary - 1,
+        },
+        vision_config={
+            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 12,
+            "num_attention_heads": 2, "image_size": 64, "patch_size": 16,
+        },
+        projection_dim=32, reduce_dim=16, extract_layers=[3, 6, 9],
+        decoder_num_attention_heads=2, decoder_intermediate_size=32,
+    )
+    CLIPSegForImageSegmentation(config).save_pretrained(directory)
+    image_processor = ViTImageProcessor(size={"height": 64, "width": 64})
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+        directory
+    )
+    return str(directory)
+
+
+def model_for_tests(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`mini` when trained, else a tiny random model saved with save_pretrained."""
+    if MINI_WEIGHTS.is_file():
+        return "mini"
+    return build_random_model(tmp_path_factory.mktemp("random_clipseg"))
+
+
+@pytest.fixture(scope="session")
+def playground_model(tmp_path_factory) -> str:
+    return model_for_tests(tmp_path_factory)
+
+
+@pytest.fixture
+def app(playground_model) -> playground.Playground:
+    return playground.Playground(playground_model, images_dir=None)
+
+
+def upload_value(content: bytes, name: str) -> tuple[dict, ...]:
+    """A FileUpload value in ipywidgets 8 format holding one file."""
+    return ({"name": name, "type": "image/png", "size": len(content),
+             "content": memoryview(content), "last_modified": datetime.now(UTC)},)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def decode_png(content: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(content)).convert("RGB"))
+
+
+def test_starts_ready_on_the_first_scene_encoded_once(app):
+    first = playground.bundled_images(None)["scene 1 (synthetic)"]
+    assert app.progress.value == "Ready"
+    assert app.encode_count == 1 and app.decode_count == 0
+    np.testing.assert_array_equal(app.image, first.image)
+    assert app.image.shape == (playground.SCENE_SIZE, playground.SCENE_SIZE, 3)
+    assert all(phrase in app.hint.value for phrase in first.phrases)
+    assert app.masks == {}
+
+
+def test_each_prompt_line_gets_a_mask_overlay_and_presence_score(app):
+    app.prompts.value = "red circle\n\n  blue square  \n"
+    assert list(app.masks) == ["red circle", "blue square"]
+    overlays = app.gallery.children[1:]
+    assert len(overlays) == 2
+    for (label, mask), panel in zip(app.masks.items(), overlays, strict=True):
+        probs = app.last_probabilities[label]
+        assert mask.shape == probs.shape == app.image.shape[:2] and mask.dtype == bool
+        np.testing.assert_array_equal(mask, probs > 0.5)
+        assert app.presence_scores[label] == pytest.approx(float(probs.max()))
+        picture, caption = panel.children
+        np.testing.assert_array_equal(decode_png(picture.value), plotting.overlay(app.image, mask))
+        assert label in caption.value and f"{app.presence_scores[label]:.2f}" in caption.value
+    assert app.status == "2 prompts on scene 1 (synthetic), extract layers (3, 6, 9)"
+    assert app.encode_count == 1 and app.decode_count == 1
+
+
+def test_threshold_rethresholds_cached_probabilities_without_model_calls(app):
+    app.prompts.value = "red circle"
+    probs = app.last_probabilities["red circle"]
+    counts = (app.encode_count, app.decode_count)
+    areas = []
+    for threshold in (0.0, 0.25, 0.5, 0.75, 1.0):
+        app.threshold.value = threshold
+        mask = app.masks["red circle"]
+        np.testing.assert_array_equal(mask, probs > threshold)
+        areas.append(mask.mean())
+    assert all(a >= b for a, b in zip(areas, areas[1:], strict=False))
+    assert areas[0] > 0.9 and areas[-1] == 0.0
+    assert (app.encode_count, app.decode_count) == counts
+    assert app.last_probabilities["red circle"] is probs
+
+
+def test_new_prompts_and_layers_run_only_the_decoder_for_misses(app):
+    app.prompts.value = "red circle"
+    first = app.last_probabilities["red circle"]
+    app.prompts.value = "red circle\nthe word CAT"
+    assert app.decode_count == 2 and app.encode_count == 1
+    assert app.last_probabilities["red circle"] is first
+
+    app.layers.value = (3, 5, 8)
+    other_layers = app.last_probabilities["red circle"]
+    assert app.decode_count == 3 and app.encode_count == 1
+    assert np.abs(other_layers - first).max() > 1e-4
+    app.layers.value = (3, 6, 9)
+    assert app.decode_count == 3
+    assert app.last_probabilities["red circle"] is first
+
+
+def test_picking_or_uploading_an_image_encodes_it_exactly_once(app):
+    app.prompts.value = "red circle"
+    app.image_picker.value = "scene 2 (synthetic)"
+    assert app.encode_count == 2
+    np.testing.assert_array_equal(app.image, playground.bundled_images(None)["scene 2 (synthetic)"]
+                                  .image)
+    assert app.masks["red circle"].shape == app.image.shape[:2]
+
+    photo = np.random.default_rng(0).integers(0, 256, size=(120, 200, 3), dtype=np.uint8)
+    app.image_upload.value = upload_value(png_bytes(photo), "photo.png")
+    assert app.encode_count == 3
+    assert app.image_picker.value == "upload photo.png"
+    np.testing.assert_array_equal(app.image, photo)
+    assert app.masks["red circle"].shape == (120, 200)
+    assert app.image_upload.value == ()
+
+
+def test_a_bad_upload_shows_a_message_and_keeps_the_previous_image(app):
+    app.prompts.value = "red circle"
+    before = app.image.copy()
+    garbage = np.random.default_rng(1).bytes(2000)
+    app.image_upload.value = upload_value(garbage, "holiday.jpg")
+    assert app.status == "uploaded image 'holiday.jpg': not an image file that can be read"
+    assert "holiday.jpg" in app.status_widget.value and "#b00020" in app.status_widget.value
+    np.testing.assert_array_equal(app.image, before)
+    assert app.encode_count == 1
+    assert app.image_picker.value == "scene 1 (synthetic)"
+    assert list(app.masks) == ["red circle"]
+
+
+def test_an_empty_prompt_shows_a_message_and_clears_the_overlays(app):
+    app.prompts.value = "red circle"
+    app.prompts.value = "  \n\t\n"
+    app.run_button.click()
+    assert app.status == playground.EMPTY_PROMPT_MESSAGE
+    assert "#b00020" in app.status_widget.value
+    assert app.masks == {} and len(app.gallery.children) == 1
+    assert app.decode_count == 1
+
+
+def test_a_distortion_reencodes_the_distorted_image(app):
+    app.prompts.value = "red circle"
+    clean = app.image.copy()
+    app.severity.value = 5
+    assert app.encode_count == 1  # no distortion picked yet: the severity alone changes nothing
+    app.distortion.value = "blur"
+    assert app.encode_count == 2
+    assert np.abs(app.image.astype(int) - clean).mean() > 1.0
+    app.severity.value = 1
+    assert app.encode_count == 3
+    app.distortion.value = playground.NO_DISTORTION
+    np.testing.assert_array_equal(app.image, clean)
+    assert list(app.masks) == ["red circle"]
+
+
+def test_an_image_prompt_with_its_mask_adds_a_panel(app):
+    query = world.make_query("image", seed=0, size=96)
+    app.support_upload.value = upload_value(png_bytes(query.support_image), "support.png")
+    assert list(app.masks) == [playground.IMAGE_PROMPT_LABEL]
+    unmasked = app.last_probabilities[playground.IMAGE_PROMPT_LABEL]
+
+    mask_image = np.repeat(query.support_mask[:, :, None] * np.uint8(255), 3, axis=2)
+    app.support_mask_upload.value = upload_value(png_bytes(mask_image), "mask.png")
+    masked = app.last_probabilities[playground.IMAGE_PROMPT_LABEL]
+    assert np.abs(masked - unmasked).max() > 1e-4
+
+    small = np.zeros((10, 10, 3), np.uint8)
+    app.support_mask_upload.value = upload_value(png_bytes(small), "small.png")
+    assert app.status == ("image prompt mask 'small.png': size (10, 10) does not match the image "
+                          "prompt (96, 96)")
+    app.clear_support.click()
+    assert app.masks == {} and app.status == playground.EMPTY_PROMPT_MESSAGE
+
+
+def test_a_model_that_cannot_be_found_shows_why_and_keeps_the_current_one(app, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app.prompts.value = "red circle"
+    segmenter = app.segmenter
+    app.model_picker.value = "CIDAS/clipseg-rd16"
+    assert app.status.startswith("model 'CIDAS/clipseg-rd16': not in the Hugging Face cache")
+    assert "load_segmenter('mini')" in app.status
+    assert app.segmenter is segmenter and app.model_picker.value == segmenter.name
+    assert app.progress.value == "Ready"
+    assert list(app.masks) == ["red circle"]
+
+
+def test_photos_in_the_images_dir_are_offered(playground_model, tmp_path):
+    photo = np.random.default_rng(2).integers(0, 256, size=(900, 600, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "street.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    app = playground.Playground(playground_model, images_dir=tmp_path, image="photo street.png")
+    assert list(app.image_picker.options)[-1] == "photo street.png"
+    assert app.image_picker.value == "photo street.png"
+    assert app.image.shape == (playground.MAX_IMAGE_SIDE, 341, 3)
+    assert app.encode_count == 1
+
+
+def test_an_image_path_given_at_start_is_used(playground_model, tmp_path):
+    photo = np.random.default_rng(3).integers(0, 256, size=(80, 100, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "mine.png")
+    app = playground.Playground(playground_model, images_dir=None, image=str(tmp_path / "mine.png"),
+                                prompts="red circle", threshold=0.3)
+    assert app.image_picker.value == "custom image"
+    np.testing.assert_array_equal(app.image, photo)
+    probs = app.last_probabilities["red circle"]
+    np.testing.assert_array_equal(app.masks["red circle"], probs > 0.3)
+    assert app.encode_count == 1 and app.decode_count == 1
