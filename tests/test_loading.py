@@ -131,3 +131,15 @@ def test_extract_layers_deeper_than_the_encoding(tiny):
     encoding = tiny.encode_image(IMAGE)
     with pytest.raises(ValueError, match="max_layer=12"):
         tiny.predict_logits(encoding, "red", extract_layers=(3, 7, 11))
+
+
+def test_very_large_image_is_segmented_with_bounded_memory(tiny):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    image = np.zeros((10000, 10000, 3), dtype=np.uint8)  # 300 MB of pixels
+    image[2000:6000, 3000:7000] = (200, 30, 30)
+    probs = tiny.predict(image, "red")
+    assert probs.shape == (1, 10000, 10000) and probs.dtype == np.float32
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    assert grown < 3 * 1024  # pixels + one float32 map + resizing buffers, not a copy per step
