@@ -1,0 +1,116 @@
+"""Training `mini`: the smoke run learns and saves a loadable model; the pieces are exact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clipseg_lib import load_segmenter, world
+from clipseg_lib.train_mini import (
+    SMOKE_ARCHITECTURE,
+    build_model,
+    build_processor,
+    contrastive_loss,
+    main,
+    pixel_values,
+    segmentation_loss,
+    warmup_cosine,
+    world_words,
+)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """(summary, output directory) of `python -m clipseg_lib.train_mini --smoke`."""
+    output = tmp_path_factory.mktemp("mini_smoke")
+    summary = main(["--smoke", "--output", str(output), "--eval-queries", "2"])
+    return summary, output
+
+
+@pytest.fixture(scope="module")
+def processor(tmp_path_factory):
+    return build_processor(tmp_path_factory.mktemp("tokenizer"), SMOKE_ARCHITECTURE)
+
+
+def test_smoke_run_loss_falls(smoke_run):
+    summary, _ = smoke_run
+    decoder = summary["losses"]["decoder"]
+    assert len(decoder) == 30
+    assert np.mean(decoder[-5:]) < 0.85 * np.mean(decoder[:5])
+    finetune = summary["losses"]["finetune"]
+    assert np.mean(finetune) < np.mean(decoder[:5])
+    assert all(np.isfinite(summary["losses"]["pretrain"]))
+
+
+def test_smoke_run_saves_a_loadable_model(smoke_run):
+    summary, output = smoke_run
+    files = {path.name for path in output.iterdir()}
+    assert {"config.json", "model.safetensors", "vocab.json", "merges.txt"} <= files
+    saved = json.loads((output / "training_summary.json").read_text())
+    assert saved["weights_sha256"] == summary["weights_sha256"]
+    assert set(saved["held_out_metrics"]) >= {"seen_composite_miou", "absent_auroc"}
+    segmenter = load_segmenter(output)
+    assert segmenter.extract_layers == SMOKE_ARCHITECTURE.extract_layers
+    assert segmenter.weights_sha256 == summary["weights_sha256"]
+    assert segmenter.model.dtype == torch.float32
+    scene = world.render_scene(3, size=64, split="test")
+    probabilities = segmenter.predict(scene.image, ["red triangle", "the word CAT"])
+    assert probabilities.shape == (2, 64, 64)
+    assert probabilities.min() >= 0.0 and probabilities.max() <= 1.0
+
+
+def test_training_normalisation_equals_the_processor(processor):
+    scene = world.render_scene(11, size=64, split="train", n_words=1, n_faces=1)
+    expected = processor.image_processor(images=scene.image, return_tensors="pt")["pixel_values"]
+    actual = pixel_values(scene.image[None])
+    assert actual.shape == expected.shape == (1, 3, 64, 64)
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+
+
+def test_the_vocabulary_holds_every_world_word():
+    rng = np.random.default_rng(5)
+    texts = [world.caption(world.render_scene(s, n_words=(0, 2), n_faces=(0, 2)), rng)
+             for s in range(40)]
+    texts += [
+        query.prompt
+        for kind in world.QUERY_KINDS
+        for split in world.SPLITS
+        for query in world.make_queries(kind, 6, seed=1, split=split)
+    ]
+    used = {word for text in texts for word in text.replace(",", " ").lower().split()}
+    assert used <= set(world_words())
+    assert {"not", "except", "everything", "left", "largest", "above"} <= used
+
+
+def test_losses_are_seeded(processor):
+    def losses() -> tuple[float, float]:
+        torch.manual_seed(0)
+        model = build_model(SMOKE_ARCHITECTURE, processor.tokenizer)
+        rng = np.random.default_rng(0)
+        with torch.no_grad():
+            return (
+                float(contrastive_loss(model, processor.tokenizer, rng, 4, 64)),
+                float(segmentation_loss(model, processor, rng, 4, 64, train_encoders=False)),
+            )
+
+    first, second = losses(), losses()
+    assert first == second
+    assert first[0] > 0 and first[1] > 0
+
+
+def test_learning_rate_warms_up_then_decays():
+    factors = [warmup_cosine(step, 100) for step in range(100)]
+    assert factors[0] == pytest.approx(0.2)
+    assert max(factors) == pytest.approx(1.0)
+    assert factors[-1] < 0.01
+    assert np.all(np.diff(factors[5:]) <= 0)
+
+
+@pytest.mark.parametrize("argument", ["--steps-decoder=-1", "--batch-size=0"])
+def test_bad_arguments_are_refused(argument, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--smoke", "--output", str(tmp_path), argument])
+    assert "must be >=" in capsys.readouterr().err
