@@ -26,7 +26,11 @@ from clipseg_lib.train_mini import (
 def smoke_run(tmp_path_factory):
     """(summary, output directory) of `python -m clipseg_lib.train_mini --smoke`."""
     output = tmp_path_factory.mktemp("mini_smoke")
-    summary = main(["--smoke", "--output", str(output), "--eval-queries", "2"])
+    threads = torch.get_num_threads()
+    try:
+        summary = main(["--smoke", "--output", str(output), "--eval-queries", "2"])
+    finally:
+        torch.set_num_threads(threads)
     return summary, output
 
 
