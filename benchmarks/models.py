@@ -22,8 +22,9 @@ from clipseg_lib.vocabulary import write_tokenizer
 WORDS = ["a", *world.COLOURS, *world.SHAPES]
 
 
-def full_size_config(*, smoke: bool) -> CLIPSegConfig:
-    """CIDAS/clipseg-rd64-refined's architecture (ViT-B/16), or a tiny one for smoke runs."""
+def full_size_config(*, smoke: bool, refined: bool = True) -> CLIPSegConfig:
+    """CIDAS/clipseg-rd64-refined's architecture (ViT-B/16; rd64 with `refined=False`), or a
+    tiny one for smoke runs."""
     if smoke:
         vision = CLIPSegVisionConfig(
             image_size=64,
@@ -51,7 +52,7 @@ def full_size_config(*, smoke: bool) -> CLIPSegConfig:
         text_config=CLIPSegTextConfig().to_dict(),
         vision_config=CLIPSegVisionConfig(patch_size=16).to_dict(),
         reduce_dim=64,
-        use_complex_transposed_convolution=True,
+        use_complex_transposed_convolution=refined,
     )
 
 

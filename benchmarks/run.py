@@ -125,17 +125,19 @@ def backbone_throughput(segmenter, image, repeats) -> dict:
     }
 
 
-def peak_memory(model: str, dtype: str, prompts: int, smoke: bool) -> float:
-    """Peak RSS (MiB) of a fresh process that segments one image with `prompts` prompts."""
+def peak_memory(model: str, dtype: str, prompts: int, smoke: bool) -> dict[str, float | None]:
+    """Peak RSS (MiB) of a fresh process: {"load": building the model, "predict": segmenting
+    one image with `prompts` prompts} (see benchmarks/memory.py)."""
     command = [sys.executable, "-m", "benchmarks.memory", model, dtype, str(prompts)]
     if smoke:
         command.append("--smoke")
     output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    return float(output.strip().splitlines()[-1])
+    return json.loads(output.strip().splitlines()[-1])
 
 
-def study_wall_time(quick: bool) -> float:
-    """Seconds for `clipseg-study run --model mini` (with --quick when asked)."""
+def study_wall_time(quick: bool) -> dict[str, float | int]:
+    """{"seconds": wall time of `clipseg-study run --model mini` (with --quick when asked),
+    "returncode": its exit status (not 0: some notebook failed and the time does not count)}."""
     command = [
         sys.executable,
         "-m",
@@ -147,10 +149,10 @@ def study_wall_time(quick: bool) -> float:
         str(ROOT / "results" / ("bench-quick" if quick else "bench-full")),
     ]
     start = time.perf_counter()
-    subprocess.run(
+    finished = subprocess.run(
         command + (["--quick"] if quick else []), cwd=ROOT, check=False, capture_output=True
     )
-    return time.perf_counter() - start
+    return {"seconds": time.perf_counter() - start, "returncode": finished.returncode}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     repeats = 1 if args.smoke else 3
     counts = [1, 2] if args.smoke else [1, 4, 16]
+    memory_prompts = 2 if args.smoke else 16
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     full = full_size_segmenter(smoke=args.smoke)
     full_bf16 = full_size_segmenter(smoke=args.smoke, dtype=torch.bfloat16)
@@ -180,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         "bf16_full_size": bf16_comparison(full, full_bf16, [image], PROMPTS[:4], repeats),
         "bf16_mini": bf16_comparison(mini, mini_bf16, scenes, PROMPTS[:8], repeats),
         "throughput": backbone_throughput(full, image, repeats),
+        "memory_prompts": memory_prompts,
         "peak_rss_mib": {
-            dtype: peak_memory("full", dtype, 2 if args.smoke else 16, args.smoke)
+            dtype: peak_memory("full", dtype, memory_prompts, args.smoke)
             for dtype in ("float32", "bfloat16")
         },
     }

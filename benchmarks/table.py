@@ -8,6 +8,11 @@ def _row(what: str, figure: str, goal: str, met: bool | None) -> str:
     return f"| {what} | {figure} | {goal} | {verdict} |"
 
 
+def _study_figure(run: dict) -> str:
+    failed = "" if run["returncode"] == 0 else f" (FAILED, exit status {run['returncode']})"
+    return f"{run['seconds']:.0f} s{failed}"
+
+
 def markdown(results: dict) -> str:
     """Render `benchmarks/run.py`'s results as a Markdown table with goals."""
     machine = results["machine"]
@@ -59,8 +64,11 @@ def markdown(results: dict) -> str:
                 bf16["mean_abs_dp"] <= 0.01 and bf16["min_mask_iou"] >= 0.98,
             )
         )
-    for dtype, mib in results["peak_rss_mib"].items():
-        lines.append(_row(f"peak RSS, 1 image + 16 prompts, {dtype}", f"{mib:.0f} MiB", "-", None))
+    for dtype, peaks in results["peak_rss_mib"].items():
+        predict = "n/a" if peaks["predict"] is None else f"{peaks['predict']:.0f} MiB"
+        lines.append(_row(f"peak RSS, {dtype}: building the model / segmenting 1 image + "
+                          f"{results['memory_prompts']} prompts",
+                          f"{peaks['load']:.0f} MiB / {predict}", "-", None))
     throughput = results["throughput"]
     lines.append(
         _row(
@@ -72,14 +80,14 @@ def markdown(results: dict) -> str:
         )
     )
     if "study_s" in results:
-        study = results["study_s"]
+        full, quick = results["study_s"]["full"], results["study_s"]["quick"]
         lines.append(
             _row(
                 "whole study, `clipseg-study run --model mini`",
-                f"{study['full']:.0f} s",
+                _study_figure(full),
                 "<= 300 s",
-                study["full"] <= 300,
+                full["returncode"] == 0 and full["seconds"] <= 300,
             )
         )
-        lines.append(_row("quick study (`--quick`)", f"{study['quick']:.0f} s", "-", None))
+        lines.append(_row("quick study (`--quick`)", _study_figure(quick), "-", None))
     return "\n".join(lines) + "\n"

@@ -58,6 +58,7 @@ PHRASE_WORDS = (
     "in image picture this there is are with"
 ).split()
 CAPTION_COUNTS = {"n_shapes": (1, 5), "n_words": (0, 1), "n_faces": (0, 1)}
+STATE_FILE = "training_state.pt"
 SPREAD_PROMPTS = ["red", "blue", "red triangle", "blue circle", "the word CAT"]
 
 
@@ -343,38 +344,68 @@ def prompt_spread(model: CLIPSegForImageSegmentation, tokenizer: CLIPTokenizer) 
     return float(similarities[np.triu_indices(len(SPREAD_PROMPTS), 1)].mean())
 
 
-def run_stage(
-    name: str, steps: int, loss_fn: Callable[[], torch.Tensor],
-    groups: list[dict], log_every: int, monitor: Callable[[], str] = str,
-) -> list[float]:
-    """Optimise `groups` (AdamW parameter groups with "lr") for `steps`; return the losses.
+@dataclass
+class Stage:
+    """One training stage: its loss on fresh data from `rng`, and the AdamW parameter groups
+    (with their peak "lr") it optimises; the encoders are trained or frozen throughout."""
 
-    Every `log_every` steps the mean loss is printed, followed by what `monitor()` returns."""
-    if steps == 0:
-        return []
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps))
-    parameters = [p for group in groups for p in group["params"]]
+    name: str
+    steps: int
+    loss_fn: Callable[[], torch.Tensor]
+    groups: list[dict]
+    rng: np.random.Generator
+    train_encoders: bool
+    monitor: Callable[[], str] = str
+
+
+def run_stage(
+    stage: Stage, log_every: int, checkpoint_every: int,
+    save_state: Callable[[dict], None], resumed: dict | None = None,
+) -> list[float]:
+    """Optimise `stage` and return its losses. Every `log_every` steps print the mean loss and
+    `stage.monitor()`; every `checkpoint_every` steps hand the optimiser, scheduler, data
+    generator and losses to `save_state`; continue from such a `resumed` state if given."""
+    optimizer = torch.optim.AdamW(stage.groups, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, stage.steps)
+    )
     losses: list[float] = []
-    bar = tqdm(range(steps), desc=name, file=sys.stdout, mininterval=5, leave=True)
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        stage.rng.bit_generator.state = resumed["rng"]
+        losses = list(resumed["losses"])
+    parameters = [p for group in stage.groups for p in group["params"]]
+    bar = tqdm(range(len(losses), stage.steps), desc=stage.name, total=stage.steps,
+               initial=len(losses), file=sys.stdout, mininterval=5)
     for step in bar:
-        loss = loss_fn()
+        loss = stage.loss_fn()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
-        schedule.step()
+        scheduler.step()
         losses.append(loss.item())
-        if (step + 1) % log_every == 0 or step + 1 == steps:
+        if (step + 1) % log_every == 0 or step + 1 == stage.steps:
             mean = np.mean(losses[-log_every:])
-            bar.write(f"{name} step {step + 1}/{steps} loss {mean:.4f} {monitor()}")
+            bar.write(f"{stage.name} step {step + 1}/{stage.steps} loss {mean:.4f} "
+                      f"{stage.monitor()}")
+        if (step + 1) % checkpoint_every == 0 and step + 1 < stage.steps:
+            save_state({
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": stage.rng.bit_generator.state, "losses": losses,
+            })
     return losses
 
 
 def train(
     architecture: Architecture, schedule: Schedule, output: Path, *, n_eval: int = 48,
+    resume: bool = False, checkpoint_every: int = 100,
 ) -> dict:
-    """Run the three stages, save the model into `output` and return the training summary."""
+    """Run the three stages, save the model into `output` and return the training summary.
+
+    Progress is saved to `output/training_state.pt` every `checkpoint_every` steps; with
+    `resume` a killed run continues from there and ends exactly as an uninterrupted one."""
     started = time.perf_counter()
     torch.manual_seed(schedule.seed)
     output.mkdir(parents=True, exist_ok=True)
@@ -384,47 +415,54 @@ def train(
     size, batch, k = architecture.image_size, schedule.batch_size, schedule.prompts_per_scene
     rngs = [np.random.default_rng([schedule.seed, stage]) for stage in range(3)]
     spread = lambda: f"prompt cosine {prompt_spread(model, processor.tokenizer):.3f}"  # noqa: E731
-    losses = {
-        "pretrain": run_stage(
-            "pretrain", schedule.steps_pretrain,
-            lambda: contrastive_loss(
-                model, processor.tokenizer, rngs[0], schedule.pretrain_batch_size, size
-            ),
-            [{"params": list(clip.parameters()), "lr": schedule.lr_pretrain}], schedule.log_every,
-            spread,
-        ),
-    }
-    clip.requires_grad_(False)
-    losses["decoder"] = run_stage(
-        "decoder", schedule.steps_decoder,
-        lambda: segmentation_loss(
-            model, processor, rngs[1], batch, size, train_encoders=False, prompts_per_scene=k
-        ),
-        [{"params": list(decoder.parameters()), "lr": schedule.lr_decoder}], schedule.log_every,
-    )
-    clip.requires_grad_(True)
     text = [*clip.text_model.parameters(), *clip.text_projection.parameters()]
     vision = [*clip.vision_model.parameters(), *clip.visual_projection.parameters()]
-    losses["finetune"] = run_stage(
-        "finetune", schedule.steps_finetune,
-        lambda: segmentation_loss(
-            model, processor, rngs[2], batch, size, train_encoders=True, prompts_per_scene=k
-        ),
-        [
-            {"params": list(decoder.parameters()), "lr": schedule.lr_finetune_decoder},
-            {"params": text, "lr": schedule.lr_finetune_text},
-            {"params": vision, "lr": schedule.lr_finetune_vision},
-        ],
-        schedule.log_every, spread,
-    )
+    stages = [
+        Stage("pretrain", schedule.steps_pretrain, lambda: contrastive_loss(
+            model, processor.tokenizer, rngs[0], schedule.pretrain_batch_size, size),
+            [{"params": list(clip.parameters()), "lr": schedule.lr_pretrain}], rngs[0], True,
+            spread),
+        Stage("decoder", schedule.steps_decoder, lambda: segmentation_loss(
+            model, processor, rngs[1], batch, size, train_encoders=False, prompts_per_scene=k),
+            [{"params": list(decoder.parameters()), "lr": schedule.lr_decoder}], rngs[1], False),
+        Stage("finetune", schedule.steps_finetune, lambda: segmentation_loss(
+            model, processor, rngs[2], batch, size, train_encoders=True, prompts_per_scene=k),
+            [{"params": list(decoder.parameters()), "lr": schedule.lr_finetune_decoder},
+             {"params": text, "lr": schedule.lr_finetune_text},
+             {"params": vision, "lr": schedule.lr_finetune_vision}], rngs[2], True, spread),
+    ]
+    state_file = output / STATE_FILE
+    saved = _load_state(state_file, schedule) if resume and state_file.is_file() else None
+    losses: dict[str, list[float]] = saved["completed"] if saved else {}
+    earlier_seconds = saved["seconds"] if saved else 0.0
+    if saved:
+        model.load_state_dict(saved["model"])
+    for index, stage in enumerate(stages):
+        if saved and index < saved["stage"]:
+            continue
+
+        def save_state(stage_state: dict, index: int = index) -> None:
+            seconds = earlier_seconds + time.perf_counter() - started
+            state = {"schedule": asdict(schedule), "stage": index, "model": model.state_dict(),
+                     "completed": losses, "seconds": seconds, **stage_state}
+            torch.save(state, state_file.with_suffix(".tmp"))
+            state_file.with_suffix(".tmp").replace(state_file)
+
+        clip.requires_grad_(stage.train_encoders)
+        resumed = saved if saved and index == saved["stage"] else None
+        losses[stage.name] = run_stage(
+            stage, schedule.log_every, checkpoint_every, save_state, resumed
+        )
     save(model, processor, output)
-    train_seconds = time.perf_counter() - started
+    state_file.unlink(missing_ok=True)
+    train_seconds = earlier_seconds + time.perf_counter() - started
     metrics = held_out_metrics(load_segmenter(output), n=n_eval) if n_eval else {}
     summary = {
         "architecture": asdict(architecture),
         "schedule": asdict(schedule),
         "train_kind_weights": TRAIN_KIND_WEIGHTS,
         "train_wall_seconds": round(train_seconds, 1),
+        "resumed": resume and saved is not None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "losses": losses,
         "held_out_metrics": metrics,
@@ -432,6 +470,16 @@ def train(
     }
     (output / "training_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _load_state(state_file: Path, schedule: Schedule) -> dict:
+    state = torch.load(state_file, weights_only=False)
+    if state["schedule"] != asdict(schedule):
+        raise ValueError(
+            f"{state_file} was saved by a run with schedule {state['schedule']}, not "
+            f"{asdict(schedule)}: resume with the same options or delete the file"
+        )
+    return state
 
 
 def save(model: CLIPSegForImageSegmentation, processor: CLIPSegProcessor, output: Path) -> None:
@@ -455,6 +503,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="directory to write the model into (default data/mini)")
     parser.add_argument("--eval-queries", type=int, default=48,
                         help="held-out queries per kind scored after training (0: none)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed run from OUTPUT/training_state.pt")
     parser.add_argument("--smoke", action="store_true", help="tiny model, a few steps (CI)")
     arguments = parser.parse_args(argv)
     for name in (*_OVERRIDES, "eval_queries"):
@@ -473,7 +523,8 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = {n: getattr(arguments, n) for n in _OVERRIDES if getattr(arguments, n) is not None}
     schedule = replace(schedule, **overrides)
     torch.set_num_threads(schedule.threads)
-    summary = train(architecture, schedule, arguments.output, n_eval=arguments.eval_queries)
+    summary = train(architecture, schedule, arguments.output, n_eval=arguments.eval_queries,
+                    resume=arguments.resume)
     shown = ("train_wall_seconds", "held_out_metrics", "weights_sha256")
     print(json.dumps({key: summary[key] for key in shown}, indent=1))
     return summary

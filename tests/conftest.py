@@ -15,23 +15,21 @@ from transformers import (
     ViTImageProcessor,
 )
 
+from benchmarks.models import full_size_config
+from clipseg_lib import world
 from clipseg_lib.original_checkpoint import IMAGENET_MEAN, IMAGENET_STD, ORIGINAL_IMAGE_SIZE
 from clipseg_lib.segmenter import Segmenter
 from clipseg_lib.vocabulary import write_tokenizer
 
-WORDS = "a the red green blue triangle circle square star cat left not photo of".split()
+WORDS = list(dict.fromkeys([
+    *"a the cat not photo of left right largest smallest".split(), *world.COLOURS, *world.SHAPES
+]))
 
 
 def full_size_model(*, refined: bool, seed: int = 0) -> CLIPSegForImageSegmentation:
     """ViT-B/16 CLIPSeg with reduce_dim 64, random weights (seeded)."""
     torch.manual_seed(seed)
-    config = CLIPSegConfig(
-        text_config=CLIPSegTextConfig().to_dict(),
-        vision_config=CLIPSegVisionConfig(patch_size=16).to_dict(),
-        reduce_dim=64,
-        use_complex_transposed_convolution=refined,
-    )
-    return CLIPSegForImageSegmentation(config).eval()
+    return CLIPSegForImageSegmentation(full_size_config(smoke=False, refined=refined)).eval()
 
 
 @pytest.fixture(scope="session")

@@ -9,21 +9,11 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-import torch
-from transformers import (
-    CLIPSegConfig,
-    CLIPSegForImageSegmentation,
-    CLIPSegProcessor,
-    CLIPSegTextConfig,
-    CLIPSegVisionConfig,
-    ViTImageProcessor,
-)
 
-from clipseg_lib import ImagePrompt, cases, robustness, robustness_figures, world
+from clipseg_lib import ImagePrompt, cases, load_segmenter, robustness, robustness_figures, world
 from clipseg_lib.distortions import distort_mask
 from clipseg_lib.metrics import iou
 from clipseg_lib.segmenter import Segmenter
-from clipseg_lib.vocabulary import write_tokenizer
 
 matplotlib.use("Agg")
 
@@ -34,21 +24,9 @@ SUMMARY_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def segmenter(tmp_path_factory) -> Segmenter:
-    """A seeded random CLIPSeg: 12 vision layers of width 32 on 32 x 32 inputs."""
-    torch.manual_seed(0)
-    vision = CLIPSegVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=12,
-                                 num_attention_heads=2, image_size=32, patch_size=8)
-    text = CLIPSegTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                             num_attention_heads=2, max_position_embeddings=32, vocab_size=700)
-    config = CLIPSegConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
-                           projection_dim=16, reduce_dim=16, decoder_num_attention_heads=2,
-                           decoder_intermediate_size=32)
-    words = [*world.COLOURS, *world.SHAPES, "a", "the", "left", "right", "largest", "smallest"]
-    tokenizer = write_tokenizer(tmp_path_factory.mktemp("tokenizer"), words)
-    image_processor = ViTImageProcessor(size={"height": 32, "width": 32})
-    processor = CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    return Segmenter(CLIPSegForImageSegmentation(config).eval(), processor, name="tiny")
+def segmenter(tiny_model_dir) -> Segmenter:
+    """conftest's seeded random CLIPSeg: 12 vision layers of width 32 on 32 x 32 inputs."""
+    return load_segmenter(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")

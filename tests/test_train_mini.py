@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from clipseg_lib import load_segmenter, world
+from clipseg_lib import load_segmenter, train_mini, world
 from clipseg_lib.train_mini import (
     SMOKE_ARCHITECTURE,
+    SMOKE_SCHEDULE,
     build_model,
     build_processor,
     contrastive_loss,
     main,
     pixel_values,
     segmentation_loss,
+    train,
     warmup_cosine,
     world_words,
 )
@@ -64,6 +67,49 @@ def test_smoke_run_saves_a_loadable_model(smoke_run):
     probabilities = segmenter.predict(scene.image, ["red triangle", "the word CAT"])
     assert probabilities.shape == (2, 64, 64)
     assert probabilities.min() >= 0.0 and probabilities.max() <= 1.0
+
+
+@pytest.fixture
+def one_thread():
+    """Train as `main` does (float sums depend on the thread count); restore afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(SMOKE_SCHEDULE.threads)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_killed_run_resumes_to_the_same_model(smoke_run, tmp_path, monkeypatch, one_thread):
+    summary, _ = smoke_run
+    calls = []
+
+    def killed_on_the_17th_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 17:
+            raise KeyboardInterrupt("killed")
+        return segmentation_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_mini, "segmentation_loss", killed_on_the_17th_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train(SMOKE_ARCHITECTURE, SMOKE_SCHEDULE, tmp_path, n_eval=0, checkpoint_every=5)
+    assert (tmp_path / "training_state.pt").is_file()
+    monkeypatch.setattr(train_mini, "segmentation_loss", segmentation_loss)
+    resumed = train(SMOKE_ARCHITECTURE, SMOKE_SCHEDULE, tmp_path, n_eval=0, resume=True)
+    assert resumed["resumed"] and not (tmp_path / "training_state.pt").exists()
+    assert resumed["losses"] == summary["losses"]
+    assert resumed["weights_sha256"] == summary["weights_sha256"]
+
+
+def test_resuming_with_other_options_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mini, "segmentation_loss", _raise_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(SMOKE_ARCHITECTURE, SMOKE_SCHEDULE, tmp_path, n_eval=0, checkpoint_every=2)
+    other = dataclasses.replace(SMOKE_SCHEDULE, seed=1)
+    with pytest.raises(ValueError, match="schedule"):
+        train(SMOKE_ARCHITECTURE, other, tmp_path, n_eval=0, resume=True)
+
+
+def _raise_interrupt(*args, **kwargs):
+    raise KeyboardInterrupt("killed")
 
 
 def test_training_normalisation_equals_the_processor(processor):
