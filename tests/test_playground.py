@@ -132,19 +132,20 @@ def test_threshold_rethresholds_cached_probabilities_without_model_calls(app):
 
 
 def test_new_prompts_and_layers_run_only_the_decoder_for_misses(app):
-    app.prompts.value = "red circle"
-    first = app.last_probabilities["red circle"]
-    app.prompts.value = "red circle\nthe word CAT"
+    # scene 1 holds a blue square: a different triple must move its probabilities
+    app.prompts.value = "blue square"
+    first = app.last_probabilities["blue square"]
+    app.prompts.value = "blue square\nthe word CAT"
     assert app.decode_count == 2 and app.encode_count == 1
-    assert app.last_probabilities["red circle"] is first
+    assert app.last_probabilities["blue square"] is first
 
     app.layers.value = (3, 5, 8)
-    other_layers = app.last_probabilities["red circle"]
+    other_layers = app.last_probabilities["blue square"]
     assert app.decode_count == 3 and app.encode_count == 1
     assert np.abs(other_layers - first).max() > 1e-4
     app.layers.value = (3, 6, 9)
     assert app.decode_count == 3
-    assert app.last_probabilities["red circle"] is first
+    assert app.last_probabilities["blue square"] is first
 
 
 def test_picking_or_uploading_an_image_encodes_it_exactly_once(app):
