@@ -43,13 +43,15 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from . import world
 from .evaluation import held_out_metrics
 from .loading import file_sha256, load_segmenter
-from .prompts import ImagePrompt
+from .training_losses import (
+    TRAIN_KIND_WEIGHTS,
+    contrastive_loss,
+    segmentation_loss,
+    text_features,
+)
 from .vocabulary import END, START, write_tokenizer
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "data" / "mini"
-#: Query kinds of decoder training: the world's defaults with negations off (already 0) and
-#: image prompts doubled, so one-shot and interpolated prompts are seen often enough.
-TRAIN_KIND_WEIGHTS = {**world.DEFAULT_KIND_WEIGHTS, "negation": 0.0, "image": 0.12}
 #: Words of the world's prompts and captions besides its colours, shapes, words and expressions.
 PHRASE_WORDS = (
     "a an the all object shape shapes left right on largest biggest smallest tiniest above below "
@@ -57,7 +59,6 @@ PHRASE_WORDS = (
     "three four five six seven eight plain background gradient noisy texture stripes of photo "
     "in image picture this there is are with"
 ).split()
-CAPTION_COUNTS = {"n_shapes": (1, 5), "n_words": (0, 1), "n_faces": (0, 1)}
 STATE_FILE = "training_state.pt"
 SPREAD_PROMPTS = ["red", "blue", "red triangle", "blue circle", "the word CAT"]
 
@@ -175,156 +176,6 @@ def build_model(
     return model
 
 
-_MEAN = torch.tensor(OPENAI_CLIP_MEAN).view(1, 3, 1, 1)
-_STD = torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1)
-
-
-def pixel_values(images: np.ndarray) -> torch.Tensor:
-    """RGB uint8 (B, H, W, 3) at model resolution -> CLIP-normalised float32 (B, 3, H, W),
-    equal to what the processor computes for the same images."""
-    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    return (pixels - _MEAN) / _STD
-
-
-def text_features(
-    model: CLIPSegForImageSegmentation, tokenizer: CLIPTokenizer, texts: list[str]
-) -> torch.Tensor:
-    """Projected text embeddings (N, projection_dim)."""
-    limit = model.config.text_config.max_position_embeddings
-    tokens = tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-    return model.clip.get_text_features(
-        input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
-    ).pooler_output
-
-
-def contrastive_loss(
-    model: CLIPSegForImageSegmentation, tokenizer: CLIPTokenizer, rng: np.random.Generator,
-    batch_size: int, size: int,
-) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE loss on a batch of train-split (scene, caption) pairs."""
-    scenes = [
-        world.render_scene(int(rng.integers(2**62)), size=size, split="train", **CAPTION_COUNTS)
-        for _ in range(batch_size)
-    ]
-    captions = [world.caption(scene, rng) for scene in scenes]
-    pixels = pixel_values(np.stack([scene.image for scene in scenes]))
-    images = F.normalize(model.clip.get_image_features(pixels).pooler_output, dim=-1)
-    texts = F.normalize(text_features(model, tokenizer, captions), dim=-1)
-    logits = model.clip.logit_scale.exp().clamp(max=100) * images @ texts.T
-    labels = torch.arange(batch_size)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-
-def vision_states(
-    model: CLIPSegForImageSegmentation, pixels: torch.Tensor, depth: int
-) -> list[torch.Tensor]:
-    """Hidden states 0 .. depth of the vision backbone, as `Segmenter.encode_image` computes."""
-    vision = model.clip.vision_model
-    hidden = vision.pre_layrnorm(vision.embeddings(pixels, interpolate_pos_encoding=True))
-    states = [hidden]
-    for layer in vision.encoder.layers[:depth]:
-        hidden = layer(hidden, None)
-        states.append(hidden)
-    return states
-
-
-def conditional_embeddings(
-    model: CLIPSegForImageSegmentation, processor: CLIPSegProcessor, queries: list[world.Query],
-    rng: np.random.Generator,
-) -> torch.Tensor:
-    """(B, projection_dim) prompt embeddings: the text embedding, or for image queries the
-    engineered support's image embedding, interpolated with the text one for half of them
-    (text weight uniform in [0, 1])."""
-    embeddings = text_features(model, processor.tokenizer, [q.prompt for q in queries])
-    shown = [i for i, q in enumerate(queries) if q.kind == "image"]
-    if not shown:
-        return embeddings
-    supports = [
-        ImagePrompt(queries[i].support_image, queries[i].support_mask).engineered() for i in shown
-    ]
-    inputs = processor.image_processor(images=supports, return_tensors="pt")
-    images = model.clip.get_image_features(inputs["pixel_values"]).pooler_output
-    text_weight = torch.from_numpy(
-        np.where(rng.random(len(shown)) < 0.5, 0.0, rng.random(len(shown)))
-    ).float()[:, None]
-    mixed = text_weight * embeddings[shown] + (1 - text_weight) * images
-    embeddings = embeddings.clone()
-    embeddings[shown] = mixed
-    return embeddings
-
-
-def scene_prompts(
-    scene: world.Scene, rng: np.random.Generator, count: int
-) -> list[tuple[str, np.ndarray]]:
-    """`count` more (text prompt, (H, W) bool target) pairs about `scene`, by the world's rules:
-    the composite, colour or category of one of its shapes, one of its signs or faces, or (one
-    in five) a train-split composite the scene does not hold (empty target)."""
-    objects = scene.objects
-    shapes = [i for i, o in enumerate(objects) if o.kind == "shape"]
-    asked: list[tuple[str, list[int]]] = []
-    for index, thing in enumerate(objects):
-        if thing.kind == "word":
-            asked.append((f"the word {thing.name}", [index]))
-        elif thing.kind == "face":
-            asked.append((f"the {thing.name} face", [index]))
-        else:
-            same_colour = [i for i in shapes if objects[i].colour == thing.colour]
-            same_shape = [i for i in shapes if objects[i].name == thing.name]
-            asked += [
-                (f"{thing.colour} {thing.name}", sorted(set(same_colour) & set(same_shape))),
-                (thing.colour, same_colour),
-                (thing.name, same_shape),
-            ]
-    present = {(objects[i].colour, objects[i].name) for i in shapes}
-    absent = [
-        (colour, shape) for colour in world.COLOURS for shape in world.SHAPES
-        if (colour, shape) not in present | world.HELD_OUT_COMBINATIONS
-    ]
-    pairs = []
-    for _ in range(count):
-        if rng.random() < 0.2 or not asked:
-            colour, shape = absent[rng.integers(len(absent))]
-            pairs.append((f"{colour} {shape}", scene.union_mask(())))
-        else:
-            prompt, indices = asked[rng.integers(len(asked))]
-            pairs.append((prompt, scene.union_mask(tuple(indices))))
-    return pairs
-
-
-def segmentation_loss(
-    model: CLIPSegForImageSegmentation, processor: CLIPSegProcessor, rng: np.random.Generator,
-    batch_size: int, size: int, *, train_encoders: bool, prompts_per_scene: int = 1,
-) -> torch.Tensor:
-    """BCE-with-logits plus soft Dice of the decoder's (size, size) logits on `batch_size`
-    train queries, each scene also asked `prompts_per_scene - 1` more text prompts."""
-    queries = [
-        world.sample_query(rng, size=size, split="train", kind_weights=TRAIN_KIND_WEIGHTS)
-        for _ in range(batch_size)
-    ]
-    extra = [scene_prompts(q.scene, rng, prompts_per_scene - 1) for q in queries]
-    layers = model.extract_layers
-    with torch.set_grad_enabled(train_encoders):
-        states = vision_states(model, pixel_values(np.stack([q.scene.image for q in queries])),
-                               max(layers) + 1)
-        conditionals = conditional_embeddings(model, processor, queries, rng)
-        if prompts_per_scene > 1:
-            texts = [prompt for pairs in extra for prompt, _ in pairs]
-            more = text_features(model, processor.tokenizer, texts)
-            conditionals = torch.cat([conditionals, more])
-    activations = [
-        torch.cat([states[i + 1], states[i + 1].repeat_interleave(prompts_per_scene - 1, dim=0)])
-        for i in layers
-    ]
-    logits = model.decoder(activations, conditionals).logits.view(-1, size, size)
-    masks = [q.target for q in queries] + [target for pairs in extra for _, target in pairs]
-    targets = torch.from_numpy(np.stack(masks)).float()
-    # Soft Dice keeps the sparse foreground (a few % of pixels) in play: with BCE alone the
-    # small model sits near "all background" for hundreds of steps (tiny-model probe: composite
-    # mIoU 0.13 vs 0.53 after 800 steps).
-    probabilities = torch.sigmoid(logits)
-    overlap = (probabilities * targets).sum((1, 2))
-    dice = 1 - (2 * overlap + 1) / (probabilities.sum((1, 2)) + targets.sum((1, 2)) + 1)
-    return F.binary_cross_entropy_with_logits(logits, targets) + dice.mean()
 
 
 def warmup_cosine(step: int, steps: int) -> float:

@@ -15,14 +15,12 @@ from clipseg_lib.train_mini import (
     SMOKE_SCHEDULE,
     build_model,
     build_processor,
-    contrastive_loss,
     main,
-    pixel_values,
-    segmentation_loss,
     train,
     warmup_cosine,
     world_words,
 )
+from clipseg_lib.training_losses import contrastive_loss, pixel_values, segmentation_loss
 
 
 @pytest.fixture(scope="module")
