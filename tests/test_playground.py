@@ -1,70 +1,23 @@
 """The playground app driven through its widgets, as a person in a notebook would.
 
-The model is the bundled `mini` when its weights exist, else a tiny randomly initialised
-CLIPSeg with 12 backbone layers (what the app needs is the shape of the model, not its skill).
+The model is the bundled `mini` (committed, loads offline in well under a second).
 """
 
 from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from transformers import (
-    CLIPSegConfig,
-    CLIPSegForImageSegmentation,
-    CLIPSegProcessor,
-    ViTImageProcessor,
-)
 
-from clipseg_lib import loading, playground, plotting, world
-from clipseg_lib.vocabulary import write_tokenizer
-
-MINI_WEIGHTS = loading.BUNDLED_MODELS["mini"][0] / loading.WEIGHTS_FILE
-WORDS = [*world.COLOURS, *world.SHAPES, *world.WORDS, *world.EXPRESSIONS, "the", "word", "face"]
-
-
-def build_random_model(directory: Path) -> str:
-    """Save a tiny random CLIPSeg (64 px input, 12 backbone layers) into `directory`."""
-    tokenizer = write_tokenizer(directory, WORDS)
-    vocabulary = len(tokenizer)
-    torch.manual_seed(0)
-    config = CLIPSegConfig(
-        text_config={
-            "vocab_size": vocabulary, "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 16,
-            "bos_token_id": vocabulary - 2, "eos_token_id": vocabulary - 1,
-            "pad_token_id": vocabulary - 1,
-        },
-        vision_config={
-            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 12,
-            "num_attention_heads": 2, "image_size": 64, "patch_size": 16,
-        },
-        projection_dim=32, reduce_dim=16, extract_layers=[3, 6, 9],
-        decoder_num_attention_heads=2, decoder_intermediate_size=32,
-    )
-    CLIPSegForImageSegmentation(config).save_pretrained(directory)
-    image_processor = ViTImageProcessor(size={"height": 64, "width": 64})
-    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
-        directory
-    )
-    return str(directory)
-
-
-def model_for_tests(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """`mini` when trained, else a tiny random model saved with save_pretrained."""
-    if MINI_WEIGHTS.is_file():
-        return "mini"
-    return build_random_model(tmp_path_factory.mktemp("random_clipseg"))
+from clipseg_lib import playground, plotting, world
 
 
 @pytest.fixture(scope="session")
-def playground_model(tmp_path_factory) -> str:
-    return model_for_tests(tmp_path_factory)
+def playground_model() -> str:
+    return "mini"
 
 
 @pytest.fixture

@@ -21,13 +21,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
-from papermill.iorw import load_notebook_node
-from papermill.parameterize import parameterize_notebook
 from PIL import Image
-from test_playground import model_for_tests
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "11_playground.ipynb"
@@ -73,23 +69,12 @@ def wait_until_listening(server: subprocess.Popen, port: int, log: Path) -> None
     pytest.fail(f"voila did not listen on port {port} within {SERVER_START_S} s")
 
 
-@pytest.fixture(scope="module")
-def playground_model(tmp_path_factory) -> str:
-    return model_for_tests(tmp_path_factory)
-
-
 @pytest.fixture
-def voila_url(playground_model, tmp_path) -> Iterator[str]:
-    """Serve the playground notebook (parameterised with the test model) and yield its URL."""
+def voila_url(tmp_path) -> Iterator[str]:
+    """Serve the playground notebook (its default model, mini) and yield its URL."""
     voila = VENV_BIN / "voila"
     if not voila.is_file():
         pytest.skip(f"{voila} is missing: install the project with its dependencies")
-    notebook = NOTEBOOK
-    if playground_model != "mini":
-        notebook = tmp_path / NOTEBOOK.name
-        parameters = {"model": playground_model}
-        nbformat.write(parameterize_notebook(load_notebook_node(str(NOTEBOOK)), parameters),
-                       notebook)
     port = free_port()
     log = tmp_path / "voila.log"
     # The venv first on PATH, so the notebook's "python3" kernel is the venv's interpreter.
@@ -97,7 +82,7 @@ def voila_url(playground_model, tmp_path) -> Iterator[str]:
            "HF_HUB_OFFLINE": "1"}
     with open(log, "w") as log_file:
         server = subprocess.Popen(
-            [str(voila), str(notebook), "--no-browser", f"--port={port}",
+            [str(voila), str(NOTEBOOK), "--no-browser", f"--port={port}",
              "--Voila.ip=127.0.0.1"],
             cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
@@ -123,10 +108,8 @@ def shown_area(caption: str) -> float:
     return float(re.search(r"area ([0-9.]+)%", caption).group(1)) / 100
 
 
-def test_typed_prompts_show_their_overlays_in_the_browser(voila_url, playground_model, tmp_path):
+def test_typed_prompts_show_their_overlays_in_the_browser(voila_url, tmp_path):
     update = os.environ.get("UPDATE_SCREENSHOT") == "1"
-    if update and playground_model != "mini":
-        pytest.fail("UPDATE_SCREENSHOT=1 needs the trained mini (data/mini/model.safetensors)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

@@ -11,18 +11,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from transformers import (
-    CLIPSegConfig,
-    CLIPSegForImageSegmentation,
-    CLIPSegProcessor,
-    ViTImageProcessor,
-)
 
 from clipseg_lib import mitigation_study, photo_probes, probe_figures, probes, world
 from clipseg_lib.cases import Case
 from clipseg_lib.mitigations import Transform
 from clipseg_lib.segmenter import Segmenter
-from clipseg_lib.vocabulary import write_tokenizer
+from clipseg_lib.train_mini import Architecture, build_model, build_processor
 
 SIZE = 64
 
@@ -47,30 +41,17 @@ class AnsweringSegmenter:
 
 @pytest.fixture(scope="module")
 def tiny_segmenter(tmp_path_factory) -> Segmenter:
-    """A random CLIPSeg: 64 px input, 4 backbone layers of width 32, a world vocabulary."""
-    words = [*world.COLOURS, *world.SHAPES, *world.WORDS, *world.EXPRESSIONS,
-             "the", "word", "face", "not", "everything", "except", "a", "photo", "of", "object"]
-    tokenizer = write_tokenizer(tmp_path_factory.mktemp("tokenizer"), words)
-    size = len(tokenizer)
+    """A random CLIPSeg built as train_mini builds mini: 64 px input, 4 backbone layers of
+    width 32, the world's vocabulary."""
+    architecture = Architecture(
+        image_size=SIZE, patch_size=16, hidden_size=32, vision_layers=4, text_layers=2,
+        attention_heads=2, max_text_tokens=16, projection_dim=32, reduce_dim=16,
+        extract_layers=(1, 2, 3), decoder_attention_heads=2, decoder_intermediate_size=32,
+    )
+    processor = build_processor(tmp_path_factory.mktemp("tokenizer"), architecture)
     torch.manual_seed(0)
-    config = CLIPSegConfig(
-        text_config={
-            "vocab_size": size, "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 16,
-            "bos_token_id": size - 2, "eos_token_id": size - 1, "pad_token_id": size - 1,
-        },
-        vision_config={
-            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4,
-            "num_attention_heads": 2, "image_size": SIZE, "patch_size": 16,
-        },
-        projection_dim=32, reduce_dim=16, extract_layers=[1, 2, 3],
-        decoder_num_attention_heads=2, decoder_intermediate_size=32,
-    )
-    processor = CLIPSegProcessor(
-        image_processor=ViTImageProcessor(size={"height": SIZE, "width": SIZE}),
-        tokenizer=tokenizer,
-    )
-    return Segmenter(CLIPSegForImageSegmentation(config), processor, name="tiny-random")
+    model = build_model(architecture, processor.tokenizer).eval()
+    return Segmenter(model, processor, name="tiny-random")
 
 
 def queries(kind: str, n: int, **options) -> list[world.Query]:
