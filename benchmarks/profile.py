@@ -27,7 +27,7 @@ def operator_table(dtype: torch.dtype, image: np.ndarray, smoke: bool) -> str:
     after one warm-up call."""
     segmenter = full_size_segmenter(smoke=smoke, dtype=dtype)
     segmenter.predict(image, PROMPTS[:4])
-    segmenter._text_cache.clear()
+    segmenter.clear_text_cache()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as profiler:
         segmenter.predict(image, PROMPTS[:4])
     return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=ROWS)

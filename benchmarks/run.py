@@ -52,7 +52,7 @@ def prompt_scaling(segmenter, image, counts, repeats) -> list[dict]:
         prompts = PROMPTS[:count]
 
         def ours(prompts=prompts):
-            segmenter._text_cache.clear()
+            segmenter.clear_text_cache()
             segmenter.predict_logits(segmenter.encode_image(image), prompts)
 
         theirs = best_of(lambda p=prompts: transformers_logits(segmenter, image, p), repeats)
@@ -74,7 +74,7 @@ def extract_layer_experiment(segmenter, image, repeats) -> dict:
     deepest = max(max(t) for t in LAYER_TRIPLES) + 1
 
     def ours():
-        segmenter._text_cache.clear()
+        segmenter.clear_text_cache()
         encoding = segmenter.encode_image(image, max_layer=deepest)
         for triple in LAYER_TRIPLES:
             segmenter.predict_logits(encoding, prompts, extract_layers=triple)

@@ -65,6 +65,10 @@ class Segmenter:
         self.weights_sha256 = weights_sha256
         self._text_cache: dict[str, torch.Tensor] = {}
 
+    def clear_text_cache(self) -> None:
+        """Forget the cached text embeddings (the next prompts are embedded again)."""
+        self._text_cache.clear()
+
     @property
     def extract_layers(self) -> tuple[int, ...]:
         """The layers the decoder reads by default (hidden state index = layer + 1)."""

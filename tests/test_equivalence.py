@@ -93,3 +93,6 @@ def test_text_embeddings_are_cached(full_size):
     first = segmenter.embed_prompts(["a red triangle"])
     assert "a red triangle" in segmenter._text_cache
     assert torch.equal(segmenter.embed_prompts("a red triangle"), first)
+    segmenter.clear_text_cache()
+    assert segmenter._text_cache == {}
+    assert torch.equal(segmenter.embed_prompts("a red triangle"), first)
