@@ -26,7 +26,7 @@ DEFAULT_MODEL = HUB_MODELS[0]
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 #: Models shipped in `data/`: name -> (directory, sha256 of model.safetensors).
 BUNDLED_MODELS = {
-    "mini": (DATA_DIR / "mini", "2f218fba663209fa4dbf371b8983d2e9632a2f0573ee90c3301b2f0a1c7ce769"),
+    "mini": (DATA_DIR / "mini", "1250d58a60898130e9207fef398f735ba440a4a0e87730514e4181fa8646b2cb"),
 }
 WEIGHTS_FILE = "model.safetensors"
 #: Seconds to wait for the hub before giving up (HF_HUB_ETAG_TIMEOUT / DOWNLOAD_TIMEOUT).

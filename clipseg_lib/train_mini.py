@@ -89,12 +89,12 @@ class Schedule:
     prompts (its world query plus text prompts about its objects).
     """
 
-    steps_pretrain: int = 200
+    steps_pretrain: int = 800
     steps_decoder: int = 200
-    steps_finetune: int = 1800
+    steps_finetune: int = 3600
     pretrain_batch_size: int = 32
     batch_size: int = 16
-    prompts_per_scene: int = 4
+    prompts_per_scene: int = 6
     seed: int = 0
     threads: int = 1
     lr_pretrain: float = 1e-3

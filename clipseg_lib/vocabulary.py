@@ -35,20 +35,48 @@ def byte_alphabet() -> list[str]:
     return [chr(code) for code in codes]
 
 
+def apply_merges(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encode one word as CLIP's tokenizer does: merge the best-ranked adjacent pair
+    (every occurrence of it) until no pair of `ranks` is left."""
+    while len(symbols) > 1:
+        pairs = {(a, b) for a, b in zip(symbols, symbols[1:], strict=False)}
+        best = min(pairs, key=lambda pair: ranks.get(pair, len(ranks)))
+        if best not in ranks:
+            break
+        merged, i = [], 0
+        while i < len(symbols):
+            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                merged.append(symbols[i] + symbols[i + 1])
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        symbols = merged
+    return symbols
+
+
 def build_vocabulary(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Token -> id table and ordered merges that spell every lower-cased word in `words`."""
+    """Token -> id table and ordered merges under which every lower-cased word of `words` is
+    one token. Each word gets merges that join, left to right, the pieces the merges of the
+    earlier words leave it in; a word they cannot make whole is refused."""
     alphabet = byte_alphabet()
     tokens = alphabet + [symbol + "</w>" for symbol in alphabet]
-    merges: list[tuple[str, str]] = []
-    for word in sorted({w.lower() for w in words if w.strip()}):
-        symbols = list(word[:-1]) + [word[-1] + "</w>"]
+    ranks: dict[tuple[str, str], int] = {}
+    vocabulary = sorted({w.lower() for w in words if w.strip()})
+    for word in vocabulary:
+        if any(character not in alphabet for character in word):
+            raise ValueError(f"word {word!r} has characters outside CLIP's byte alphabet")
+        symbols = apply_merges([*word[:-1], word[-1] + "</w>"], ranks)
         while len(symbols) > 1:
             pair = (symbols[0], symbols[1])
-            if pair not in merges:
-                merges.append(pair)
-                tokens.append(pair[0] + pair[1])
+            ranks.setdefault(pair, len(ranks))
+            tokens.append(pair[0] + pair[1])
             symbols = [pair[0] + pair[1], *symbols[2:]]
+    for word in vocabulary:
+        if len(apply_merges([*word[:-1], word[-1] + "</w>"], ranks)) != 1:
+            raise ValueError(f"word {word!r} does not encode to one token with these merges")
     tokens = list(dict.fromkeys(tokens)) + [START, END]
+    merges = sorted(ranks, key=ranks.__getitem__)
     return {token: index for index, token in enumerate(tokens)}, merges
 
 

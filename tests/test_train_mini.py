@@ -21,6 +21,7 @@ from clipseg_lib.train_mini import (
     world_words,
 )
 from clipseg_lib.training_losses import contrastive_loss, pixel_values, segmentation_loss
+from clipseg_lib.vocabulary import build_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,20 @@ def test_the_vocabulary_holds_every_world_word():
     used = {word for text in texts for word in text.replace(",", " ").lower().split()}
     assert used <= set(world_words())
     assert {"not", "except", "everything", "left", "largest", "above"} <= used
+
+
+def test_every_world_word_is_one_token(processor):
+    tokenizer = processor.tokenizer
+    split = {word: tokenizer.tokenize(word) for word in world_words()
+             if len(tokenizer.tokenize(word)) != 1}
+    assert split == {}
+    # Words outside the world still encode, one character at a time, never to an unknown token.
+    assert tokenizer.tokenize("zebra") == ["z", "e", "b", "r", "a</w>"]
+
+
+def test_a_word_outside_the_byte_alphabet_is_refused():
+    with pytest.raises(ValueError, match="outside CLIP's byte alphabet"):
+        build_vocabulary(["cat", "ca t"])
 
 
 def test_losses_are_seeded(processor):
