@@ -176,8 +176,6 @@ def build_model(
     return model
 
 
-
-
 def warmup_cosine(step: int, steps: int) -> float:
     """Learning-rate factor: linear warmup over the first 5% of steps, then cosine to 0."""
     warmup = max(1, steps // 20)

@@ -60,24 +60,27 @@ def build_vocabulary(words: list[str]) -> tuple[dict[str, int], list[tuple[str, 
     one token. Each word gets merges that join, left to right, the pieces the merges of the
     earlier words leave it in; a word they cannot make whole is refused."""
     alphabet = byte_alphabet()
-    tokens = alphabet + [symbol + "</w>" for symbol in alphabet]
     ranks: dict[tuple[str, str], int] = {}
     vocabulary = sorted({w.lower() for w in words if w.strip()})
     for word in vocabulary:
         if any(character not in alphabet for character in word):
             raise ValueError(f"word {word!r} has characters outside CLIP's byte alphabet")
-        symbols = apply_merges([*word[:-1], word[-1] + "</w>"], ranks)
+        symbols = apply_merges(_characters(word), ranks)
         while len(symbols) > 1:
-            pair = (symbols[0], symbols[1])
-            ranks.setdefault(pair, len(ranks))
-            tokens.append(pair[0] + pair[1])
-            symbols = [pair[0] + pair[1], *symbols[2:]]
+            ranks.setdefault((symbols[0], symbols[1]), len(ranks))
+            symbols = [symbols[0] + symbols[1], *symbols[2:]]
     for word in vocabulary:
-        if len(apply_merges([*word[:-1], word[-1] + "</w>"], ranks)) != 1:
+        if len(apply_merges(_characters(word), ranks)) != 1:
             raise ValueError(f"word {word!r} does not encode to one token with these merges")
+    merges = list(ranks)
+    tokens = [*alphabet, *(symbol + "</w>" for symbol in alphabet), *(a + b for a, b in merges)]
     tokens = list(dict.fromkeys(tokens)) + [START, END]
-    merges = sorted(ranks, key=ranks.__getitem__)
     return {token: index for index, token in enumerate(tokens)}, merges
+
+
+def _characters(word: str) -> list[str]:
+    """A word as BPE starts it: its characters, the last one marked as the word's end."""
+    return [*word[:-1], word[-1] + "</w>"]
 
 
 def write_tokenizer(directory: str | Path, words: list[str]) -> CLIPTokenizer:
