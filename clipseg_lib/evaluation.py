@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from . import world
 from .metrics import auroc, iou, presence_score
 from .prompts import ImagePrompt
 from .segmenter import Segmenter
+from .training_losses import object_class_map
 
 HELD_OUT_SEED = 2022
 DEFAULT_THRESHOLD = 0.5
@@ -102,3 +105,60 @@ def held_out_metrics(
         np.array(present + absent), np.array([True] * len(present) + [False] * len(absent))
     )
     return {name: round(float(value), 4) for name, value in metrics.items()}
+
+
+def _patch_tokens_and_labels(
+    segmenter: Segmenter, scenes: Sequence[world.Scene]
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Deepest extract layer's patch tokens (N, D) and, per patch, the object class and the
+    colour index (0: none) at its centre pixel."""
+    patch = segmenter.model.config.vision_config.patch_size
+    colours = (None, *world.COLOURS)
+    tokens, classes, colour_labels = [], [], []
+    for scene in scenes:
+        encoding = segmenter.encode_image(scene.image)
+        tokens.append(encoding.hidden_states[max(segmenter.extract_layers) + 1][0, 1:].float())
+        centres = np.s_[patch // 2 :: patch, patch // 2 :: patch]
+        classes.append(object_class_map(scene)[centres].ravel())
+        colour_of = np.array([0] + [colours.index(o.colour) for o in scene.objects])
+        colour_labels.append(colour_of[scene.instance_map[centres]].ravel())
+    return torch.cat(tokens), np.concatenate(classes), np.concatenate(colour_labels)
+
+
+def object_class_probe(
+    segmenter: Segmenter, *, n_train: int = 600, n_test: int = 200, seed: int = HELD_OUT_SEED,
+    steps: int = 300,
+) -> dict[str, float]:
+    """How linearly the vision tower's patch tokens (deepest extract layer) say what covers
+    their patch: test accuracy of softmax regressions fit on `n_train` train-split scenes and
+    scored on `n_test` test-split scenes, predicting at each patch's centre pixel the object
+    class ("object_class_accuracy": shape, sign or face, over patches on an object) and the
+    colour ("colour_accuracy", over patches on a shape). Rounded to 4 decimals."""
+    if n_train < 1 or n_test < 1:
+        raise ValueError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
+    counts = {"n_shapes": (2, 5), "n_words": (0, 1), "n_faces": (0, 1)}
+    size = segmenter.image_size
+    train = [world.render_scene(seed + i, size=size, split="train", **counts)
+             for i in range(n_train)]
+    test = [world.render_scene(seed + i, size=size, split="test", **counts) for i in range(n_test)]
+    train_x, train_class, train_colour = _patch_tokens_and_labels(segmenter, train)
+    test_x, test_class, test_colour = _patch_tokens_and_labels(segmenter, test)
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-5
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    torch.manual_seed(seed)
+    accuracies = {}
+    for name, train_y, test_y, counted in (
+        ("object_class_accuracy", train_class, test_class, test_class > 0),
+        ("colour_accuracy", train_colour, test_colour, test_colour > 0),
+    ):
+        probe = torch.nn.Linear(train_x.shape[1], int(max(train_y.max(), test_y.max())) + 1)
+        optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2)
+        labels = torch.from_numpy(train_y)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            F.cross_entropy(probe(train_x), labels).backward()
+            optimizer.step()
+        with torch.no_grad():
+            predicted = probe(test_x).argmax(1).numpy()
+        accuracies[name] = round(float((predicted[counted] == test_y[counted]).mean()), 4)
+    return accuracies

@@ -8,9 +8,12 @@ as `Segmenter.encode_image` runs it, so training and inference read the same hid
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
@@ -22,6 +25,8 @@ from .prompts import ImagePrompt
 TRAIN_KIND_WEIGHTS = {**world.DEFAULT_KIND_WEIGHTS, "negation": 0.0, "image": 0.12}
 #: Objects per pretraining scene.
 CAPTION_COUNTS = {"n_shapes": (1, 5), "n_words": (0, 1), "n_faces": (0, 1)}
+#: Pixel classes of the auxiliary dense loss: what kind of object covers each pixel.
+OBJECT_CLASSES = ("background", *world.SHAPES, "sign", "face")
 
 _MEAN = torch.tensor(OPENAI_CLIP_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1)
@@ -45,22 +50,78 @@ def text_features(
     ).pooler_output
 
 
-def contrastive_loss(
-    model: CLIPSegForImageSegmentation, tokenizer: CLIPTokenizer, rng: np.random.Generator,
+def object_class_map(scene: world.Scene) -> np.ndarray:
+    """(H, W) int64 index into `OBJECT_CLASSES` of the object visible at each pixel."""
+    lookup = np.zeros(len(scene.objects) + 1, np.int64)
+    for index, thing in enumerate(scene.objects, start=1):
+        name = thing.name if thing.kind == "shape" else {"word": "sign"}.get(thing.kind, thing.kind)
+        lookup[index] = OBJECT_CLASSES.index(name)
+    return lookup[scene.instance_map]
+
+
+class ObjectClassHead(nn.Module):
+    """Training-only linear head: each patch token -> logits of `OBJECT_CLASSES` for each of the
+    patch's pixels. It gives the vision tower a direct, dense signal about shape, which CLIP
+    learned from 400M captions and the world's captions alone do not teach (see the card)."""
+
+    def __init__(self, hidden_size: int, patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.linear = nn.Linear(hidden_size, len(OBJECT_CLASSES) * patch_size**2)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, 1 + n * n, D), CLS first -> logits (B, classes, n * patch, n * patch)."""
+        batch, count, _ = tokens.shape
+        side = int(math.isqrt(count - 1))
+        logits = self.linear(tokens[:, 1:]).view(batch, side, side, -1).permute(0, 3, 1, 2)
+        return F.pixel_shuffle(logits, self.patch_size)
+
+
+def object_class_loss(
+    head: ObjectClassHead, tokens: torch.Tensor, scenes: list[world.Scene]
+) -> torch.Tensor:
+    """Per-pixel cross-entropy of `head(tokens)` against the scenes' object classes."""
+    targets = torch.from_numpy(np.stack([object_class_map(scene) for scene in scenes]))
+    return F.cross_entropy(head(tokens), targets)
+
+
+def pretraining_scenes(rng: np.random.Generator, count: int, size: int) -> list[world.Scene]:
+    """`count` random train-split scenes with `CAPTION_COUNTS` objects."""
+    return [
+        world.render_scene(int(rng.integers(2**62)), size=size, split="train", **CAPTION_COUNTS)
+        for _ in range(count)
+    ]
+
+
+def object_class_batch_loss(
+    model: CLIPSegForImageSegmentation, head: ObjectClassHead, rng: np.random.Generator,
     batch_size: int, size: int,
 ) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE loss on a batch of train-split (scene, caption) pairs."""
-    scenes = [
-        world.render_scene(int(rng.integers(2**62)), size=size, split="train", **CAPTION_COUNTS)
-        for _ in range(batch_size)
-    ]
+    """`head`'s object-class loss on the deepest extract layer for a batch of new scenes."""
+    scenes = pretraining_scenes(rng, batch_size, size)
+    depth = max(model.extract_layers) + 1
+    states = vision_states(model, pixel_values(np.stack([scene.image for scene in scenes])), depth)
+    return object_class_loss(head, states[depth], scenes)
+
+
+def contrastive_loss(
+    model: CLIPSegForImageSegmentation, tokenizer: CLIPTokenizer, rng: np.random.Generator,
+    batch_size: int, size: int, head: ObjectClassHead | None = None,
+) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE loss on a batch of train-split (scene, caption) pairs; with
+    `head`, plus its object-class loss on the deepest extract layer's tokens."""
+    scenes = pretraining_scenes(rng, batch_size, size)
     captions = [world.caption(scene, rng) for scene in scenes]
-    pixels = pixel_values(np.stack([scene.image for scene in scenes]))
-    images = F.normalize(model.clip.get_image_features(pixels).pooler_output, dim=-1)
+    states = vision_states(model, pixel_values(np.stack([scene.image for scene in scenes])),
+                           len(model.clip.vision_model.encoder.layers))
+    images = F.normalize(image_features(model, states[-1]), dim=-1)
     texts = F.normalize(text_features(model, tokenizer, captions), dim=-1)
     logits = model.clip.logit_scale.exp().clamp(max=100) * images @ texts.T
     labels = torch.arange(batch_size)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    if head is not None:
+        loss = loss + object_class_loss(head, states[max(model.extract_layers) + 1], scenes)
+    return loss
 
 
 def vision_states(
@@ -74,6 +135,13 @@ def vision_states(
         hidden = layer(hidden, None)
         states.append(hidden)
     return states
+
+
+def image_features(model: CLIPSegForImageSegmentation, last_state: torch.Tensor) -> torch.Tensor:
+    """Projected image embeddings (B, projection_dim) from the last layer's tokens (B, T, D),
+    as `get_image_features` computes them."""
+    vision = model.clip.vision_model
+    return model.clip.visual_projection(vision.post_layernorm(last_state[:, 0]))
 
 
 def conditional_embeddings(
@@ -142,9 +210,11 @@ def scene_prompts(
 def segmentation_loss(
     model: CLIPSegForImageSegmentation, processor: CLIPSegProcessor, rng: np.random.Generator,
     batch_size: int, size: int, *, train_encoders: bool, prompts_per_scene: int = 1,
+    head: ObjectClassHead | None = None,
 ) -> torch.Tensor:
     """BCE-with-logits plus soft Dice of the decoder's (size, size) logits on `batch_size`
-    train queries, each scene also asked `prompts_per_scene - 1` more text prompts."""
+    train queries, each scene also asked `prompts_per_scene - 1` more text prompts; with
+    `head` (encoders trained), plus its object-class loss on the deepest extract layer."""
     queries = [
         world.sample_query(rng, size=size, split="train", kind_weights=TRAIN_KIND_WEIGHTS)
         for _ in range(batch_size)
@@ -172,4 +242,7 @@ def segmentation_loss(
     probabilities = torch.sigmoid(logits)
     overlap = (probabilities * targets).sum((1, 2))
     dice = 1 - (2 * overlap + 1) / (probabilities.sum((1, 2)) + targets.sum((1, 2)) + 1)
-    return F.binary_cross_entropy_with_logits(logits, targets) + dice.mean()
+    loss = F.binary_cross_entropy_with_logits(logits, targets) + dice.mean()
+    if head is not None:
+        loss = loss + object_class_loss(head, states[max(layers) + 1], [q.scene for q in queries])
+    return loss
