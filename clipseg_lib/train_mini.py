@@ -94,7 +94,7 @@ class Schedule:
 
     Decoder and finetune batches hold `batch_size` scenes, each asked `prompts_per_scene`
     prompts (its world query plus text prompts about its objects). With `object_class_loss`,
-    pretraining and finetuning also train the vision tower with `ObjectClassHead`.
+    the objects stage runs and pretraining and finetuning add `ObjectClassHead`'s loss.
     """
 
     steps_objects: int = 1500
@@ -360,7 +360,10 @@ def save(model: CLIPSegForImageSegmentation, processor: CLIPSegProcessor, output
     processor.save_pretrained(output)
 
 
-_OVERRIDES = ("steps_pretrain", "steps_decoder", "steps_finetune", "batch_size", "seed", "threads")
+_OVERRIDES = (
+    "steps_objects", "steps_pretrain", "steps_decoder", "steps_finetune", "batch_size", "seed",
+    "threads",
+)
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -59,6 +59,8 @@ def test_smoke_run_loss_falls(smoke_run):
     finetune = summary["losses"]["finetune"]
     assert np.mean(finetune[-3:]) < np.mean(finetune[:3])
     assert all(np.isfinite(summary["losses"]["pretrain"]))
+    objects = summary["losses"]["objects"]
+    assert len(objects) == 8 and np.mean(objects[-3:]) < np.mean(objects[:3])
 
 
 def test_smoke_run_saves_a_loadable_model(smoke_run):
