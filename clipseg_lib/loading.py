@@ -26,7 +26,7 @@ DEFAULT_MODEL = HUB_MODELS[0]
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 #: Models shipped in `data/`: name -> (directory, sha256 of model.safetensors).
 BUNDLED_MODELS = {
-    "mini": (DATA_DIR / "mini", "1250d58a60898130e9207fef398f735ba440a4a0e87730514e4181fa8646b2cb"),
+    "mini": (DATA_DIR / "mini", "c9e9f7fca86fa2ac010237c55c0c2aa1da5ccfc2eca96e1f5e33532c32070d26"),
 }
 WEIGHTS_FILE = "model.safetensors"
 #: Seconds to wait for the hub before giving up (HF_HUB_ETAG_TIMEOUT / DOWNLOAD_TIMEOUT).

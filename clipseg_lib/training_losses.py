@@ -2,8 +2,10 @@
 
 Every batch is drawn on the fly from the synthetic world's train split with a seeded
 generator: (scene, caption) pairs for contrastive pretraining, (scene, prompt) -> mask queries
-for the decoder. The model is transformers' `CLIPSegForImageSegmentation`; the backbone is run
-as `Segmenter.encode_image` runs it, so training and inference read the same hidden states.
+for the decoder, and per-pixel object classes (`object_class_map`) for the training-only
+`ObjectClassHead` that teaches the vision tower shape. The model is transformers'
+`CLIPSegForImageSegmentation`; the backbone is run as `Segmenter.encode_image` runs it, so
+training and inference read the same hidden states.
 """
 
 from __future__ import annotations
