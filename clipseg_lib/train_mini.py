@@ -12,8 +12,8 @@ The paper's recipe in miniature, in four seeded stages with data drawn on the fl
    (train split): text prompts, image prompts (support engineered with crop_blur_highlight,
    embedded with `get_image_features`), text-image interpolation, ~20% absent objects (empty
    target). Negations get weight 0: the study measures a model that never saw "not".
-3. finetune: everything trained (plus the object-class loss), the encoders at a lower
-   learning rate than the decoder.
+3. finetune: everything trained (plus the object-class loss), each tower at its own
+   learning rate.
 
 `python -m clipseg_lib.train_mini --output data/mini` writes what `load_segmenter` reads
 (config, fp16 safetensors, processor, tokenizer) plus `training_summary.json` (settings, wall
