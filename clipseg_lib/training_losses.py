@@ -56,7 +56,7 @@ def object_class_map(scene: world.Scene) -> np.ndarray:
     """(H, W) int64 index into `OBJECT_CLASSES` of the object visible at each pixel."""
     lookup = np.zeros(len(scene.objects) + 1, np.int64)
     for index, thing in enumerate(scene.objects, start=1):
-        name = thing.name if thing.kind == "shape" else {"word": "sign"}.get(thing.kind, thing.kind)
+        name = {"word": "sign", "face": "face"}.get(thing.kind, thing.name)
         lookup[index] = OBJECT_CLASSES.index(name)
     return lookup[scene.instance_map]
 
