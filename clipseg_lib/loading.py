@@ -26,7 +26,7 @@ DEFAULT_MODEL = HUB_MODELS[0]
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 #: Models shipped in `data/`: name -> (directory, sha256 of model.safetensors).
 BUNDLED_MODELS = {
-    "mini": (DATA_DIR / "mini", "c9e9f7fca86fa2ac010237c55c0c2aa1da5ccfc2eca96e1f5e33532c32070d26"),
+    "mini": (DATA_DIR / "mini", "d3458f5bd96fb682b2c353ab82dcb2aa0584a1e1a3e02dee271ea7f14c0cde30"),
 }
 WEIGHTS_FILE = "model.safetensors"
 #: Seconds to wait for the hub before giving up (HF_HUB_ETAG_TIMEOUT / DOWNLOAD_TIMEOUT).

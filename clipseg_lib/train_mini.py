@@ -97,10 +97,10 @@ class Schedule:
     the objects stage runs and pretraining and finetuning add `ObjectClassHead`'s loss.
     """
 
-    steps_objects: int = 1500
+    steps_objects: int = 2500
     steps_pretrain: int = 400
     steps_decoder: int = 200
-    steps_finetune: int = 3000
+    steps_finetune: int = 4000
     pretrain_batch_size: int = 32
     batch_size: int = 16
     prompts_per_scene: int = 6

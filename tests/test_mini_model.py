@@ -23,14 +23,14 @@ MINI_DIR = loading.BUNDLED_MODELS["mini"][0]
 #: Measured on the committed weights (data/mini/MODEL_CARD.md, n=48 per kind, seed 2022);
 #: each bound sits just under the measured value.
 CARD_LOWER_BOUNDS = {
-    "seen_composite_miou": 0.77,  # measured 0.786
-    "one_shot_miou": 0.78,  # measured 0.798
-    "zero_shot_miou": 0.37,  # measured 0.393
-    "referring_miou": 0.35,  # measured 0.370
-    "absent_auroc": 0.98,  # measured 0.9996
+    "seen_composite_miou": 0.81,  # measured 0.823; the project's bar is 0.80
+    "one_shot_miou": 0.82,  # measured 0.838
+    "zero_shot_miou": 0.29,  # measured 0.305
+    "referring_miou": 0.37,  # measured 0.386
+    "absent_auroc": 0.99,  # measured 1.000
 }
 #: The card's linear probe of the committed weights (n_train=600, n_test=200).
-PROBE_LOWER_BOUNDS = {"object_class_accuracy": 0.92, "colour_accuracy": 0.96}  # 0.943, 0.979
+PROBE_LOWER_BOUNDS = {"object_class_accuracy": 0.94, "colour_accuracy": 0.96}  # 0.958, 0.979
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_mini_finds_a_composite_and_not_an_absent_one(mini):
     assert present_map.shape == query.target.shape
     assert present_map[query.target].mean() > 0.5
     assert present_map[~query.target].mean() < 0.2
-    # the presence score (maximum probability) tells the two apart (card: AUROC 0.9996)
+    # the presence score (maximum probability) tells the two apart (card: AUROC 1.000)
     assert (absent_map > 0.5).mean() < 0.1
     assert absent_map.max() < present_map.max()
 
