@@ -28,6 +28,7 @@ quick: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env \

@@ -16,8 +16,8 @@ from transformers import (
 )
 
 from clipseg_lib import Segmenter, load_segmenter, world
-from clipseg_lib.original_checkpoint import IMAGENET_MEAN, IMAGENET_STD, ORIGINAL_IMAGE_SIZE
-from clipseg_lib.vocabulary import write_tokenizer
+from clipseg_lib.mini.vocabulary import write_tokenizer
+from clipseg_lib.model.original_checkpoint import IMAGENET_MEAN, IMAGENET_STD, ORIGINAL_IMAGE_SIZE
 
 WORDS = ["a", *world.COLOURS, *world.SHAPES]
 

@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.models import full_size_segmenter, mini_segmenter, transformers_logits
 from clipseg_lib import world
-from clipseg_lib.metrics import iou
+from clipseg_lib.analysis.metrics import iou
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -8,16 +8,16 @@ Load a model, encode an image once, ask many prompts::
     probs = segmenter.predict(encoding, ["red triangle", "the word CAT"])   # (2, H, W)
 """
 
-from .images import ImageError, load_image
-from .loading import (
+from clipseg_lib.model.images import ImageError, load_image
+from clipseg_lib.model.loading import (
     DEFAULT_MODEL,
     ModelNotFoundError,
     WeightsChecksumError,
     available_models,
     load_segmenter,
 )
-from .prompts import Embedding, ImagePrompt, Mix, mix
-from .segmenter import ImageEncoding, Segmenter
+from clipseg_lib.model.prompts import Embedding, ImagePrompt, Mix, mix
+from clipseg_lib.model.segmenter import ImageEncoding, Segmenter
 
 __all__ = [
     "DEFAULT_MODEL",

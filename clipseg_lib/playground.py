@@ -26,10 +26,12 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import distortions, loading, metrics, plotting, world
-from .images import ImageError, ImageLike, load_image
-from .prompts import ImagePrompt
-from .segmenter import ImageEncoding, Segmenter
+from clipseg_lib import world
+from clipseg_lib.analysis import distortions, metrics, plotting
+from clipseg_lib.model import loading
+from clipseg_lib.model.images import ImageError, ImageLike, load_image
+from clipseg_lib.model.prompts import ImagePrompt
+from clipseg_lib.model.segmenter import ImageEncoding, Segmenter
 
 #: Side in pixels of the bundled synthetic scenes (mini sees them at 96, people at this size).
 SCENE_SIZE = 288

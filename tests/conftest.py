@@ -17,9 +17,9 @@ from transformers import (
 
 from benchmarks.models import full_size_config
 from clipseg_lib import world
-from clipseg_lib.original_checkpoint import IMAGENET_MEAN, IMAGENET_STD, ORIGINAL_IMAGE_SIZE
-from clipseg_lib.segmenter import Segmenter
-from clipseg_lib.vocabulary import write_tokenizer
+from clipseg_lib.mini.vocabulary import write_tokenizer
+from clipseg_lib.model.original_checkpoint import IMAGENET_MEAN, IMAGENET_STD, ORIGINAL_IMAGE_SIZE
+from clipseg_lib.model.segmenter import Segmenter
 
 WORDS = list(dict.fromkeys([
     *"a the cat not photo of left right largest smallest".split(), *world.COLOURS, *world.SHAPES

@@ -6,7 +6,8 @@ import matplotlib.pyplot as plt
 import pytest
 from transformers import CLIPSegConfig
 
-from clipseg_lib import architecture, load_segmenter, world
+from clipseg_lib import load_segmenter, world
+from clipseg_lib.experiments import architecture
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipseg_lib.cases import CasesError, by_image, load_cases
+from clipseg_lib.experiments.cases import CasesError, by_image, load_cases
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-from clipseg_lib import conclusion
-from clipseg_lib.results import load_results, save_results
+from clipseg_lib.experiments import conclusion
+from clipseg_lib.study.results import load_results, save_results
 
 
 def robust(clean: float, severity1: float, vs_clean: float) -> dict[str, float]:

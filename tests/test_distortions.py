@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from clipseg_lib.distortions import (
+from clipseg_lib.analysis.distortions import (
     DISTORTIONS,
     SEVERITY_TABLE,
     distort,

@@ -103,7 +103,7 @@ def test_wrong_type():
 
 
 def test_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
-    monkeypatch.setattr("clipseg_lib.images.MAX_PIXELS", 100)
+    monkeypatch.setattr("clipseg_lib.model.images.MAX_PIXELS", 100)
     path = _save(tmp_path, Image.new("RGB", (20, 20)), "big.png")
     with pytest.raises(ImageError, match="over the limit"):
         load_image(path)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from clipseg_lib import ImagePrompt, ModelNotFoundError, load_segmenter, mix
-from clipseg_lib.loading import resolve_model_source
+from clipseg_lib.model.loading import resolve_model_source
 
 
 @pytest.fixture(scope="module")

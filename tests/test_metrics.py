@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from clipseg_lib.metrics import (
+from clipseg_lib.analysis.metrics import (
     auroc,
     average_precision,
     binary_iou,

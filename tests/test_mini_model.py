@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from clipseg_lib import ImagePrompt, WeightsChecksumError, load_segmenter, loading, world
-from clipseg_lib.evaluation import (
+from clipseg_lib import ImagePrompt, WeightsChecksumError, load_segmenter, world
+from clipseg_lib.mini.evaluation import (
     HELD_OUT_SEED,
     held_out_metrics,
     object_class_probe,
@@ -18,6 +18,7 @@ from clipseg_lib.evaluation import (
     query_prompt,
     score_queries,
 )
+from clipseg_lib.model import loading
 
 MINI_DIR = loading.BUNDLED_MODELS["mini"][0]
 #: Measured on the committed weights (data/mini/MODEL_CARD.md, n=48 per kind, seed 2022);

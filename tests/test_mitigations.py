@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clipseg_lib import mitigations
-from clipseg_lib.images import load_image
-from clipseg_lib.mitigations import Transform
+from clipseg_lib.experiments import mitigations
+from clipseg_lib.experiments.mitigations import Transform
+from clipseg_lib.model.images import load_image
 
 
 class PixelwiseSegmenter:

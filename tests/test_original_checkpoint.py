@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from clipseg_lib.original_checkpoint import (
+from clipseg_lib.model.original_checkpoint import (
     config_for_decoder,
     convert_original_state_dict,
     load_original_checkpoint,

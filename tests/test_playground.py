@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipseg_lib import playground, plotting, world
+from clipseg_lib import playground, world
+from clipseg_lib.analysis import plotting
 
 
 @pytest.fixture(scope="session")

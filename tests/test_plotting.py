@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from clipseg_lib.plotting import (
+from clipseg_lib.analysis.plotting import (
     overlay,
     plot_curves,
     save_figure,

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from clipseg_lib import mitigation_study, photo_probes, probe_figures, probes, world
-from clipseg_lib.cases import Case
-from clipseg_lib.mitigations import Transform
-from clipseg_lib.segmenter import Segmenter
-from clipseg_lib.train_mini import Architecture, build_model, build_processor
+from clipseg_lib import world
+from clipseg_lib.experiments import mitigation_study, photo_probes, probe_figures, probes
+from clipseg_lib.experiments.cases import Case
+from clipseg_lib.experiments.mitigations import Transform
+from clipseg_lib.mini.train import Architecture, build_model, build_processor
+from clipseg_lib.model.segmenter import Segmenter
 
 SIZE = 64
 

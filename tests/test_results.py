@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from clipseg_lib.results import load_results, provenance, save_results, write_json_atomic
+from clipseg_lib.study.results import load_results, provenance, save_results, write_json_atomic
 
 SEGMENTER = SimpleNamespace(
     provenance={"model": "mini", "weights_sha256": "ab" * 32, "dtype": "float32", "device": "cpu"}

@@ -10,10 +10,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from clipseg_lib import ImagePrompt, cases, load_segmenter, robustness, robustness_figures, world
-from clipseg_lib.distortions import distort_mask
-from clipseg_lib.metrics import iou
-from clipseg_lib.segmenter import Segmenter
+from clipseg_lib import ImagePrompt, load_segmenter, world
+from clipseg_lib.analysis.distortions import distort_mask
+from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.experiments import cases, robustness, robustness_figures
+from clipseg_lib.model.segmenter import Segmenter
 
 matplotlib.use("Agg")
 

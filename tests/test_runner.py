@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from clipseg_lib import runner
-from clipseg_lib.report import build_report
-from clipseg_lib.results import load_results
+from clipseg_lib.study import cli, runner
+from clipseg_lib.study.report import build_report
+from clipseg_lib.study.results import load_results
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 FIXTURE_SOURCE = "pathlib.Path(output_dir"
@@ -33,7 +33,7 @@ def injected_parameters(executed: Path) -> dict[str, object]:
 def run_main(argv: list[str]) -> tuple[int, str, str]:
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = runner.main(argv)
+        code = cli.main(argv)
     return code, stdout.getvalue(), stderr.getvalue()
 
 
@@ -141,7 +141,7 @@ def test_quick_auto_model_and_clean_rerun(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setitem(
         sys.modules,
-        "clipseg_lib.loading",
+        "clipseg_lib.model.loading",
         SimpleNamespace(resolve_model_source=resolve_model_source),
     )
     output_dir = tmp_path / "study"

@@ -6,8 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from clipseg_lib import load_segmenter, tasks, world
-from clipseg_lib.cases import Case, cases_for_model
+from clipseg_lib import load_segmenter, world
+from clipseg_lib.experiments import tasks
+from clipseg_lib.experiments.cases import Case, cases_for_model
 
 
 @pytest.fixture(scope="module")

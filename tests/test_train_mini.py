@@ -9,18 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from clipseg_lib import load_segmenter, train_mini, world
-from clipseg_lib.train_mini import (
-    SMOKE_ARCHITECTURE,
-    SMOKE_SCHEDULE,
-    build_model,
-    build_processor,
-    main,
-    train,
-    warmup_cosine,
-    world_words,
-)
-from clipseg_lib.training_losses import (
+from clipseg_lib import load_segmenter, world
+from clipseg_lib.mini import train as train_mini
+from clipseg_lib.mini.losses import (
     OBJECT_CLASSES,
     ObjectClassHead,
     contrastive_loss,
@@ -30,12 +21,22 @@ from clipseg_lib.training_losses import (
     segmentation_loss,
     vision_states,
 )
-from clipseg_lib.vocabulary import build_vocabulary
+from clipseg_lib.mini.train import (
+    SMOKE_ARCHITECTURE,
+    SMOKE_SCHEDULE,
+    build_model,
+    build_processor,
+    main,
+    train,
+    warmup_cosine,
+    world_words,
+)
+from clipseg_lib.mini.vocabulary import build_vocabulary
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """(summary, output directory) of `python -m clipseg_lib.train_mini --smoke`."""
+    """(summary, output directory) of `python -m clipseg_lib.mini.train --smoke`."""
     output = tmp_path_factory.mktemp("mini_smoke")
     threads = torch.get_num_threads()
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clipseg_lib.world import (
+from clipseg_lib.world.render import FACE_COLOUR, INK_COLOUR, SIGN_COLOUR
+from clipseg_lib.world.scenes import (
     COLOURS,
     EXPRESSIONS,
     HELD_OUT_COMBINATIONS,
@@ -20,7 +21,6 @@ from clipseg_lib.world import (
     render_scene,
     sample_query,
 )
-from clipseg_lib.world_render import FACE_COLOUR, INK_COLOUR, SIGN_COLOUR
 
 
 def _named(prompt: str, names) -> list[str]:

@@ -35,7 +35,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from .plotting import show_table
+from clipseg_lib.analysis.plotting import show_table
 
 VERDICTS = ("confirmed", "not confirmed", "mixed", "not measured")
 CONCLUSION_NAME = "conclusion"

@@ -11,11 +11,10 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from . import plotting
-from .distortions import distort, distort_mask
-from .metrics import iou
-from .prompts import DEFAULT_ENGINEERING
-from .robustness import (
+from clipseg_lib.analysis import plotting
+from clipseg_lib.analysis.distortions import distort, distort_mask
+from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.experiments.robustness import (
     PAPER_REFERENCE,
     POSTER_TRIPLES,
     Question,
@@ -25,7 +24,8 @@ from .robustness import (
     question_image,
     question_target,
 )
-from .segmenter import Segmenter
+from clipseg_lib.model.prompts import DEFAULT_ENGINEERING
+from clipseg_lib.model.segmenter import Segmenter
 
 PANEL_INCHES = 1.7
 METRIC_LABELS = {"iou_gt": "IoU with ground truth", "iou_vs_clean": "IoU with clean prediction"}

@@ -157,7 +157,7 @@ def _rename(key: str) -> str:
 
 def _original_processor(source: str | os.PathLike | None) -> CLIPSegProcessor:
     """ImageNet-normalised 352 x 352 image processor with the CLIP tokenizer of `source`."""
-    from .loading import DEFAULT_MODEL, _hub_snapshot
+    from clipseg_lib.model.loading import DEFAULT_MODEL, _hub_snapshot
 
     directory = Path(source) if source is not None else _hub_snapshot(DEFAULT_MODEL)
     tokenizer = CLIPSegProcessor.from_pretrained(directory, local_files_only=True).tokenizer

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import world
-from .metrics import auroc, iou, presence_score
-from .prompts import ImagePrompt
-from .segmenter import Segmenter
-from .training_losses import object_class_map
+from clipseg_lib import world
+from clipseg_lib.analysis.metrics import auroc, iou, presence_score
+from clipseg_lib.mini.losses import object_class_map
+from clipseg_lib.model.prompts import ImagePrompt
+from clipseg_lib.model.segmenter import Segmenter
 
 HELD_OUT_SEED = 2022
 DEFAULT_THRESHOLD = 0.5

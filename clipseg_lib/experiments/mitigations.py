@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .images import ImageLike, load_image
-from .prompts import Prompt
-from .segmenter import ImageEncoding, Segmenter
-from .world_render import with_articles
+from clipseg_lib.model.images import ImageLike, load_image
+from clipseg_lib.model.prompts import Prompt
+from clipseg_lib.model.segmenter import ImageEncoding, Segmenter
+from clipseg_lib.world.render import with_articles
 
 #: Templates of the CLIP paper's prompt ensembling, "{}" standing for the phrase.
 DEFAULT_TEMPLATES = ("{}", "a {}", "the {}", "a photo of a {}")

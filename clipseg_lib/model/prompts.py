@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .images import ImageLike, load_image
+from clipseg_lib.model.images import ImageLike, load_image
 
 #: Visual prompt engineering variants: crop to the object or not, background intensity
 #: (1.0 keeps it, 0.1 darkens it to a tenth), background blur radius in pixels of a

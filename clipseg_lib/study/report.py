@@ -16,7 +16,7 @@ from typing import Any
 import nbformat
 from nbconvert import HTMLExporter
 
-from clipseg_lib.results import RUN_MANIFEST_NAME
+from clipseg_lib.study.results import RUN_MANIFEST_NAME
 
 CONCLUSION_NAME = "conclusion"
 CLAIM_COLUMNS = ("claim", "evidence", "verdict")

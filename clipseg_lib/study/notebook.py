@@ -9,10 +9,10 @@ import matplotlib.figure
 import numpy as np
 import torch
 
-from .loading import load_segmenter
-from .plotting import save_figure
-from .results import save_results
-from .segmenter import Segmenter
+from clipseg_lib.analysis.plotting import save_figure
+from clipseg_lib.model.loading import load_segmenter
+from clipseg_lib.model.segmenter import Segmenter
+from clipseg_lib.study.results import save_results
 
 
 def seed_everything(seed: int) -> None:

@@ -1,4 +1,4 @@
-"""The failure-mode probes and mitigations on real photos (`clipseg_lib.cases`), for a
+"""The failure-mode probes and mitigations on real photos (`clipseg_lib.experiments.cases`), for a
 full-size CLIPSeg; `mini` only knows the synthetic world and skips them.
 
 Photos have no negation truth and rarely a mask, so each probe measures what needs none:
@@ -17,20 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .cases import Case, by_image, load_cases
-from .distortions import distort
-from .metrics import auroc, iou, presence_score
-from .mitigations import (
+from clipseg_lib.analysis.distortions import distort
+from clipseg_lib.analysis.metrics import auroc, iou, presence_score
+from clipseg_lib.analysis.plotting import show_table
+from clipseg_lib.experiments.cases import Case, by_image, load_cases
+from clipseg_lib.experiments.mitigations import (
     DEFAULT_TEMPLATES,
     DEFAULT_TRANSFORMS,
     Transform,
     average_views,
     predict_views,
 )
-from .mitigations import ensemble_prompts as ensemble
-from .plotting import show_table
-from .probes import DEFAULT_THRESHOLD
-from .segmenter import Segmenter
+from clipseg_lib.experiments.mitigations import ensemble_prompts as ensemble
+from clipseg_lib.experiments.probes import DEFAULT_THRESHOLD
+from clipseg_lib.model.segmenter import Segmenter
 
 #: Models that see at least this many pixels per side are full-size CLIPSeg.
 FULL_SIZE = 224

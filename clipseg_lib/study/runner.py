@@ -20,10 +20,10 @@ from typing import Any
 import papermill
 from tqdm import tqdm
 
-from clipseg_lib.report import build_report
-from clipseg_lib.results import RUN_MANIFEST_NAME, provenance, write_json_atomic
+from clipseg_lib.study.report import build_report
+from clipseg_lib.study.results import RUN_MANIFEST_NAME, provenance, write_json_atomic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 DEFAULT_OUTPUT_DIR = REPO_ROOT / "results"
 QUICK_CASES = 4
@@ -184,7 +184,7 @@ def _notebook_parameters(
 def _resolve_model(model: str) -> str:
     if model != "auto":
         return model
-    from clipseg_lib.loading import resolve_model_source
+    from clipseg_lib.model.loading import resolve_model_source
 
     return resolve_model_source("auto")
 
@@ -293,9 +293,8 @@ def _summary_line(outcome: NotebookRun) -> str:
     return line
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clipseg-study", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_run_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``clipseg-study run`` on the command line's subcommands."""
     run = commands.add_parser("run", help="execute the study notebooks and build the report")
     run.add_argument("--model", default="auto", help="'auto', 'mini' or a CLIPSeg id (auto)")
     run.add_argument(
@@ -320,12 +319,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"per-cell timeout in seconds ({DEFAULT_CELL_TIMEOUT_S})",
     )
-    return parser
+    run.set_defaults(handler=run_command)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``clipseg-study``: 0 all notebooks ok, 1 some failed, 2 invalid input."""
-    arguments = _parser().parse_args(argv)
+def run_command(arguments: argparse.Namespace) -> int:
+    """``clipseg-study run``: 0 all notebooks ok, 1 some failed, 2 invalid input."""
     try:
         study = run_study(
             NOTEBOOKS_DIR,

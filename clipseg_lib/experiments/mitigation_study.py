@@ -1,4 +1,4 @@
-"""Before/after measurements of the mitigations in `clipseg_lib.mitigations`, each on the
+"""Before/after measurements of the mitigations in `experiments.mitigations`, each on the
 same world queries with and without the fix.
 
 Each experiment returns {"before", "after", "metric", "rows"}; `combine` gathers them into
@@ -15,11 +15,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import world
-from .distortions import DISTORTIONS, MAX_SEVERITY, distort, distort_mask
-from .evaluation import predict_queries
-from .metrics import iou, presence_score
-from .mitigations import (
+from clipseg_lib import world
+from clipseg_lib.analysis.distortions import DISTORTIONS, MAX_SEVERITY, distort, distort_mask
+from clipseg_lib.analysis.metrics import iou, presence_score
+from clipseg_lib.analysis.plotting import PANEL_INCHES
+from clipseg_lib.experiments.mitigations import (
     DEFAULT_FOREGROUND_PROMPTS,
     DEFAULT_TEMPLATES,
     DEFAULT_TRANSFORMS,
@@ -33,8 +33,7 @@ from .mitigations import (
     predict_views,
     template_prompts,
 )
-from .plotting import PANEL_INCHES
-from .probes import (
+from clipseg_lib.experiments.probes import (
     DEFAULT_THRESHOLD,
     NEGATION_FORMS,
     check_queries,
@@ -42,7 +41,8 @@ from .probes import (
     excluded_composite,
     split_halves,
 )
-from .segmenter import Segmenter
+from clipseg_lib.mini.evaluation import predict_queries
+from clipseg_lib.model.segmenter import Segmenter
 
 TTA_DISTORTIONS = ("gaussian_noise", "blur", "jpeg")
 TTA_SEVERITIES = (2, 3)

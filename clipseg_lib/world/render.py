@@ -1,6 +1,6 @@
 """Rendering of one synthetic scene: vocabulary, drawing, backgrounds, layout and captions.
 
-`clipseg_lib.world` builds scenes and queries on top of `SceneLayout` and re-exports the
+`clipseg_lib.world.scenes` builds scenes and queries on top of `SceneLayout` and re-exports the
 vocabulary and the `WorldObject` / `Scene` types.
 
 Everything is drawn without antialiasing, so every pixel of an object is exactly one of its

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import cases, world
-from .distortions import DISTORTIONS, MAX_SEVERITY, distort, distort_mask
-from .metrics import iou
-from .prompts import DEFAULT_ENGINEERING, ImagePrompt
-from .segmenter import Segmenter
+from clipseg_lib import world
+from clipseg_lib.analysis.distortions import DISTORTIONS, MAX_SEVERITY, distort, distort_mask
+from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.experiments import cases
+from clipseg_lib.model.prompts import DEFAULT_ENGINEERING, ImagePrompt
+from clipseg_lib.model.segmenter import Segmenter
 
 Question = world.Query | cases.Case
 

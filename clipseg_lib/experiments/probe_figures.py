@@ -1,4 +1,4 @@
-"""Figures of the failure-mode probes (`clipseg_lib.probes`): labelled overlays, the
+"""Figures of the failure-mode probes (`clipseg_lib.experiments.probes`): labelled overlays, the
 expression confusion matrix and the presence-score histograms."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import world
-from .plotting import PANEL_INCHES, show_mask
-from .probes import NEGATION_FORMS, candidate_choice, excluded_composite
-from .segmenter import Segmenter
+from clipseg_lib import world
+from clipseg_lib.analysis.plotting import PANEL_INCHES, show_mask
+from clipseg_lib.experiments.probes import NEGATION_FORMS, candidate_choice, excluded_composite
+from clipseg_lib.model.segmenter import Segmenter
 
 ASKED_COLOUR = (0.1, 0.8, 0.2)
 OTHER_COLOUR = (1.0, 1.0, 1.0)

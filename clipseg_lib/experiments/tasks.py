@@ -19,12 +19,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import world
-from .cases import Case, by_image
-from .evaluation import predict_queries
-from .metrics import average_precision, foreground_iou, iou, presence_score
-from .plotting import PANEL_INCHES, show_mask
-from .segmenter import Segmenter
+from clipseg_lib import world
+from clipseg_lib.analysis.metrics import average_precision, foreground_iou, iou, presence_score
+from clipseg_lib.analysis.plotting import PANEL_INCHES, show_mask
+from clipseg_lib.experiments.cases import Case, by_image
+from clipseg_lib.mini.evaluation import predict_queries
+from clipseg_lib.model.segmenter import Segmenter
 
 #: Task -> (query kind, split, summary key of its mIoU).
 TASKS = {

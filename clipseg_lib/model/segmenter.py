@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from .images import ImageLike, load_image
-from .prompts import Embedding, ImagePrompt, Mix, Prompt
+from clipseg_lib.model.images import ImageLike, load_image
+from clipseg_lib.model.prompts import Embedding, ImagePrompt, Mix, Prompt
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .images import ImageError, load_image
-from .loading import DATA_DIR
-from .segmenter import Segmenter
+from clipseg_lib.model.images import ImageError, load_image
+from clipseg_lib.model.loading import DATA_DIR
+from clipseg_lib.model.segmenter import Segmenter
 
 DEFAULT_CASES_FILE = DATA_DIR / "cases.csv"
 DEFAULT_IMAGES_DIR = DATA_DIR / "images"

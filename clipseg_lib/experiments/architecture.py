@@ -35,11 +35,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from . import plotting
-from .evaluation import predict_queries
-from .metrics import iou
-from .segmenter import Segmenter
-from .world import Query
+from clipseg_lib.analysis import plotting
+from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.mini.evaluation import predict_queries
+from clipseg_lib.model.segmenter import Segmenter
+from clipseg_lib.world import Query
 
 ModelOrConfig = Segmenter | CLIPSegConfig
 

@@ -40,7 +40,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from clipseg_lib.world_render import (
+from clipseg_lib.world.render import (
     COLOURS,
     EXPRESSIONS,
     SHAPES,

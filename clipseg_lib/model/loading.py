@@ -18,12 +18,12 @@ import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 from transformers.utils import logging as transformers_logging
 
-from .segmenter import Segmenter
+from clipseg_lib.model.segmenter import Segmenter
 
 #: The real checkpoints of the paper's authors, converted by transformers.
 HUB_MODELS = ("CIDAS/clipseg-rd64-refined", "CIDAS/clipseg-rd64", "CIDAS/clipseg-rd16")
 DEFAULT_MODEL = HUB_MODELS[0]
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 #: Models shipped in `data/`: name -> (directory, sha256 of model.safetensors).
 BUNDLED_MODELS = {
     "mini": (DATA_DIR / "mini", "d3458f5bd96fb682b2c353ab82dcb2aa0584a1e1a3e02dee271ea7f14c0cde30"),
@@ -69,7 +69,7 @@ def load_segmenter(
         )
     path = Path(name).expanduser()
     if path.suffix == ".pth":
-        from .original_checkpoint import load_original_checkpoint
+        from clipseg_lib.model.original_checkpoint import load_original_checkpoint
 
         if not path.is_file():
             raise ModelNotFoundError(f"decoder checkpoint {name!r}: no such file")
@@ -114,7 +114,7 @@ def verify_bundled_weights(name: str) -> str:
     if not weights.is_file():
         raise ModelNotFoundError(
             f"bundled model {name!r}: {weights} is missing. It is part of the repository; "
-            f"retrain it with `python -m clipseg_lib.train_mini` if it was deleted."
+            f"retrain it with `python -m clipseg_lib.mini.train` if it was deleted."
         )
     actual = file_sha256(weights)
     if actual != expected:

@@ -15,7 +15,7 @@ The paper's recipe in miniature, in four seeded stages with data drawn on the fl
 3. finetune: everything trained (plus the object-class loss), each tower at its own
    learning rate.
 
-`python -m clipseg_lib.train_mini --output data/mini` writes what `load_segmenter` reads
+`python -m clipseg_lib.mini.train --output data/mini` writes what `load_segmenter` reads
 (config, fp16 safetensors, processor, tokenizer) plus `training_summary.json` (settings, wall
 time, losses, held-out metrics of the saved weights). `--smoke` trains a tiny model briefly.
 """
@@ -45,10 +45,9 @@ from transformers import (
 )
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from . import world
-from .evaluation import held_out_metrics
-from .loading import file_sha256, load_segmenter
-from .training_losses import (
+from clipseg_lib import world
+from clipseg_lib.mini.evaluation import held_out_metrics
+from clipseg_lib.mini.losses import (
     TRAIN_KIND_WEIGHTS,
     ObjectClassHead,
     contrastive_loss,
@@ -56,9 +55,10 @@ from .training_losses import (
     segmentation_loss,
     text_features,
 )
-from .vocabulary import END, START, write_tokenizer
+from clipseg_lib.mini.vocabulary import END, START, write_tokenizer
+from clipseg_lib.model.loading import file_sha256, load_segmenter
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "data" / "mini"
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "data" / "mini"
 #: Words of the world's prompts and captions besides its colours, shapes, words and expressions.
 PHRASE_WORDS = (
     "a an the all object shape shapes left right on largest biggest smallest tiniest above below "
@@ -368,7 +368,7 @@ _OVERRIDES = (
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line; a step count, batch size or thread count out of range is refused."""
-    parser = argparse.ArgumentParser(prog="python -m clipseg_lib.train_mini", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m clipseg_lib.mini.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = Schedule()
     for name in _OVERRIDES:

@@ -19,8 +19,8 @@ from torch import nn
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from . import world
-from .prompts import ImagePrompt
+from clipseg_lib import world
+from clipseg_lib.model.prompts import ImagePrompt
 
 #: Query kinds of decoder training: the world's defaults with negations off (already 0) and
 #: image prompts doubled, so one-shot and interpolated prompts are seen often enough.

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from clipseg_lib.metrics import iou
+from clipseg_lib.analysis.metrics import iou
 
 DEFAULT_COLOUR = (0.12, 0.56, 1.0)
 FIGURE_DPI = 100

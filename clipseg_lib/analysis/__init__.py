@@ -1,0 +1,1 @@
+"""Shared measuring tools: metrics and intervals, image distortions, plotting helpers."""

@@ -1,0 +1,1 @@
+"""`mini`: the project's own small CLIPSeg: tokenizer, training losses, training command, card."""

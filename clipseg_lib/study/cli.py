@@ -1,0 +1,29 @@
+"""``clipseg-study``: the project's command line, one subcommand per task.
+
+Each subcommand lives beside the code it drives and registers itself here with an
+``add_*_command(commands)`` function that sets ``handler`` (a function of the parsed arguments
+returning the exit status: 0 success, 1 some work failed, 2 invalid input).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from clipseg_lib.study.runner import add_run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``clipseg-study`` parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="clipseg-study", description="A reproducible study of CLIPSeg."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_run_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``clipseg-study`` and ``python -m clipseg_lib``."""
+    arguments = build_parser().parse_args(argv)
+    return arguments.handler(arguments)

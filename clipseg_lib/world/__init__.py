@@ -1,0 +1,41 @@
+"""The synthetic world: seeded scenes of shapes, signs and faces with exact ground-truth masks."""
+
+from clipseg_lib.world.scenes import (
+    COLOURS,
+    DEFAULT_KIND_WEIGHTS,
+    EXPRESSIONS,
+    HELD_OUT_COMBINATIONS,
+    PROMPT_TEMPLATES,
+    QUERY_KINDS,
+    SHAPES,
+    SPLITS,
+    WORDS,
+    Query,
+    Scene,
+    WorldObject,
+    caption,
+    make_queries,
+    make_query,
+    render_scene,
+    sample_query,
+)
+
+__all__ = [
+    "COLOURS",
+    "DEFAULT_KIND_WEIGHTS",
+    "EXPRESSIONS",
+    "HELD_OUT_COMBINATIONS",
+    "PROMPT_TEMPLATES",
+    "QUERY_KINDS",
+    "SHAPES",
+    "SPLITS",
+    "WORDS",
+    "Query",
+    "Scene",
+    "WorldObject",
+    "caption",
+    "make_queries",
+    "make_query",
+    "render_scene",
+    "sample_query",
+]
