@@ -75,7 +75,8 @@ def _map_on_dask(
     function: Callable[[Task], Any], tasks: list[Task], kind: str, argument: int | str
 ) -> Iterator[tuple[Task, Any]]:
     try:
-        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
     except ImportError as error:
         raise SchedulerError(
             'Dask is not installed: pip install -e ".[cluster]" (or dask[distributed])'
