@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+DEFAULT_THRESHOLD = 0.5
+"""The probability above which a pixel is foreground, everywhere a mask is read."""
 DEFAULT_THRESHOLDS = np.linspace(0.05, 0.95, 19)
 
 ArraySet = Sequence[np.ndarray] | np.ndarray

@@ -19,12 +19,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from clipseg_lib import world
-from clipseg_lib.analysis.metrics import auroc, iou, presence_score
+from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, auroc, iou, presence_score
 from clipseg_lib.experiments.mitigations import balanced_accuracy, calibrate_presence_threshold
 from clipseg_lib.mini.evaluation import predict_queries
 from clipseg_lib.model.segmenter import Segmenter
 
-DEFAULT_THRESHOLD = 0.5
 #: Prompt forms of the negation probe, formatted with the excluded composite's colour and shape.
 NEGATION_FORMS = {
     "X": "the {c} {s}",

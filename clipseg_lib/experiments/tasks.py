@@ -20,7 +20,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from clipseg_lib import world
-from clipseg_lib.analysis.metrics import average_precision, foreground_iou, iou, presence_score
+from clipseg_lib.analysis.metrics import (
+    DEFAULT_THRESHOLD,
+    average_precision,
+    foreground_iou,
+    iou,
+    presence_score,
+)
 from clipseg_lib.analysis.plotting import PANEL_INCHES, show_mask
 from clipseg_lib.experiments.cases import Case, by_image
 from clipseg_lib.mini.evaluation import predict_queries
@@ -34,7 +40,6 @@ TASKS = {
     "referring expression": ("referring", "test", "referring_miou"),
 }
 TARGET_COLOUR = (0.2, 0.75, 0.3)
-DEFAULT_THRESHOLD = 0.5
 
 
 def task_queries(n: int, *, seed: int, size: int = 96) -> dict[str, list[world.Query]]:
@@ -66,11 +71,17 @@ def score_tasks(
         ious[task] = [iou(mask, target) for mask, target in zip(masks, targets, strict=True)]
         kind, split, key = TASKS[task]
         summary[key] = float(np.mean(ious[task]))
-        rows.append({
-            "task": task, "prompt kind": kind, "split": split, "queries": len(task_set),
-            "mIoU": summary[key], "foreground IoU": foreground_iou(masks, targets),
-            "AP": average_precision(probabilities, targets),
-        })
+        rows.append(
+            {
+                "task": task,
+                "prompt kind": kind,
+                "split": split,
+                "queries": len(task_set),
+                "mIoU": summary[key],
+                "foreground IoU": foreground_iou(masks, targets),
+                "AP": average_precision(probabilities, targets),
+            }
+        )
     return {"rows": rows, "summary": summary, "ious": ious}
 
 
@@ -86,8 +97,10 @@ def show_examples(
     if n_shown < 1:
         raise ValueError(f"n_shown must be at least 1, got {n_shown}")
     figure, axes = plt.subplots(
-        len(queries), 2 * n_shown,
-        figsize=(PANEL_INCHES * 2 * n_shown, PANEL_INCHES * len(queries)), squeeze=False,
+        len(queries),
+        2 * n_shown,
+        figsize=(PANEL_INCHES * 2 * n_shown, PANEL_INCHES * len(queries)),
+        squeeze=False,
     )
     for row, (task, task_set) in enumerate(queries.items()):
         shown = list(task_set[:n_shown])
@@ -124,7 +137,9 @@ def predict_photos(segmenter: Segmenter, cases: Sequence[Case]) -> list[np.ndarr
 
 
 def photo_rows(
-    cases: Sequence[Case], probabilities: Sequence[np.ndarray], *,
+    cases: Sequence[Case],
+    probabilities: Sequence[np.ndarray],
+    *,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> list[dict[str, object]]:
     """Zero-shot text prompts on real photos: per case the presence score (maximum
@@ -132,11 +147,15 @@ def photo_rows(
     rows = []
     for case, probability in zip(cases, probabilities, strict=True):
         mask = probability > threshold
-        rows.append({
-            "photo": case.name, "prompt": case.prompt,
-            "presence": presence_score(probability), "area": float(mask.mean()),
-            "IoU vs mask": "no mask" if case.mask is None else iou(mask, case.mask),
-        })
+        rows.append(
+            {
+                "photo": case.name,
+                "prompt": case.prompt,
+                "presence": presence_score(probability),
+                "area": float(mask.mean()),
+                "IoU vs mask": "no mask" if case.mask is None else iou(mask, case.mask),
+            }
+        )
     return rows
 
 

@@ -15,13 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from clipseg_lib import world
-from clipseg_lib.analysis.metrics import auroc, iou, presence_score
+from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, auroc, iou, presence_score
 from clipseg_lib.mini.losses import object_class_map
 from clipseg_lib.model.prompts import ImagePrompt
 from clipseg_lib.model.segmenter import Segmenter
 
 HELD_OUT_SEED = 2022
-DEFAULT_THRESHOLD = 0.5
 #: Metric name -> (query kind, split); each is the mIoU of those queries.
 MIOU_METRICS = {
     "seen_composite_miou": ("composite", "test"),
