@@ -15,11 +15,11 @@ from transformers import (
     ViTImageProcessor,
 )
 
-from benchmarks.models import full_size_config
 from clipseg_lib import world
-from clipseg_lib.mini.vocabulary import write_tokenizer
 from clipseg_lib.model.original_checkpoint import IMAGENET_MEAN, IMAGENET_STD, ORIGINAL_IMAGE_SIZE
+from clipseg_lib.model.random_models import random_model
 from clipseg_lib.model.segmenter import Segmenter
+from clipseg_lib.model.vocabulary import write_tokenizer
 
 WORDS = list(dict.fromkeys([
     *"a the cat not photo of left right largest smallest".split(), *world.COLOURS, *world.SHAPES
@@ -28,8 +28,7 @@ WORDS = list(dict.fromkeys([
 
 def full_size_model(*, refined: bool, seed: int = 0) -> CLIPSegForImageSegmentation:
     """ViT-B/16 CLIPSeg with reduce_dim 64, random weights (seeded)."""
-    torch.manual_seed(seed)
-    return CLIPSegForImageSegmentation(full_size_config(smoke=False, refined=refined)).eval()
+    return random_model(refined=refined, seed=seed)
 
 
 @pytest.fixture(scope="session")

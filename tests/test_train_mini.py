@@ -31,7 +31,7 @@ from clipseg_lib.mini.train import (
     warmup_cosine,
     world_words,
 )
-from clipseg_lib.mini.vocabulary import build_vocabulary
+from clipseg_lib.model.vocabulary import build_vocabulary
 
 
 @pytest.fixture(scope="module")

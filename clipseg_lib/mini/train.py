@@ -55,8 +55,8 @@ from clipseg_lib.mini.losses import (
     segmentation_loss,
     text_features,
 )
-from clipseg_lib.mini.vocabulary import END, START, write_tokenizer
 from clipseg_lib.model.loading import file_sha256, load_segmenter
+from clipseg_lib.model.vocabulary import END, START, write_tokenizer
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "data" / "mini"
 #: Words of the world's prompts and captions besides its colours, shapes, words and expressions.

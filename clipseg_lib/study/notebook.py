@@ -23,10 +23,10 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def start(model: str, *, device: str = "cpu", seed: int = 0) -> Segmenter:
-    """Seed everything, load the model and print which weights answer (for the record)."""
+def start(model: str, *, device: str = "cpu", seed: int = 0, dtype: str = "float32") -> Segmenter:
+    """Seed everything, load the model (in `dtype`) and print which weights answer."""
     seed_everything(seed)
-    segmenter = load_segmenter(model, device=device)
+    segmenter = load_segmenter(model, device=device, dtype=dtype)
     digest = (segmenter.weights_sha256 or "unknown")[:12]
     print(
         f"Model: {segmenter.name} (weights sha256 {digest}..., {segmenter.provenance['dtype']}, "

@@ -1,4 +1,4 @@
-"""A small CLIP-format BPE vocabulary for the `mini` model.
+"""A small CLIP-format BPE vocabulary (for `mini` and for random models in tests).
 
 Real CLIP's 49,408-token vocabulary would dwarf a model of a few million parameters, so
 `mini` uses its own: every byte (as CLIP's byte-to-unicode table spells it, with and without
