@@ -14,7 +14,15 @@ import pytest
 import torch
 
 import clipseg_lib.model
-from clipseg_lib import DEFAULT_MODEL, ImagePrompt, ModelNotFoundError, load_segmenter, mix
+from clipseg_lib import (
+    DEFAULT_MODEL,
+    Embedding,
+    ImagePrompt,
+    Mix,
+    ModelNotFoundError,
+    load_segmenter,
+    mix,
+)
 from clipseg_lib.model.loading import (
     BUNDLED_MODELS,
     file_sha256,
@@ -236,6 +244,7 @@ def test_the_model_core_has_no_import_cycle():
 
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+IMAGE_PROMPT = ImagePrompt(np.zeros((8, 8, 3), dtype=np.uint8), np.ones((8, 8), dtype=bool))
 
 
 @pytest.mark.parametrize(
@@ -247,6 +256,11 @@ IMAGE = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
         (None, "None"),
         (["ok", None], "prompt 1 is None"),
         ([3.5], "prompt 0 has type float"),
+        (5, "prompt 0 has type int"),
+        (b"red", "prompt 0 has type bytes"),
+        ({"red": 1}, "prompt 0 has type dict"),
+        (("red", b"cat"), "prompt 1 has type bytes"),
+        ([Embedding(np.array(["a"] * 16))], "prompt 0: embedding is not an array of numbers"),
         ([np.zeros(5)], r"prompt 0: embedding shape \(5,\)"),
         ([np.full(16, np.nan)], "NaN"),
     ],
@@ -289,6 +303,33 @@ def test_same_seed_same_numbers(tiny_model_dir):
     first = load_segmenter(tiny_model_dir).predict(IMAGE, ["red", "the cat"])
     second = load_segmenter(tiny_model_dir).predict(IMAGE, ["red", "the cat"])
     assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize(
+    "arguments,problem",
+    [
+        ((None, IMAGE_PROMPT), "Mix text has type NoneType: expected a string"),
+        (("red", np.zeros((4, 4, 3))), "Mix image_prompt has type ndarray"),
+        (("red", IMAGE_PROMPT, "0.5"), "weight must be a number in"),
+        (("red", IMAGE_PROMPT, float("nan")), "weight must be a number in"),
+    ],
+)
+def test_a_malformed_mix_is_refused_when_built(arguments, problem):
+    with pytest.raises(ValueError, match=problem):
+        Mix(*arguments)
+
+
+def test_a_two_dimensional_array_is_a_list_of_embeddings(tiny):
+    embeddings = np.random.default_rng(1).normal(size=(3, 16)).astype(np.float32)
+    assert tiny.predict(IMAGE, embeddings).shape == (3, 40, 50)
+
+
+@pytest.mark.parametrize("layers", [(-1, 3, 6), (-5, -3, -1), (3, 6, 12), (3, 6, 2.5)])
+def test_extract_layers_outside_the_backbone(tiny, layers):
+    with pytest.raises(ValueError, match=r"each must be a layer index in 0\.\.11"):
+        tiny.predict(IMAGE, "red", extract_layers=layers)
+    with pytest.raises(ValueError, match=r"each must be a layer index in 0\.\.11"):
+        tiny.predict_logits(tiny.encode_image(IMAGE), "red", extract_layers=layers)
 
 
 def test_extract_layers_deeper_than_the_encoding(tiny):

@@ -34,10 +34,11 @@ def download_command(repo_id: str) -> str:
     return f"hf download {repo_id}"
 
 
-def hub_snapshot(repo_id: str) -> Path:
-    """The local snapshot directory of a hub model: from the cache, else downloaded (if allowed).
+def hub_snapshot(repo_id: str, *, role: str = "model") -> Path:
+    """The local snapshot directory of a hub repository: from the cache, else downloaded (if
+    allowed). `role` ("model" or "processor") is how errors call it.
 
-    Raises `ModelNotFoundError` saying why and how to get the model.
+    Raises `ModelNotFoundError` saying why and how to get it.
     """
     try:
         return _snapshot(repo_id, local_files_only=True)
@@ -52,10 +53,11 @@ def hub_snapshot(repo_id: str) -> Path:
             return _snapshot(repo_id, local_files_only=False)
         except Exception as download_error:  # noqa: BLE001 - reported to the user below
             reason += f"; download failed ({type(download_error).__name__}: {download_error})"
+    offline_model = " The bundled model 'mini' works offline: load_segmenter('mini')."
     raise ModelNotFoundError(
-        f"model {repo_id!r}: {reason}. To get it, run once with network access "
+        f"{role} {repo_id!r}: {reason}. To get it, run once with network access "
         f"`{download_command(repo_id)}` (or save it with save_pretrained and pass the "
-        "directory). The bundled model 'mini' works offline: load_segmenter('mini')."
+        f"directory).{offline_model if role == 'model' else ''}"
     )
 
 

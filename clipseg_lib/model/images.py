@@ -88,15 +88,12 @@ def _from_pil(image: Image.Image, label: str) -> np.ndarray:
         return _gray_to_rgb(_sixteen_bit_to_uint8(np.asarray(image, dtype=np.int64)))
     if image.mode == "F":
         return _from_array(np.asarray(image, dtype=np.float32), label)
-    try:
-        if image.mode in PREMULTIPLIED_MODES:
-            image = image.convert(PREMULTIPLIED_MODES[image.mode])
-        if image.has_transparency_data:
-            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(white, image.convert("RGBA"))
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except ValueError as error:  # PIL: "conversion from X to Y not supported"
-        raise ImageError(f"image {label!r}: PIL mode {image.mode!r} cannot become RGB") from error
+    if image.mode in PREMULTIPLIED_MODES:
+        image = image.convert(PREMULTIPLIED_MODES[image.mode])
+    if image.has_transparency_data:
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA"))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
 def _from_array(array: np.ndarray, label: str) -> np.ndarray:

@@ -121,7 +121,8 @@ def processor_source_directory(source: str | os.PathLike) -> Path:
     elif path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(f"processor {name!r}: no such directory")
     else:
-        directory, hint = hub_snapshot(name), f"complete the cache with `{download_command(name)}`"
+        directory = hub_snapshot(name, role="processor")
+        hint = f"complete the cache with `{download_command(name)}`"
     _require(directory, missing_processor_files(directory), f"processor {name!r}", hint)
     return directory
 

@@ -118,7 +118,7 @@ def load_original_checkpoint(
 
     The processor normalises as the original repository did (ImageNet statistics, 352 x 352);
     its tokenizer comes from `processor_source` (a directory holding a CLIP tokenizer), by
-    default from the cached or downloaded DEFAULT_MODEL.
+    default from the cached or downloaded DEFAULT_MODEL (found before any weights are read).
     """
     if clip_weights is None:
         raise ValueError(
@@ -126,6 +126,7 @@ def load_original_checkpoint(
             "CLIP ViT-B/16 state dict (.pt/.pth saved with torch.save(model.state_dict()) or "
             ".safetensors)>"
         )
+    tokenizer_directory = _tokenizer_directory(processor_source, decoder_path)
     decoder_state = read_state_dict(decoder_path)
     clip_state = read_state_dict(clip_weights)
     try:
@@ -148,7 +149,7 @@ def load_original_checkpoint(
             f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {misshapen[:5]}"
         )
     model.load_state_dict(state, strict=False)
-    return model.eval(), original_processor(processor_source, decoder_path)
+    return model.eval(), original_processor(tokenizer_directory)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -179,25 +180,28 @@ def _rename(key: str) -> str:
     return key
 
 
-def original_processor(
-    source: str | os.PathLike | None, decoder_path: str | os.PathLike = "the decoder"
-) -> CLIPSegProcessor:
-    """ImageNet-normalised 352 x 352 image processor with the CLIP tokenizer of `source`
-    (a directory), or of DEFAULT_MODEL from the Hugging Face cache or hub."""
-    if source is None:
-        try:
-            directory = hub_snapshot(DEFAULT_MODEL)
-        except ModelNotFoundError as error:
-            raise ModelNotFoundError(
-                f"{Path(decoder_path).name} needs a CLIP tokenizer: pass processor=<a directory "
-                f"or hub id holding one>. The default, {DEFAULT_MODEL}, is unavailable: {error}"
-            ) from error
-    else:
-        directory = Path(source)
-    tokenizer = CLIPTokenizer.from_pretrained(directory, local_files_only=True)
+def original_processor(tokenizer_directory: str | os.PathLike) -> CLIPSegProcessor:
+    """ImageNet-normalised 352 x 352 image processor with the CLIP tokenizer saved in
+    `tokenizer_directory`."""
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_directory, local_files_only=True)
     image_processor = ViTImageProcessor(
         size={"height": ORIGINAL_IMAGE_SIZE, "width": ORIGINAL_IMAGE_SIZE},
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,
     )
     return CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def _tokenizer_directory(
+    source: str | os.PathLike | None, decoder_path: str | os.PathLike
+) -> Path:
+    """`source`, or DEFAULT_MODEL's snapshot, with a message saying how to name another."""
+    if source is not None:
+        return Path(source)
+    try:
+        return hub_snapshot(DEFAULT_MODEL)
+    except ModelNotFoundError as error:
+        raise ModelNotFoundError(
+            f"{Path(decoder_path).name} needs a CLIP tokenizer: pass processor=<a directory or "
+            f"hub id holding one>. The default, {DEFAULT_MODEL}, is unavailable: {error}"
+        ) from error
