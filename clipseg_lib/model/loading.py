@@ -85,15 +85,8 @@ def load_segmenter(
     if kind == "bundled":
         verify_bundled_weights(name)
         directory, hint = BUNDLED_MODELS[name][0], "restore it from the repository"
-    elif kind == "directory":
-        directory, hint = Path(name).expanduser(), _DIRECTORY_HINT
     else:
-        if Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-            raise ModelNotFoundError(
-                f"model {name!r}: not a directory saved with save_pretrained, nor a .pth "
-                "checkpoint"
-            )
-        directory, hint = hub_snapshot(name), f"complete the cache with `{download_command(name)}`"
+        directory, hint = _local_directory(name, "model")
     _require(directory, missing_model_files(directory), f"model {name!r}", hint)
     if processor is None:
         processor_directory = directory
@@ -115,16 +108,23 @@ def processor_source_directory(source: str | os.PathLike) -> Path:
     """The local directory of a processor source (a directory, or a hub id from the cache or
     downloaded); it must hold a processor config and a CLIP tokenizer."""
     name = os.fspath(source)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        directory, hint = path, _DIRECTORY_HINT
-    elif path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelNotFoundError(f"processor {name!r}: no such directory")
-    else:
-        directory = hub_snapshot(name, role="processor")
-        hint = f"complete the cache with `{download_command(name)}`"
+    directory, hint = _local_directory(name, "processor")
     _require(directory, missing_processor_files(directory), f"processor {name!r}", hint)
     return directory
+
+
+def _local_directory(name: str, role: str) -> tuple[Path, str]:
+    """(directory, how to complete it) for a local directory or a hub id (cache or download);
+    `role` ("model" or "processor") is how errors call it."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path, _DIRECTORY_HINT
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        also = ", nor a .pth checkpoint" if role == "model" else ""
+        raise ModelNotFoundError(
+            f"{role} {name!r}: not a directory saved with save_pretrained{also}"
+        )
+    return hub_snapshot(name, role=role), f"complete the cache with `{download_command(name)}`"
 
 
 def resolve_model_source(source: str) -> str:
@@ -181,13 +181,12 @@ def _from_original_checkpoint(
 
 
 def _tokenizer_directory(source: str | os.PathLike) -> Path:
-    """Like `processor_source_directory`, but only the tokenizer is needed."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        _require(path, missing_processor_files(path, image_processor=False),
-                 f"processor {str(source)!r}", _DIRECTORY_HINT)
-        return path
-    return processor_source_directory(source)
+    """Like `processor_source_directory`, but only a CLIP tokenizer is needed."""
+    name = os.fspath(source)
+    directory, hint = _local_directory(name, "processor")
+    missing = missing_processor_files(directory, image_processor=False)
+    _require(directory, missing, f"processor {name!r}", hint)
+    return directory
 
 
 def _segmenter(
