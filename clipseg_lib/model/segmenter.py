@@ -31,6 +31,7 @@ MODEL_KINDS = {
     "in_memory": "model built in memory, not loaded from files",
 }
 
+
 @dataclass(frozen=True)
 class ImageEncoding:
     """What the decoder needs from one image.
