@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import shutil
 import warnings
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import clipseg_lib.model
 from clipseg_lib import (
@@ -123,6 +125,28 @@ def test_truncated_weights_name_the_file(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="model.safetensors cannot be read") as error:
         load_segmenter(broken)
     assert type(error.value) is ValueError and str(weights) in str(error.value)
+
+
+def test_sharded_weights_are_fingerprinted_in_order(tmp_path, tiny_model_dir):
+    sharded = tmp_path / "sharded"
+    shutil.copytree(tiny_model_dir, sharded)
+    state = load_file(sharded / "model.safetensors")
+    (sharded / "model.safetensors").unlink()
+    keys = sorted(state)
+    shards = {"model-00002.safetensors": keys[::2], "model-00001.safetensors": keys[1::2]}
+    for shard, shard_keys in shards.items():
+        save_file({k: state[k] for k in shard_keys}, sharded / shard, metadata={"format": "pt"})
+    weight_map = {key: shard for shard, shard_keys in shards.items() for key in shard_keys}
+    index = {"metadata": {}, "weight_map": weight_map}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    segmenter = load_segmenter(sharded)
+    ordered = [sharded / "model-00001.safetensors", sharded / "model-00002.safetensors"]
+    assert segmenter.provenance["weights_files"] == [path.name for path in ordered]
+    both = b"".join(path.read_bytes() for path in ordered)
+    assert segmenter.weights_sha256 == hashlib.sha256(both).hexdigest()
+    (sharded / "model.safetensors.index.json").write_text("[]")
+    with pytest.raises(ValueError, match="model.safetensors.index.json: not a shard index"):
+        load_segmenter(sharded)
 
 
 def test_a_tokenizer_of_another_model_is_refused(tmp_path, tiny_model_dir):

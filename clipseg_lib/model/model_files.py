@@ -34,7 +34,10 @@ def weights_files(directory: Path) -> list[Path]:
         if (directory / single).is_file():
             return [directory / single]
         if (directory / index).is_file():
-            shards = json.loads((directory / index).read_text())["weight_map"].values()
+            try:
+                shards = json.loads((directory / index).read_text())["weight_map"].values()
+            except (ValueError, KeyError, AttributeError, TypeError) as error:
+                raise ValueError(f"{directory / index}: not a shard index ({error})") from error
             return [directory / shard for shard in sorted(set(shards))]
     return []
 
