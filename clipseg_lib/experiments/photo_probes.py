@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from clipseg_lib.analysis.distortions import distort
-from clipseg_lib.analysis.metrics import auroc, iou, presence_score
+from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, auroc, iou, presence_score
 from clipseg_lib.analysis.plotting import show_table
 from clipseg_lib.experiments.cases import Case, by_image, load_cases
 from clipseg_lib.experiments.mitigations import (
@@ -29,7 +29,6 @@ from clipseg_lib.experiments.mitigations import (
     predict_views,
 )
 from clipseg_lib.experiments.mitigations import ensemble_prompts as ensemble
-from clipseg_lib.experiments.probes import DEFAULT_THRESHOLD
 from clipseg_lib.model.segmenter import Segmenter
 
 #: Models that see at least this many pixels per side are full-size CLIPSeg.
