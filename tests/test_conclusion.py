@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -76,8 +77,10 @@ def test_each_verdict_follows_the_intervals_and_the_control(kind, results, verdi
 def test_faces_picked_above_chance_but_below_the_control_are_mixed_with_the_reason():
     judgement = conclusion.judge("choice", choice(0.338, 0.001))
     assert judgement.reason == "mIoU clearly below the control; picked above chance (p=0.001)"
-    assert judgement.evidence.startswith("asked object: mIoU 0.338 [0.288, 0.388] (n=40); "
-                                         "picked first in 0.600 [0.450, 0.750] (24/40; chance")
+    assert judgement.evidence.startswith(
+        "asked object: mIoU 0.338 [0.288, 0.388] (n=40); picked (highest mean probability) in "
+        "0.600 [0.450, 0.750] (24/40; chance"
+    )
     assert judgement.control == "composite prompts: mIoU 0.880 [0.830, 0.930] (n=40)"
     assert judgement.n == 40
 
@@ -87,6 +90,17 @@ def test_robustness_names_the_distortion_that_falls_below_clean():
     assert judgement.reason == "clearly below clean: jpeg"
     assert "jpeg 0.510 [0.460, 0.560] (n=40)" in judgement.evidence
     assert judgement.control == "clean input: 0.680 [0.630, 0.730] (n=40)"
+
+
+def test_robustness_uses_paired_per_case_changes_when_the_sweep_keeps_them():
+    results = sweep({"blur": 0.67, "jpeg": 0.67})
+    clean_cases = [0.6, 0.7, 0.8, 0.65, 0.75] * 8
+    for row in results["sweep"]:
+        shift = -0.02 if row["distortion"] == "jpeg" else 0.0
+        row["per_case"] = {"iou_gt": [value + shift for value in clean_cases]}
+    # The intervals overlap, but every jpeg case loses 0.02: a paired drop.
+    judgement = conclusion.judge("robust", results)
+    assert (judgement.verdict, judgement.reason) == ("mixed", "clearly below clean: jpeg")
 
 
 def test_undefined_numbers_are_not_measured_and_unknown_kinds_are_errors():
@@ -174,8 +188,17 @@ def test_markdown_table_shows_evidence_control_and_the_verdict_on_the_model(tmp_
     faces = next(line for line in table if "facial" in line)
     assert "composite prompts: mIoU 0.880 [0.830, 0.930] (n=40)" in faces
     assert faces.rstrip(" |").endswith("on mini: mixed")
-    assert "not measured: no 02_distorted_images.json in the output dir" in table[2]
+    assert "(no 02_distorted_images.json in the output dir)" in table[2]
+    assert table[2].rstrip(" |").endswith("not measured")
     figure = conclusion.plot_verdicts(claims)
     assert [t.get_text() for t in figure.axes[0].texts][4] == "on mini: mixed"
     plt.close(figure)
 
+
+
+def test_readme_holds_the_conclusion_notebooks_table():
+    cells = json.loads(CONCLUSION_NOTEBOOK.read_text())["cells"]
+    printed = ["".join(output.get("text", "")) for cell in cells if cell["cell_type"] == "code"
+               for output in cell.get("outputs", [])]
+    table = next(text for text in printed if text.startswith("| Claim"))
+    assert table.strip() in README.read_text()

@@ -6,9 +6,11 @@ that experiment's control; "clearly below" means the upper end of one 95% interv
 the lower end of the other (`Estimate.clearly_below`). The rules, per kind of claim:
 
 - robust (02 distorted images, 03 distorted prompts; the poster: slight distortions barely
-  change the prediction). Judged per distortion on ``results["sweep"]``: a distortion holds
-  when its severity-1 IoU with the ground truth is not clearly below the clean input's
-  (severity 0). Every distortion holds: reproduced; none: not reproduced; some: mixed.
+  change the prediction). Judged per distortion on ``results["sweep"]``: a distortion falls
+  when its severity-1 IoU with the ground truth is clearly below the clean input's (severity
+  0): the paired interval of the per-case change lies below 0 when the rows keep their
+  per-case values (``"per_case"``), else the two intervals are disjoint. No distortion falls:
+  reproduced; every one: not reproduced; some: mixed.
 - choice (05 a specific word, 07 facial expressions; the poster: the model cannot pick the asked
   one). Control: composite prompts on the same world. Reproduced when the asked object's mIoU
   is clearly below the control's and the asked object is not picked above chance (binomial
@@ -42,7 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from clipseg_lib.analysis.plotting import show_table
-from clipseg_lib.analysis.stats import Estimate, HitRate
+from clipseg_lib.analysis.stats import Estimate, HitRate, paired_difference_ci
 from clipseg_lib.experiments.run_configuration import (
     configuration_problems,
     model_and_weights,
@@ -92,6 +94,19 @@ def _three_way(reproduced: bool, not_reproduced: bool) -> str:
     return "reproduced" if reproduced else "not reproduced" if not_reproduced else "mixed"
 
 
+def _per_case(row: Mapping[str, Any]) -> list[float] | None:
+    values = (row.get("per_case") or {}).get("iou_gt")
+    return values if isinstance(values, list) and values and None not in values else None
+
+
+def _falls(row: Mapping[str, Any], clean_row: Mapping[str, Any]) -> bool:
+    """True when the row's IoU with the ground truth is clearly below the clean row's."""
+    distorted, clean = _per_case(row), _per_case(clean_row)
+    if distorted is not None and clean is not None and len(distorted) == len(clean):
+        return paired_difference_ci(distorted, clean).ci_high < 0.0
+    return _estimate(row, "iou_gt").clearly_below(_estimate(clean_row, "iou_gt"))
+
+
 def judge_robust(results: Mapping[str, Any]) -> Judgement:
     """Verdict on a robustness claim from ``results["sweep"]`` (rows with distortion, severity,
     iou_gt, iou_vs_clean), per distortion at severity 1 against the clean input."""
@@ -104,9 +119,9 @@ def judge_robust(results: Mapping[str, Any]) -> Judgement:
     held, fell, evidence = [], [], []
     for row in (row for row in sweep if row["severity"] == 1):
         own_clean = [r for r in clean_rows if r["distortion"] == row["distortion"]]
-        clean = _estimate((own_clean or clean_rows)[0], "iou_gt")
+        clean_row = (own_clean or clean_rows)[0]
         distorted = _estimate(row, "iou_gt")
-        (fell if distorted.clearly_below(clean) else held).append(row["distortion"])
+        (fell if _falls(row, clean_row) else held).append(row["distortion"])
         evidence.append(f"{row['distortion']} {distorted}")
     if not evidence:
         raise NotMeasured("the sweep has no severity-1 rows")
@@ -138,7 +153,7 @@ def judge_choice(results: Mapping[str, Any]) -> Judgement:
     )
     return Judgement(
         _three_way(below and not picked.above_chance, picked.above_chance and not below),
-        f"asked object: mIoU {asked}; picked first in {picked}",
+        f"asked object: mIoU {asked}; picked (highest mean probability) in {picked}",
         f"composite prompts: mIoU {control}",
         reason,
         asked.n,
@@ -275,20 +290,22 @@ def build_claims(
 
 
 def verdict_on_model(claim: Mapping[str, Any]) -> str:
-    """"on <model>: <verdict>", or "not measured: <why>"."""
+    """"on <model>: <verdict>", or "not measured"."""
     if claim["verdict"] == "not measured":
-        return f"not measured: {claim['reason']}"
+        return "not measured"
     return f"on {claim['model']}: {claim['verdict']}"
 
 
 def markdown_table(claims: Sequence[Mapping[str, Any]]) -> str:
-    """The claims as a Markdown table (Claim, Evidence, Control, Verdict): the README's table."""
+    """The claims as a Markdown table (Claim, Evidence, Control, Verdict): the README's table.
+
+    A claim that is not measured says why in its Evidence cell."""
     if not claims:
         raise ValueError("claims is empty: build them with build_claims")
     return show_table([
         {
             "Claim": claim["claim"],
-            "Evidence (mean [95% interval] (n))": claim["evidence"],
+            "Evidence (mean [95% interval] (n))": claim["evidence"] or f"({claim['reason']})",
             "Control": claim["control"],
             "Verdict": verdict_on_model(claim),
         }
@@ -316,8 +333,7 @@ def plot_verdicts(claims: Sequence[Mapping[str, Any]]) -> Figure:
     figure, ax = plt.subplots(figsize=(8, 0.45 * len(claims) + 1.2))
     for row, claim in enumerate(claims):
         ax.barh(row, 1.0, color=VERDICT_COLOURS[claim["verdict"]], edgecolor="white")
-        label = verdict_on_model(claim) if claim["verdict"] != "not measured" else "not measured"
-        ax.text(0.5, row, label, ha="center", va="center", fontsize=9)
+        ax.text(0.5, row, verdict_on_model(claim), ha="center", va="center", fontsize=9)
     ax.set_yticks(range(len(claims)), [claim["claim"] for claim in claims], fontsize=9)
     ax.invert_yaxis()
     ax.set_xticks([])
