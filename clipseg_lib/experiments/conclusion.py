@@ -8,8 +8,9 @@ the lower end of the other (`Estimate.clearly_below`). The rules, per kind of cl
 - robust (02 distorted images, 03 distorted prompts; the poster: slight distortions barely
   change the prediction). Judged per distortion on ``results["sweep"]``: a distortion falls
   when its severity-1 IoU with the ground truth is clearly below the clean input's (severity
-  0): the paired interval of the per-case change lies below 0 when the rows keep their
-  per-case values (``"per_case"``), else the two intervals are disjoint. No distortion falls:
+  0) by more than `ROBUST_MARGIN`: the whole 95% interval of the change lies below
+  -ROBUST_MARGIN (paired bootstrap over the per-case values when the rows keep them as
+  ``"per_case"``, else the widest difference of the two intervals). No distortion falls:
   reproduced; every one: not reproduced; some: mixed.
 - choice (05 a specific word, 07 facial expressions; the poster: the model cannot pick the asked
   one). Control: composite prompts on the same world. Reproduced when the asked object's mIoU
@@ -57,6 +58,8 @@ VERDICT_COLOURS = {
 }
 """Blue / orange / purple / grey: what the colour says is whether the poster's claim held on
 the model, not whether the model did well."""
+ROBUST_MARGIN = 0.05
+"""A severity-1 drop of the IoU with the ground truth up to this much counts as slight."""
 OVERLAP_WITH_X = 0.5
 """A "not X" mask whose IoU with the "X" mask is above this is still mostly X."""
 
@@ -99,44 +102,50 @@ def _per_case(row: Mapping[str, Any]) -> list[float] | None:
     return values if isinstance(values, list) and values and None not in values else None
 
 
-def _falls(row: Mapping[str, Any], clean_row: Mapping[str, Any]) -> bool:
-    """True when the row's IoU with the ground truth is clearly below the clean row's."""
+def _change(row: Mapping[str, Any], clean_row: Mapping[str, Any]) -> Estimate:
+    """Severity-1 minus clean IoU with the ground truth: the paired bootstrap interval of the
+    per-case changes, or without them the widest difference of the two intervals."""
     distorted, clean = _per_case(row), _per_case(clean_row)
     if distorted is not None and clean is not None and len(distorted) == len(clean):
-        return paired_difference_ci(distorted, clean).ci_high < 0.0
-    return _estimate(row, "iou_gt").clearly_below(_estimate(clean_row, "iou_gt"))
+        return paired_difference_ci(distorted, clean)
+    after, before = _estimate(row, "iou_gt"), _estimate(clean_row, "iou_gt")
+    return Estimate(after.mean - before.mean, min(after.n, before.n),
+                    after.ci_low - before.ci_high, after.ci_high - before.ci_low)
+
+
+def _interval(estimate: Estimate) -> str:
+    return f"{estimate.mean:.3f} [{estimate.ci_low:.3f}, {estimate.ci_high:.3f}]"
 
 
 def judge_robust(results: Mapping[str, Any]) -> Judgement:
     """Verdict on a robustness claim from ``results["sweep"]`` (rows with distortion, severity,
-    iou_gt, iou_vs_clean), per distortion at severity 1 against the clean input."""
+    iou_gt, iou_vs_clean and optionally per_case), per distortion at severity 1 against the
+    clean input (severity 0)."""
     sweep = results.get("sweep")
     if not isinstance(sweep, list) or not sweep:
         raise NotMeasured("no 'sweep' rows (results written before the sweep format)")
     clean_rows = [row for row in sweep if row["severity"] == 0]
     if not clean_rows:
         raise NotMeasured("the sweep has no clean (severity 0) row")
-    held, fell, evidence = [], [], []
+    held, fell, evidence, sizes = [], [], [], []
     for row in (row for row in sweep if row["severity"] == 1):
         own_clean = [r for r in clean_rows if r["distortion"] == row["distortion"]]
-        clean_row = (own_clean or clean_rows)[0]
+        change = _change(row, (own_clean or clean_rows)[0])
+        (fell if change.ci_high < -ROBUST_MARGIN else held).append(row["distortion"])
         distorted = _estimate(row, "iou_gt")
-        (fell if _falls(row, clean_row) else held).append(row["distortion"])
-        evidence.append(f"{row['distortion']} {distorted}")
+        sizes.append(distorted.n)
+        evidence.append(f"{row['distortion']} {_interval(distorted)}, change {_interval(change)}")
     if not evidence:
         raise NotMeasured("the sweep has no severity-1 rows")
-    clean = _estimate(clean_rows[0], "iou_gt")
-    reason = (
-        f"clearly below clean: {', '.join(fell)}" if fell
-        else "no distortion clearly below clean"
-    )
-    n = min(_estimate(row, "iou_gt").n for row in sweep if row["severity"] == 1)
+    drop = f"clearly below clean by more than {ROBUST_MARGIN:.2f}"
+    reason = f"{drop}: {', '.join(fell)}" if fell else f"no distortion {drop}"
     return Judgement(
         _three_way(not fell, not held),
-        "IoU with the ground truth at severity 1: " + "; ".join(evidence),
-        f"clean input: {clean}",
+        f"IoU with the ground truth at severity 1 and its change from clean (n={min(sizes)}): "
+        + "; ".join(evidence),
+        f"clean input: {_estimate(clean_rows[0], 'iou_gt')}",
         reason,
-        n,
+        min(sizes),
     )
 
 
