@@ -172,12 +172,27 @@ def test_photo_probes_skip_mini_sized_models_and_measure_given_cases(tiny_segmen
     photos = [Case(scene.image, "red star", scene.object_mask(0), "a.png"),
               Case(scene.image, "blue circle", None, "a.png"),
               Case(scene.image.copy(), "green square", None, "b.png")]
-    absent = photo_probes.photo_absent(tiny_segmenter, photos)
-    assert [row["n"] for row in absent["rows"]] == [3, 3]
-    assert len(photo_probes.photo_negation(tiny_segmenter, photos)["rows"]) == 3
+    negation = photo_probes.photo_negation(tiny_segmenter, photos)
+    assert len(negation["cases"]) == 3
+    assert negation["summary"]["iou_not_x_vs_x"]["n"] == 3
     fixes = photo_probes.photo_mitigations(tiny_segmenter, photos, distortions=["blur"])
     assert [row["n"] for row in fixes["rows"]] == [1, 3]
     assert set(fixes["summary"]) == {"plain", "ensemble", "distorted", "tta"}
+
+
+def test_photo_absent_counts_false_negatives_and_false_positives():
+    scene = queries("composite", 1)[0].scene
+    other_image = scene.image.copy()
+    photos = [Case(scene.image, "red star", scene.object_mask(0), "a.png"),
+              Case(scene.image, "blue circle", None, "a.png"),
+              Case(other_image, "green square", None, "b.png")]
+    segmenter = AnsweringSegmenter()
+    segmenter.answer(scene.image, "red star", scene.object_mask(0), 0.9)
+    segmenter.answer(other_image, "green square", np.ones(scene.image.shape[:2], bool), 0.9)
+    summary = photo_probes.photo_absent(segmenter, photos)["summary"]
+    assert (summary["false_negative"]["mean"], summary["false_negative"]["n"]) == (1 / 3, 3)
+    assert (summary["false_positive"]["mean"], summary["false_positive"]["n"]) == (0.0, 3)
+    assert summary["present_miou"] == {"mean": 1.0, "n": 1, "ci_low": 1.0, "ci_high": 1.0}
 
 
 def test_figures_have_one_row_per_shown_case(tiny_segmenter):
