@@ -6,8 +6,9 @@ Cases are world queries (exact ground truth) and, for a full-size CLIPSeg, real-
 and all its prompts are decoded from that encoding; a distorted image is a new image,
 encoded once for all its prompts. A probability map becomes a mask where it exceeds
 `threshold` (0.5). "iou_vs_clean" compares a mask with the one predicted from the
-undistorted input (what the poster measured); "iou_gt" compares it with the ground truth
-moved by the same geometry (`distortions.distort_mask`). Figures: `robustness_figures`.
+undistorted input (what the poster measured) and "iou_gt" with the ground truth; for a
+geometric distortion both references are moved with the image (`distortions.distort_mask`),
+so the numbers measure change, not misalignment. Figures: `robustness_figures`.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def distortion_sweep(
                 for question, mask, clean_mask in zip(members, masks, clean, strict=True):
                     target = question_target(question)
                     moved = None if target is None else distort_mask(target, name, level)
-                    _record(scores[name, level], mask, clean_mask, moved)
+                    _record(scores[name, level], mask, distort_mask(clean_mask, name, level), moved)
     return _sweep_results(scores, len(questions))
 
 
