@@ -18,10 +18,12 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.analysis.stats import Estimate
 
 DEFAULT_COLOUR = (0.12, 0.56, 1.0)
 FIGURE_DPI = 100
 PANEL_INCHES = 3.0
+ESTIMATE_KEYS = {"mean", "n", "ci_low", "ci_high"}
 
 
 def _coverage(mask_or_probs: np.ndarray) -> np.ndarray:
@@ -193,6 +195,13 @@ def plot_curves(
 
 
 def _table_cell(value: object, precision: int) -> str:
+    if isinstance(value, Estimate):
+        value = value.as_dict()
+    if isinstance(value, Mapping) and ESTIMATE_KEYS <= set(value):
+        low, high = f"{value['ci_low']:.{precision}f}", f"{value['ci_high']:.{precision}f}"
+        return f"{value['mean']:.{precision}f} [{low}, {high}] n={value['n']}"
+    if value is None:
+        return "n/a"
     if isinstance(value, float | np.floating):
         return f"{value:.{precision}f}"
     return str(value).replace("|", "\\|")
@@ -205,6 +214,8 @@ def _table_line(texts: Sequence[str], widths: Sequence[int]) -> str:
 
 def show_table(rows: Sequence[Mapping[str, object]], *, precision: int = 3) -> str:
     """Format rows as an aligned Markdown table; floats get ``precision`` decimals.
+
+    An Estimate (or its dict) prints as ``mean [ci_low, ci_high] n=N``; None as ``n/a``.
 
     Columns are the keys in order of first appearance; a row without a key leaves it blank.
     """
