@@ -51,9 +51,7 @@ def image_groups(questions: Sequence[Question]) -> list[tuple[np.ndarray, list[Q
     """(image, the questions about it) in order of first appearance: one encoding per image.
 
     Questions share an image when they hold the same array object (photo cases of one file,
-    world queries of one scene)."""
-    if not questions:
-        raise ValueError("questions is empty: give at least one query or case")
+    world queries of one scene); no questions give no groups."""
     groups: dict[int, tuple[np.ndarray, list[Question]]] = {}
     for question in questions:
         image = question_image(question)
