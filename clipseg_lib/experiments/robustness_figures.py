@@ -105,7 +105,7 @@ def prompt_distortion_examples(
         for column, (level, prompt, mask) in enumerate(zip(levels, prompts, masks, strict=True)):
             label = "clean" if level == 0 else f"{name} {level}"
             _panel(row[2 * column], prompt.image, prompt.mask, f"support, {label}",
-                   outline=True)
+                   colour=SUPPORT_COLOUR)
             _panel(row[2 * column + 1], question_image(question), mask,
                    f"prediction\n{_score(mask, target)}")
     figure.suptitle(f'one-shot prompt: "{question.prompt}" shown by an example image')
@@ -136,7 +136,8 @@ def extract_layer_grid(
                  > threshold for layers in layer_sets}
         truth = np.zeros(image.shape[:2], bool) if target is None else target
         prompt = textwrap.shorten(question.prompt, width=26, placeholder="...")
-        _panel(axes[0][column], image, truth, f"Prompt {column + 1}, truth\n{prompt}")
+        _panel(axes[0][column], image, truth, f"Prompt {column + 1}, truth\n{prompt}",
+               colour=plotting.TARGET_COLOUR)
         for row, layers in enumerate(layer_sets, start=1):
             title = f"{layer_label(layers)}: IoU {iou(masks[layers], masks[reference]):.2f}"
             _panel(axes[row][column], image, masks[layers], title)
@@ -149,16 +150,11 @@ def _grid(rows: int, columns: int) -> tuple[Figure, np.ndarray]:
                         squeeze=False)
 
 
-def _panel(
-    ax: Axes, image: np.ndarray, mask: np.ndarray, title: str, *, outline: bool = False
-) -> None:
-    """`image` with `mask` filled in the overlay colour, or outlined (for support masks, whose
-    object colour a fill would hide)."""
+def _panel(ax: Axes, image: np.ndarray, mask: np.ndarray, title: str, *,
+           colour: Sequence[float] = plotting.DEFAULT_COLOUR) -> None:
+    """`image` with `mask` outlined in `colour`."""
     ax.imshow(image)
-    if outline:
-        ax.contour(mask.astype(float), levels=[0.5], colors=[SUPPORT_COLOUR], linewidths=1.5)
-    else:
-        plotting.show_mask(mask, ax)
+    plotting.show_mask(mask, ax, colour=colour)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 

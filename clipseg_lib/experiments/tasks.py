@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from clipseg_lib import world
 from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, iou, presence_score
-from clipseg_lib.analysis.plotting import PANEL_INCHES, show_mask
+from clipseg_lib.analysis.plotting import PANEL_INCHES, TARGET_COLOUR, show_mask
 from clipseg_lib.analysis.stats import Estimate
 from clipseg_lib.experiments.cases import Case
 from clipseg_lib.experiments.inputs import question_prompt
@@ -37,7 +37,6 @@ TASK_QUESTIONS = {
     "referring expression": "referring",
 }
 SEEN_TASK = next(iter(TASK_QUESTIONS))
-TARGET_COLOUR = (0.2, 0.75, 0.3)
 
 
 def show_examples(
