@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from clipseg_lib import load_segmenter, world
-from clipseg_lib.analysis.distortions import distort_mask
+from clipseg_lib.analysis.distortions import distort, distort_mask
+from clipseg_lib.analysis.metrics import iou
 from clipseg_lib.experiments import cases, inputs, robustness, robustness_figures
 from clipseg_lib.model.segmenter import Segmenter
 
@@ -171,3 +172,16 @@ def test_figures_have_a_panel_per_case_and_setting(segmenter, queries, close_fig
     prompt_examples = robustness_figures.prompt_distortion_examples(
         segmenter, one_shot[0], distortions=["blur", "jpeg"], severities=[1])
     assert len(prompt_examples.axes) == 2 * 2 * 2
+
+
+def test_on_mini_rotation_is_stable_once_the_clean_prediction_moves_with_the_image():
+    mini = load_segmenter("mini")
+    aligned, unaligned = [], []
+    for query in robustness.world_queries(8, seed=0):
+        clean = mini.predict(query.scene.image, query.prompt)[0] > 0.5
+        rotated = mini.predict(distort(query.scene.image, "rotation", 1), query.prompt)[0] > 0.5
+        aligned.append(iou(rotated, distort_mask(clean, "rotation", 1)))
+        unaligned.append(iou(rotated, clean))
+    # The numbers: 0.797 against the moved clean mask, 0.558 against the unmoved one.
+    assert np.mean(aligned) == pytest.approx(0.797, abs=0.005)
+    assert np.mean(unaligned) == pytest.approx(0.558, abs=0.005)
