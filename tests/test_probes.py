@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from clipseg_lib import world
-from clipseg_lib.experiments import mitigation_study, photo_probes, probe_figures, probes
+from clipseg_lib.experiments import photo_probes, probe_figures, probes
 from clipseg_lib.experiments.cases import Case
-from clipseg_lib.experiments.mitigations import Transform
 from clipseg_lib.mini.train import Architecture, build_model, build_processor
 from clipseg_lib.model.segmenter import Segmenter
 
@@ -127,40 +126,6 @@ def test_marks_something_is_any_pixel_above_the_threshold():
     assert probes.marks_something(probs) and not probes.marks_something(probs, 0.6)
 
 
-def test_presence_gating_removes_false_positives_and_keeps_present_objects():
-    absent, present = queries("absent", 4), queries("composite", 4)
-    segmenter = AnsweringSegmenter()
-    for query in present:
-        segmenter.answer(query.scene.image, query.prompt, query.target, 0.9)
-    for query in absent:
-        segmenter.answer(query.scene.image, query.prompt, np.ones_like(query.target), 0.6)
-    gating = mitigation_study.presence_gating(segmenter, absent, present)
-    assert gating["gate"] == pytest.approx(0.75)
-    assert (gating["before"], gating["after"]) == (0.5, 1.0)
-
-
-def test_mitigation_study_compares_each_fix_on_the_same_cases(tiny_segmenter):
-    composite = queries("composite", 2)
-    results = mitigation_study.combine({
-        "presence_gating": mitigation_study.presence_gating(
-            tiny_segmenter, queries("absent", 2), composite),
-        "negation_by_complement": mitigation_study.negation_by_complement(
-            tiny_segmenter, queries("negation", 2)),
-        "prompt_ensembling": mitigation_study.prompt_ensembling(
-            tiny_segmenter, {"seen": composite, "zero-shot": queries("composite", 2,
-                                                                     split="heldout")}),
-        "test_time_augmentation": mitigation_study.augmentation_on_distortions(
-            tiny_segmenter, composite[:1], distortions=["blur"], severities=[2]),
-    })
-    for entry in results["summary"].values():
-        assert set(entry) == {"before", "after", "metric"}
-        assert 0.0 <= entry["before"] <= 1.0 and 0.0 <= entry["after"] <= 1.0
-    assert len(mitigation_study.mitigation_finding(results).splitlines()) == 4
-    figure = mitigation_study.before_after_figure(results)
-    assert len(figure.axes[0].patches) == 8
-    plt.close(figure)
-
-
 def test_photo_probes_skip_mini_sized_models_and_measure_given_cases(tiny_segmenter, capsys):
     assert photo_probes.photo_cases(tiny_segmenter, "missing.csv", "missing") == []
     assert "skipped" in capsys.readouterr().out
@@ -231,16 +196,5 @@ def test_bad_inputs_raise_value_errors_naming_them(tiny_segmenter):
         probes.split_halves(1)
     with pytest.raises(ValueError, match="not a negation"):
         probes.excluded_composite(words[0])
-    with pytest.raises(ValueError, match="distortions"):
-        mitigation_study.augmentation_on_distortions(
-            tiny_segmenter, queries("composite", 1), distortions=["smudge"])
-    with pytest.raises(ValueError, match="severities"):
-        mitigation_study.augmentation_on_distortions(
-            tiny_segmenter, queries("composite", 1), severities=[0])
     with pytest.raises(ValueError, match="n_shown"):
         probe_figures.choice_figure(tiny_segmenter, words, n_shown=0)
-    with pytest.raises(ValueError, match="identity"):
-        mitigation_study.augmentation_on_distortions(
-            tiny_segmenter, queries("composite", 1), transforms=[Transform(flip=True)])
-    with pytest.raises(ValueError, match="query_sets is empty"):
-        mitigation_study.prompt_ensembling(tiny_segmenter, {})
