@@ -20,6 +20,7 @@ from typing import Any
 import papermill
 import psutil
 from jupyter_client import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
@@ -92,6 +93,9 @@ class ProgressAwareClient(PapermillNotebookClient):
         self._window = (self._cell_started, self._kernel_cpu_seconds())
         return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
 
+    # nbclient binds its synchronous execute_cell to its own async_execute_cell.
+    execute_cell = run_sync(async_execute_cell)
+
     def _kernel_cpu_seconds(self) -> float | None:
         """CPU seconds used so far by the kernel and its children; None if unknown."""
         process = getattr(getattr(self.km, "provisioner", None), "process", None)
@@ -110,8 +114,9 @@ class ProgressAwareClient(PapermillNotebookClient):
             if cpu - cpu_at_start >= PROGRESS_CPU_FRACTION * (now - window_start):
                 return None
         first_line = next((line for line in (cell.source if cell else "").splitlines()), "")
+        where = f"cell {self._cell_index + 1} of {len(self.nb.cells)}"
         raise CellTimeoutError(
-            f"cell {self._cell_index} ({first_line.strip()[:60]!r}) ran "
+            f"{where} ({first_line.strip()[:60]!r}) ran "
             f"{now - self._cell_started:.0f} s, the last {timeout} s without using the CPU; "
             f"raise {CELL_TIMEOUT_FLAG} (now {timeout} s) if it needs longer"
         )
