@@ -52,12 +52,16 @@ def test_failures_are_recorded_and_the_run_goes_on(full_run: tuple[int, str, Pat
     assert outcomes["00_ok"]["effective_parameters"]["threshold"] == 0.5
     assert (manifest["model_requested"], manifest["model_resolved"]) == ("mini", "mini")
     assert (manifest["quick"], manifest["status"], manifest["scheduler"]) == (
-        False, "finished", "serial",
+        False,
+        "finished",
+        "serial",
     )
     assert manifest["provenance"]["seed"] == 0 and manifest["seeds"] == [0]
     assert all(entry["seconds"] > 0 for entry in manifest["notebooks"])
     assert manifest["written_files"]["00_ok"] == [
-        "00_ok.json", "notebooks/00_ok.ipynb", "report/00_ok.html",
+        "00_ok.json",
+        "notebooks/00_ok.ipynb",
+        "report/00_ok.html",
     ]
     assert manifest["written_files"]["05_conclusion"][0] == "conclusion.json"
     assert "FAILED 01_fails" in stdout and "ValueError: fixture failure" in stdout
@@ -81,7 +85,8 @@ def test_outputs_of_ok_notebooks_and_partial_failed_notebooks_are_kept(
     assert sorted(results) == ["00_ok", "03_ok_again", "conclusion"]
     assert results["03_ok_again"]["results"] == {"n_cases": 10, "model": "mini", "seed": 0}
     assert executed == [f"{stem}.ipynb" for stem in ("00_ok", "01_fails", "02_dies")] + [
-        "03_ok_again.ipynb", "05_conclusion.ipynb",
+        "03_ok_again.ipynb",
+        "05_conclusion.ipynb",
     ]
     assert [output.ename for output in error_outputs] == ["ValueError"]
 
@@ -257,8 +262,16 @@ def test_parse_parameter_follows_the_default_type(
 @pytest.mark.parametrize(
     ("raw", "default"),
     [
-        ("yes", True), ("1.5", 10), ("abc", 0.5), ("3", [0]), ("[1", [0]),
-        ("inf", 0.5), ("-inf", 0.5), ("nan", 0.5), ("1e999", 0.5), ("[0.5, 1e999]", [0.5]),
+        ("yes", True),
+        ("1.5", 10),
+        ("abc", 0.5),
+        ("3", [0]),
+        ("[1", [0]),
+        ("inf", 0.5),
+        ("-inf", 0.5),
+        ("nan", 0.5),
+        ("1e999", 0.5),
+        ("[0.5, 1e999]", [0.5]),
         ("1e999", None),
     ],
 )
