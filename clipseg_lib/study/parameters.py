@@ -16,10 +16,10 @@ from typing import Any
 
 import papermill
 
+from clipseg_lib.experiments.cases import QUICK_CASES_FILE
+
 QUICK_CASES = 4
 """``n_cases`` under ``--quick``: enough to exercise every notebook, not to conclude anything."""
-QUICK_CASES_FILE = Path(__file__).resolve().parents[2] / "data" / "cases_quick.csv"
-"""``cases_file`` under ``--quick``: two photos instead of six (unless ``-p cases_file``)."""
 PLAYGROUND_MARKER = "playground"
 """Notebooks whose stem contains this are interactive and not part of the study."""
 RUNNER_PARAMETERS = {"model": "--model", "output_dir": "--output-dir", "dtype": "--dtype"}
@@ -194,8 +194,9 @@ def notebook_parameters(
     """Stem -> parameters to inject (without the runner's ``model``/``output_dir``).
 
     ``overrides`` are ``-p`` texts, parsed by the type of each notebook's default; each name must
-    be declared by at least one notebook. ``quick`` sets ``n_cases`` and ``cases_file`` where
-    declared and not overridden; ``dtype`` goes to the notebooks that declare it.
+    be declared by at least one notebook. ``quick`` sets ``n_cases`` and ``cases_file`` (two
+    photos instead of six) where declared and not overridden; ``dtype`` goes to the notebooks
+    that declare it.
     """
     defaults_by_stem = {path.stem: declared_defaults(path) for path in notebooks}
     declared = set().union(*defaults_by_stem.values())
