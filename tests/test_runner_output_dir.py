@@ -80,7 +80,8 @@ def test_another_models_results_need_force_which_replaces_only_recorded_files(
         == 0
     )
     (output_dir / "notes.txt").write_text("mine")
-    (output_dir / "notebooks" / "my_analysis.ipynb").write_text("{}")
+    mine = nbformat.writes(nbformat.v4.new_notebook())
+    (output_dir / "notebooks" / "my_analysis.ipynb").write_text(mine)
     other = [
         "run",
         "--model",
@@ -106,7 +107,7 @@ def test_another_models_results_need_force_which_replaces_only_recorded_files(
     assert not (output_dir / "notebooks" / "00_ok.ipynb").exists()
     assert (output_dir / "03_ok_again.json").is_file()
     assert (output_dir / "notes.txt").read_text() == "mine"
-    assert (output_dir / "notebooks" / "my_analysis.ipynb").read_text() == "{}"
+    assert (output_dir / "notebooks" / "my_analysis.ipynb").read_text() == mine
 
 
 def test_a_failing_rerun_leaves_no_stale_results_of_that_notebook(tmp_path: Path) -> None:

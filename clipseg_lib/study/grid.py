@@ -18,7 +18,6 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from clipseg_lib.study.model_check import check_model_loads
 from clipseg_lib.study.output_dir import OwnedOutputDir, read_manifest
 from clipseg_lib.study.parameters import StudyConfigError
 from clipseg_lib.study.results import write_json_atomic
@@ -145,12 +144,10 @@ def plan_grid(
             check_model=False,
             **options,
         )
-        model_check = (plan.model_resolved, json.dumps(plan.model_check, sort_keys=True))
-        if model_check not in checked:
-            check_model_loads(
-                plan.model_resolved, requested=plan.model_requested, **plan.model_check
-            )
-            checked.append(model_check)
+        model_load = (plan.model_resolved, plan.dtype, sorted(plan.model_options.items()))
+        if model_load not in checked:
+            plan.check_model()
+            checked.append(model_load)
         plans.append((combination, plan))
     return owned, plans
 
