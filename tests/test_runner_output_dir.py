@@ -13,6 +13,7 @@ import nbformat
 import pytest
 from runner_helpers import FIXTURES, listing, notebooks_dir, run_main
 
+from clipseg_lib.study import output_dir as owned_output
 from clipseg_lib.study import run_command, runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -165,3 +166,16 @@ def test_make_test_runs_nbval_on_a_temporary_copy() -> None:
     assert 'tests "$copy/notebooks" --nbval' in pytest_line
     assert " notebooks --nbval" not in recipe
     assert "ruff check --no-cache" in recipe and "lint-imports --no-cache" in recipe
+
+
+def test_an_output_dir_without_write_permission_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root may write anywhere, so the permission check itself is what this test exercises.
+    (tmp_path / "o").mkdir()
+    monkeypatch.setattr(owned_output.os, "access", lambda path, mode: False)
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(tmp_path / "o")])
+    assert (
+        code == 2 and stderr == f"clipseg-study: error: output dir {tmp_path / 'o'}: not writable\n"
+    )
+    assert list((tmp_path / "o").iterdir()) == []

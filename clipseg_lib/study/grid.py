@@ -3,8 +3,10 @@
 A grid maps setting names to values: ``model`` and ``dtype`` are the runner's own, any other name
 is a notebook parameter (as ``-p``). Each combination runs as a complete study (its own
 ``run.json`` and report) into ``OUTPUT/<combination>/``; ``OUTPUT/index.html`` sets the
-combinations' conclusions (``conclusion.json`` claims) side by side. Every combination is
-checked, and every distinct model loaded once, before the first notebook runs.
+combinations' conclusions (``conclusion.json`` claims) side by side, and ``OUTPUT/grid.json``
+records the combinations (no ``run.json`` there: the grid folder is not a study, and
+``clipseg-study compare OUTPUT`` takes its subfolders). Every combination is checked, and every
+distinct model loaded once, before the first notebook runs.
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ def run_grid(
     runs = [(combination, execute_plan(plan)) for combination, plan in plans]
     write_index(owned.path, runs)
     write_json_atomic(
-        owned.path / "run.json",
+        owned.manifest_path,
         {
             "kind": "grid",
             "identity": "grid",

@@ -183,7 +183,7 @@ def execute_plan(plan: StudyPlan) -> StudyRun:
     stems = [path.stem for path in plan.notebooks]
     plan.output.prepare(rerun=stems)
     (output_dir / "notebooks").mkdir(exist_ok=True)
-    manifest_path = output_dir / "run.json"
+    manifest_path = plan.output.manifest_path
     outcomes: list[NotebookRun] = []
     write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
     runner_parameters = {"model": plan.model_resolved, "output_dir": str(output_dir)}
