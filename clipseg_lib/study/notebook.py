@@ -79,16 +79,21 @@ def start(
     device: str = "cpu",
     seed: int = 0,
     dtype: str = "float32",
+    clip_weights: str | None = None,
+    processor: str | None = None,
     parameters: Mapping[str, Any] | None = None,
 ) -> Segmenter:
     """Seed everything, record the notebook's `parameters` (pass ``globals()``), load the model
-    (in `dtype`) and print which weights answer."""
+    (in `dtype`; `clip_weights` and `processor` for an original-repository ``.pth`` decoder, see
+    `load_segmenter`) and print which weights answer."""
     global _recorded
     _recorded = None
     if parameters is not None:
         record_parameters(parameters)
     seed_everything(seed)
-    segmenter = load_segmenter(model, device=device, dtype=dtype)
+    segmenter = load_segmenter(
+        model, device=device, dtype=dtype, clip_weights=clip_weights, processor=processor
+    )
     digest = (segmenter.weights_sha256 or "unknown")[:12]
     print(
         f"Model: {segmenter.name} (weights sha256 {digest}..., {segmenter.provenance['dtype']}, "
