@@ -141,12 +141,21 @@ def _conclusion(run: RunRecord, model: str) -> tuple[str, str | None]:
     header = "".join(f"<th>{column.capitalize()}</th>" for column in CLAIM_COLUMNS)
     rows = "\n".join(_claim_row(claim, run.model) for claim in conclusion.claims)
     summary = conclusion.results.get("summary")
-    if isinstance(summary, dict):
-        summary = "; ".join(f"{key}: {format_value(value)}" for key, value in summary.items())
-    summary_html = f"<p>{summary}</p>" if isinstance(summary, str) and summary else ""
+    summary_html = f"<p>{_summary_text(summary)}</p>" if summary else ""
     return (f'<h2 id="conclusion">Conclusion: the poster\'s claims on {escape(model)}</h2>\n'
             f'<table class="claims">\n<tr>{header}</tr>\n{rows}\n</table>\n{summary_html}',
             conclusion.stem)
+
+
+def _summary_text(summary: Any) -> str:
+    """The conclusion's summary: text as is; counts (``{"verdicts": {"mixed": 1}}``) in words."""
+    if isinstance(summary, dict):
+        return "; ".join(
+            ", ".join(f"{count} {escape(str(name))}" for name, count in value.items())
+            if isinstance(value, dict) else f"{escape(str(key))}: {format_value(value)}"
+            for key, value in summary.items()
+        )
+    return escape(str(summary))
 
 
 def _claim_row(record: ClaimRecord, run_model: str | None) -> str:

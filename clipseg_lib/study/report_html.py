@@ -36,7 +36,8 @@ th { background: #f0f0f0; } td.number { text-align: right; white-space: nowrap; 
 .box { border: 2px solid #444; background: #f7f7f7; padding: 0.6rem 1rem; margin: 1rem 0; }
 .caveat { border-color: #b36b00; background: #fff6e5; } .quick { color: #a00; font-weight: 600; }
 .side { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
-figure { margin: 0.5rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figure { margin: 0.5rem 0; }
+figure img { max-width: 100%; max-height: 36rem; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: 0.85rem; color: #555; }
 section { margin-bottom: 2rem; }
 @media print {
