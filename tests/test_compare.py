@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 
 from fabricated_runs import CLAIMS, fabricate_run
@@ -54,6 +55,18 @@ def test_runs_of_incompatible_parameters_are_refused(tmp_path):
                              "is 4 in quick, 16 in full;")
     assert stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_parameter_only_the_results_record_is_compared_too(tmp_path):
+    first = fabricate_run(tmp_path / "a")
+    second = fabricate_run(tmp_path / "b", seed=1)
+    for run, threshold in ((first, 0.5), (second, 0.3)):
+        payload = json.loads((run / "05_specific_word.json").read_text())
+        payload["parameters"]["threshold"] = threshold
+        (run / "05_specific_word.json").write_text(json.dumps(payload))
+    code, _, stderr = run_main(["compare", first, second, "--output", tmp_path / "out"])
+    assert code == 2
+    assert "parameter 05_specific_word.threshold is 0.5 in a, 0.3 in b" in stderr
 
 
 def test_a_failed_notebook_makes_its_claim_not_current_not_a_disagreement(tmp_path):

@@ -20,7 +20,13 @@ from pathlib import Path
 from clipseg_lib.study.model_description import describe_model
 from clipseg_lib.study.report_html import page, verdict_class
 from clipseg_lib.study.results import RUN_MANIFEST_NAME
-from clipseg_lib.study.run_records import LOCATION_PARAMETERS, RunRecord, conclusion_of, read_run
+from clipseg_lib.study.run_records import (
+    LOCATION_PARAMETERS,
+    RunRecord,
+    conclusion_of,
+    read_run,
+    recorded_parameters,
+)
 
 MAY_DIFFER = ("model", "seed", "device", "dtype", "clip_weights", *LOCATION_PARAMETERS)
 PAGE_NAME = "compare.html"
@@ -49,14 +55,21 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _compared_parameters(run: RunRecord) -> dict[str, object]:
-    parameters = {k: v for k, v in run.shared_parameters.items() if k not in MAY_DIFFER}
-    return {"quick": run.quick, **parameters}
+    """What must be equal across runs: the run's shared parameters, and every parameter each
+    current results file recorded (``05_specific_word.n_cases``), except `MAY_DIFFER`."""
+    compared = {"quick": run.quick}
+    compared |= {k: v for k, v in run.shared_parameters.items() if k not in MAY_DIFFER}
+    for name, payload in run.current_results().items():
+        compared |= {f"{name}.{k}": v for k, v in recorded_parameters(payload).items()
+                     if k not in MAY_DIFFER}
+    return compared
 
 
 def check_compatible(runs: Sequence[RunRecord], labels: Sequence[str]) -> None:
     """CompareError naming the first parameter the runs were given different values of."""
     compared = [_compared_parameters(run) for run in runs]
-    for name in sorted(set().union(*compared)):
+    # the run's own parameters first, then those of single results files (``name.parameter``)
+    for name in sorted(set().union(*compared), key=lambda name: ("." in name, name)):
         values = {label: params[name] for label, params in zip(labels, compared, strict=True)
                   if name in params}
         if len({json.dumps(value, sort_keys=True) for value in values.values()}) > 1:

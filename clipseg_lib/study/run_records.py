@@ -127,6 +127,16 @@ def _execution_start(executed: Path) -> float | None:
         return None
 
 
+def _executed_after(executed: Path, started: float | None, manifest_time: float) -> bool:
+    """True when ``executed`` began after the manifest was written: a later, unfinished run.
+
+    Papermill's recorded start time is used where it can be read, since copying a folder
+    changes modification times but not the notebook's metadata.
+    """
+    began = started if started is not None else executed.stat().st_mtime
+    return began > manifest_time + CLOCK_SLACK_S
+
+
 def _belongs_to(name: str, stem: str) -> bool:
     return name == stem or stem.endswith(f"_{name}")
 
@@ -209,17 +219,19 @@ def read_run(output_dir: str | Path) -> RunRecord:
         if status == "ok" and stem not in executed:
             status, detail = "missing", "its executed notebook is gone (a later run did not finish)"
             interrupted.append(f"{stem}: executed notebook missing")
-        elif stem in executed and executed[stem].stat().st_mtime > manifest_time + CLOCK_SLACK_S:
+        started = _execution_start(executed[stem]) if stem in executed else None
+        if stem in executed and _executed_after(executed[stem], started, manifest_time):
             status, detail = "missing", "re-executed by a later run that did not finish"
             interrupted.append(f"{stem}: newer than run.json")
         record = NotebookRecord(stem, status, detail, outcome.get("seconds"), executed.get(stem))
-        started = _execution_start(executed[stem]) if stem in executed else None
         _attach_results(record, results, given[stem], started, output_dir)
         records.append(record)
     for stem in sorted(executed.keys() - given.keys()):
         status = "earlier" if manifest is not None else "unverified"
         record = NotebookRecord(stem, status, executed=executed[stem])
-        if manifest is not None and executed[stem].stat().st_mtime > manifest_time + CLOCK_SLACK_S:
+        if manifest is not None and _executed_after(
+            executed[stem], _execution_start(executed[stem]), manifest_time
+        ):
             record.status, record.detail = "missing", "executed by a later run that did not finish"
         _attach_results(record, results, shared, None, output_dir)
         records.append(record)
