@@ -44,6 +44,7 @@ def test_a_claim_the_runs_disagree_on_is_marked_as_a_disagreement(tmp_path):
     assert "mIoU 0.330 [0.280, 0.380] (n=4)" in rows[LAYERS]
     assert "The runs disagree on 1 of 2 claims." in page
     assert "<th>mini</th><th>seed1</th>" in page
+    assert "not what the released CLIPSeg does; seed 1; quick run</li>" in page
 
 
 def test_runs_of_incompatible_parameters_are_refused(tmp_path):

@@ -178,5 +178,6 @@ def test_tables_are_read_generically_with_intervals():
     assert html.count("<tr>") == 3 and "<th>rate</th>" in html
     assert '0.500 <span class="ci">[0.400, 0.600]</span> <span class="n">n=8</span>' in html
     assert format_value(float("nan")) == "–" and format_value(None) == "–"
+    assert format_value("Prompts <b>matter</b>") == "Prompts &lt;b&gt;matter&lt;/b&gt;"
     assert main_table({"summary": {"x": 1}}) is None
     assert main_table({"nested": {"rows": [{"b": 2}]}}) == ("nested.rows", [{"b": 2}])

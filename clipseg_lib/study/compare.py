@@ -102,6 +102,16 @@ def _cell(claim_record) -> tuple[str, str | None]:
             f"</span><br><small>{escape(str(claim.get('evidence', '')))}</small></td>", verdict)
 
 
+def _run_summary(run: RunRecord) -> str:
+    """The model in words, the seed and whether the run was quick, as escaped HTML."""
+    seeds = ((run.manifest or {}).get("provenance", {}).get("seed"),
+             run.shared_parameters.get("seed"))
+    seed = next((seed for seed in seeds if seed is not None), None)
+    return escape(describe_model(run.model).sentence.rstrip(".")
+                  + (f"; seed {seed}" if seed is not None else "")
+                  + ("; quick run" if run.quick else ""))
+
+
 def comparison_page(runs: Sequence[RunRecord], labels: Sequence[str]) -> tuple[str, list[str]]:
     """(the HTML page, the claims the runs disagree on)."""
     conclusions = [conclusion_of(run) for run in runs]
@@ -120,9 +130,7 @@ def comparison_page(runs: Sequence[RunRecord], labels: Sequence[str]) -> tuple[s
         row_class = ' class="disagree"' if disagree else ""
         rows.append(f"<tr{row_class}><td>{escape(claim)}</td>{''.join(cells)}{mark}</tr>")
     about = "".join(
-        f"<li><b>{escape(label)}</b> ({escape(str(run.output_dir))}): "
-        f"{escape(describe_model(run.model).sentence)}"
-        f"{'; quick run' if run.quick else ''}"
+        f"<li><b>{escape(label)}</b> ({escape(str(run.output_dir))}): {_run_summary(run)}"
         f"{'' if conclusions[i] else '; <span class=stale>no current conclusion</span>'}</li>"
         for i, (label, run) in enumerate(zip(labels, runs, strict=True))
     )
