@@ -27,16 +27,34 @@ def estimate(mean: float, n: int) -> dict:
     return {"mean": mean, "n": n, "ci_low": mean - 0.05, "ci_high": mean + 0.05}
 
 
-def write_executed(path: Path, title: str, started: float) -> None:
-    """An executed notebook: a heading, one code cell with a long output line."""
+def declared_parameters(stem: str) -> dict:
+    """What the notebook's parameters cell declares (its defaults)."""
+    declared = {"model": "mini", "output_dir": "../results", "seed": 0}
+    return declared if stem == "10_conclusion" else {**declared, "n_cases": 16}
+
+
+def write_executed(path: Path, title: str, started: float, injected: dict | None = None) -> None:
+    """An executed notebook as papermill leaves it: a heading, the parameters cell, the
+    injected parameters (also in the metadata), one code cell with a long output line."""
+    injected = injected or {}
     notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell("\n".join(
+        f"{name} = {value!r}" for name, value in declared_parameters(path.stem).items()))
+    parameters.metadata["tags"] = ["parameters"]
+    injected_cell = nbformat.v4.new_code_cell("\n".join(
+        f"{name} = {value!r}" for name, value in injected.items()))
+    injected_cell.metadata["tags"] = ["injected-parameters"]
     notebook.cells = [
         nbformat.v4.new_markdown_cell(f"# {title}\n\nWhat this notebook asks."),
+        parameters, injected_cell,
         nbformat.v4.new_code_cell("print(finding)", outputs=[nbformat.v4.new_output(
             "stream", name="stdout", text="A finding sentence " * 20 + "\n")]),
     ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
     stamp = datetime.fromtimestamp(started, UTC).isoformat()
-    notebook.metadata["papermill"] = {"start_time": stamp, "end_time": stamp}
+    notebook.metadata["papermill"] = {"start_time": stamp, "end_time": stamp,
+                                      "parameters": injected}
     nbformat.write(notebook, path)
 
 
@@ -76,22 +94,25 @@ def fabricate_run(
     seed: int = 0,
     failed: tuple[str, ...] = (),
     verdicts: dict[str, str] | None = None,
+    stems: tuple[str, ...] = STEMS,
 ) -> Path:
-    """Write a finished run of `STEMS` into `directory`; notebooks in `failed` failed."""
+    """Write a finished run of `stems` into `directory` as the runner does (`--quick` injects
+    n_cases=4, `-p seed=N` the seed); notebooks in `failed` failed."""
     verdicts = verdicts or {claim: "reproduced" for claim, _ in CLAIMS}
     n_cases = 4 if quick else 16
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "notebooks").mkdir(exist_ok=True)
     started = time.time() - 5
     outcomes = []
-    for index, stem in enumerate(STEMS):
-        parameters = {"model": model, "output_dir": str(directory), "seed": seed}
-        if stem != "10_conclusion":
-            parameters["n_cases"] = n_cases
+    for index, stem in enumerate(stems):
+        injected = {"model": model, "output_dir": str(directory), "seed": seed}
+        if quick and "n_cases" in declared_parameters(stem):
+            injected["n_cases"] = n_cases
+        parameters = {**declared_parameters(stem), **injected}
         title = stem.replace("_", " ", 1)
-        write_executed(directory / "notebooks" / f"{stem}.ipynb", title, started)
+        write_executed(directory / "notebooks" / f"{stem}.ipynb", title, started, injected)
         status = "failed" if stem in failed else "ok"
-        outcomes.append({"stem": stem, "status": status, "seconds": 1.5, "parameters": parameters,
+        outcomes.append({"stem": stem, "status": status, "seconds": 1.5, "parameters": injected,
                          "error_type": "ValueError" if status == "failed" else None,
                          "error_message": "broke" if status == "failed" else None})
         if status == "failed":

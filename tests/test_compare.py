@@ -52,8 +52,8 @@ def test_runs_of_incompatible_parameters_are_refused(tmp_path):
     full = fabricate_run(tmp_path / "full", quick=False)
     code, stdout, stderr = run_main(["compare", quick, full, "--output", tmp_path / "out"])
     assert code == 2 and stdout == ""
-    assert stderr.startswith("clipseg-study: error: runs are not comparable: parameter n_cases "
-                             "is 4 in quick, 16 in full;")
+    assert stderr.startswith("clipseg-study: error: runs are not comparable: parameter quick "
+                             "is True in quick, False in full;")
     assert stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
 

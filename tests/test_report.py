@@ -105,8 +105,28 @@ def test_a_notebook_that_failed_in_this_run_shows_no_older_numbers(tmp_path):
     assert "<table>" not in part and "<img" not in part
     assert "left out: 05_specific_word.json: from an earlier run" in part
     word_claim = next(row for row in elements.rows if row.startswith("Fails to segment"))
-    assert word_claim.endswith("| not current: 05_specific_word failed")
+    assert word_claim.endswith("| not current: 05_specific_word failed in this run")
     assert "Quick run" in text
+
+
+def test_a_full_rerun_of_one_notebook_shows_no_quick_results_as_current(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=True)
+    for old in run.rglob("*.*"):
+        age(old, 100)
+    fabricate_run(run, quick=False, stems=("05_specific_word",))
+    record = read_run(run)
+    assert [(nb.stem, nb.status, bool(nb.results)) for nb in record.notebooks] == [
+        ("04_extract_layers", "earlier", False), ("05_specific_word", "ok", True),
+        ("10_conclusion", "earlier", True)]
+    assert record.notebooks[0].left_out == [
+        "04_extract_layers.json: n_cases 4 in that run vs 'its default' in this one"]
+    text, elements = parse(build_report(run))
+    assert "Quick run" not in text
+    rows = {row.split(" (")[0].split(" |")[0]: row for row in elements.rows}
+    assert rows[CLAIMS[0][0]].endswith(
+        "| not current: drawn before 05_specific_word was re-run; re-run the conclusion")
+    assert rows[CLAIMS[1][0]].endswith(
+        "| not current: 04_extract_layers was not run with this run's parameters")
 
 
 def test_results_of_another_configuration_are_left_out(tmp_path):

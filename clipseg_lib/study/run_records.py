@@ -10,8 +10,10 @@ manifest's run and configuration:
   from an earlier run, and left out;
 - results whose recorded ``parameters`` differ from those the run gave (quick vs full, another
   model, seed or threshold) are left out, with the difference named;
-- results of notebooks the run did not execute are current only when their parameters match
-  the run's shared parameters (e.g. ``clipseg-study run --notebooks 05`` after a full run).
+- results of notebooks the run did not execute (``clipseg-study run --notebooks 05`` after a
+  full run) are current only when their execution was given the parameters this run gives
+  (papermill records them in the executed notebook): a quick run's results beside a full rerun
+  are left out.
 
 A results file ``<name>.json`` belongs to the notebook whose stem is ``name`` or ends in
 ``_<name>`` (``10_conclusion`` writes ``conclusion.json``); its figures are ``<name>_*.png``.
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import papermill
 
 from clipseg_lib.study.results import RUN_MANIFEST_NAME, load_results
 
@@ -116,15 +120,36 @@ def parameter_differences(recorded: dict[str, Any], expected: dict[str, Any]) ->
     return differences
 
 
-def _execution_start(executed: Path) -> float | None:
-    """POSIX time papermill began executing ``executed``, or None when it is not recorded."""
+def _papermill_record(executed: Path) -> tuple[float | None, dict[str, Any] | None]:
+    """(POSIX time papermill began executing ``executed``, the parameters it injected); each
+    None when it is not recorded or the notebook cannot be read."""
     try:
-        notebook = nbformat.read(executed, as_version=4)
-        started = notebook.metadata.get("papermill", {}).get("start_time")
-        return datetime.fromisoformat(started).timestamp() if started else None
+        metadata = nbformat.read(executed, as_version=4).metadata.get("papermill", {})
+        started = metadata.get("start_time")
+        return (datetime.fromisoformat(started).timestamp() if started else None,
+                metadata.get("parameters"))
     except (OSError, ValueError, TypeError, AttributeError) as error:
         warnings.warn(f"could not read {executed}: {error}", stacklevel=2)
-        return None
+        return None, None
+
+
+def _earlier_differences(
+    executed: Path, injected: dict[str, Any] | None, shared: dict[str, Any]
+) -> list[str]:
+    """How an earlier execution's injected parameters differ from what this run injects into
+    every notebook declaring them (``shared``; absent means the notebook's default)."""
+    if injected is None:
+        return ["its execution recorded no parameters to match this run's"]
+    try:
+        declared = set(papermill.inspect_notebook(str(executed)))
+    except Exception as error:  # noqa: BLE001 - any unreadable notebook is one line here
+        return [f"its parameters cannot be read ({type(error).__name__})"]
+    differences = []
+    for name in sorted((injected.keys() | (shared.keys() & declared)) - set(LOCATION_PARAMETERS)):
+        then, now = injected.get(name, "its default"), shared.get(name, "its default")
+        if json.dumps(then, sort_keys=True) != json.dumps(now, sort_keys=True):
+            differences.append(f"{name} {then!r} in that run vs {now!r} in this one")
+    return differences
 
 
 def _executed_after(executed: Path, started: float | None, manifest_time: float) -> bool:
@@ -159,8 +184,10 @@ def _attach_results(
     expected: dict[str, Any],
     started: float | None,
     output_dir: Path,
+    refused: Sequence[str] = (),
 ) -> None:
-    """Move the results and figures of ``record`` that are current into it; name the rest."""
+    """Move the results and figures of ``record`` that are current into it; name the rest
+    (all of them when ``refused`` gives reasons)."""
     for name in [name for name in results if _belongs_to(name, record.stem)]:
         payload = results.pop(name)
         json_path = output_dir / f"{name}.json"
@@ -177,8 +204,8 @@ def _attach_results(
         if differences:
             record.left_out.append(f"{name}.json: {'; '.join(differences)}")
             continue
-        if record.status == "earlier" and not recorded_parameters(payload):
-            record.left_out.append(f"{name}.json: records no parameters to match this run's")
+        if refused:
+            record.left_out.append(f"{name}.json: {'; '.join(refused)}")
             continue
         record.results[name] = payload
         record.figures += [
@@ -219,7 +246,7 @@ def read_run(output_dir: str | Path) -> RunRecord:
         if status == "ok" and stem not in executed:
             status, detail = "missing", "its executed notebook is gone (a later run did not finish)"
             interrupted.append(f"{stem}: executed notebook missing")
-        started = _execution_start(executed[stem]) if stem in executed else None
+        started, _ = _papermill_record(executed[stem]) if stem in executed else (None, None)
         if stem in executed and _executed_after(executed[stem], started, manifest_time):
             status, detail = "missing", "re-executed by a later run that did not finish"
             interrupted.append(f"{stem}: newer than run.json")
@@ -229,11 +256,13 @@ def read_run(output_dir: str | Path) -> RunRecord:
     for stem in sorted(executed.keys() - given.keys()):
         status = "earlier" if manifest is not None else "unverified"
         record = NotebookRecord(stem, status, executed=executed[stem])
-        if manifest is not None and _executed_after(
-            executed[stem], _execution_start(executed[stem]), manifest_time
-        ):
-            record.status, record.detail = "missing", "executed by a later run that did not finish"
-        _attach_results(record, results, shared, None, output_dir)
+        started, injected = _papermill_record(executed[stem])
+        refused = []
+        if manifest is not None:
+            if _executed_after(executed[stem], started, manifest_time):
+                record.status, record.detail = "missing", "executed by a later, unfinished run"
+            refused = _earlier_differences(executed[stem], injected, shared)
+        _attach_results(record, results, shared, None, output_dir, refused)
         records.append(record)
     records.sort(key=lambda record: record.stem)
     orphans = [f"{name}.json: no executed notebook in this directory wrote it" for name in results]
@@ -265,20 +294,40 @@ class Conclusion:
 def conclusion_of(run: RunRecord) -> Conclusion | None:
     """The run's current conclusion (the results holding a list of ``claims``), or None."""
     for record in run.notebooks:
-        for payload in record.results.values():
+        for name, payload in record.results.items():
             results = payload.get("results")
             claims = results.get("claims") if isinstance(results, dict) else None
             if isinstance(claims, list) and all(isinstance(claim, dict) for claim in claims):
-                return Conclusion([_claim_record(run, claim) for claim in claims], record.stem,
-                                  results)
+                written = _mtime(run.output_dir / f"{name}.json")
+                return Conclusion([_claim_record(run, claim, written) for claim in claims],
+                                  record.stem, results)
     return None
 
 
-def _claim_record(run: RunRecord, claim: dict[str, Any]) -> ClaimRecord:
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
+SOURCE_STATUS_WHY = {
+    "failed": "{} failed in this run",
+    "missing": "{} did not finish (its run was interrupted)",
+    "earlier": "{} was not run with this run's parameters",
+    "ok": "{} saved no current results",
+}
+
+
+def _claim_record(run: RunRecord, claim: dict[str, Any], written: float) -> ClaimRecord:
+    """A claim is current when its notebook's results are, and the conclusion was written
+    after them (else it was drawn from the results they replaced)."""
     reference = str(claim.get("notebook") or claim.get("source") or "")
     source = run.notebook_for(reference) if reference else None
     if source is None:
         return ClaimRecord(claim, None, False, f"{reference or 'its notebook'} was not run")
     if not source.results:
-        return ClaimRecord(claim, source, False, f"{source.stem} {source.status}")
+        why = SOURCE_STATUS_WHY.get(source.status, "{} has no current results")
+        return ClaimRecord(claim, source, False, why.format(source.stem))
+    newest = max(_mtime(run.output_dir / f"{name}.json") for name in source.results)
+    if newest > written + CLOCK_SLACK_S:
+        return ClaimRecord(claim, source, False,
+                           f"drawn before {source.stem} was re-run; re-run the conclusion")
     return ClaimRecord(claim, source, True)
