@@ -146,11 +146,11 @@ def test_a_run_killed_mid_way_lists_no_deleted_page_as_ok(tmp_path):
     (run / "notebooks" / "05_specific_word.ipynb").unlink()
     (run / "report" / "05_specific_word.html").unlink()
     record = read_run(run)
-    assert [nb.status for nb in record.notebooks] == ["ok", "missing", "ok"]
+    assert [nb.status for nb in record.notebooks] == ["ok", "interrupted", "ok"]
     text, elements = parse(build_report(run))
     assert "A later run in this directory did not finish" in text
     assert "05_specific_word.html" not in text
-    assert "missing in this run" in section(text, "05_specific_word")
+    assert "interrupted in this run" in section(text, "05_specific_word")
     assert "Quick run" not in text
 
 
@@ -162,7 +162,7 @@ def test_a_notebook_executed_after_the_manifest_is_not_the_runs(tmp_path):
     assert [nb.status for nb in read_run(run).notebooks] == [nb.status for nb in copied.notebooks]
     age(run / "run.json", 100)
     write_executed(run / "notebooks" / "04_extract_layers.ipynb", "04 again", time.time())
-    assert read_run(run).notebooks[0].status == "missing"
+    assert read_run(run).notebooks[0].status == "interrupted"
     assert "newer than run.json" in " ".join(read_run(run).interrupted)
 
 

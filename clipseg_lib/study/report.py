@@ -141,7 +141,11 @@ def _conclusion(run: RunRecord, model: str) -> tuple[str, str | None]:
     header = "".join(f"<th>{column.capitalize()}</th>" for column in CLAIM_COLUMNS)
     rows = "\n".join(_claim_row(claim, run.model) for claim in conclusion.claims)
     summary = conclusion.results.get("summary")
+    stale = sum(not claim.current for claim in conclusion.claims)
     summary_html = f"<p>{_summary_text(summary)}</p>" if summary else ""
+    if stale:
+        summary_html = (f'<p class="stale">The conclusion\'s summary is not shown: {stale} of its '
+                        f"{len(conclusion.claims)} claims are not current.</p>")
     return (f'<h2 id="conclusion">Conclusion: the poster\'s claims on {escape(model)}</h2>\n'
             f'<table class="claims">\n<tr>{header}</tr>\n{rows}\n</table>\n{summary_html}',
             conclusion.stem)
@@ -235,7 +239,7 @@ def build_report(output_dir: str | Path) -> Path:
     for record in run.notebooks:
         title = notebook_title(record.executed, record.stem) if record.executed else record.stem
         page_name = None
-        if record.executed is not None and record.status != "missing":
+        if record.executed is not None and record.status != "interrupted":
             target = report_dir / f"{record.stem}.html"
             page_name = target.name if render_notebook(record.executed, target, title) else None
         sections.append(_section(record, title, page_name, record.stem != conclusion_stem))

@@ -5,7 +5,8 @@ results JSON and figures beside it. A result counts as *current* only when it be
 manifest's run and configuration:
 
 - a notebook that failed in the run has no current results (its old JSON is left out);
-- a notebook listed as ok whose executed copy is gone (a later run was killed) is ``missing``;
+- a notebook listed as ok whose executed copy is gone or newer than the manifest (a later run
+  was killed) is ``interrupted``;
 - results written before their notebook's execution began (papermill's ``start_time``) are
   from an earlier run, and left out;
 - results whose recorded ``parameters`` differ from those the run gave (quick vs full, another
@@ -44,9 +45,10 @@ CLOCK_SLACK_S = 1.0
 class NotebookRecord:
     """One notebook as this run left it.
 
-    ``status``: ``ok``, ``failed``, ``missing`` (listed ok, executed copy gone), ``earlier``
-    (not executed by this run) or ``unverified`` (no manifest). ``results`` (name -> payload)
-    and ``figures`` hold only what is current; ``left_out`` says why anything else is not.
+    ``status``: ``ok``, ``failed``, ``interrupted`` (a later, unfinished run removed or
+    re-executed it), ``earlier`` (not executed by this run) or ``unverified`` (no manifest).
+    ``results`` (name -> payload) and ``figures`` hold only what is current; ``left_out`` says
+    why anything else is not.
     """
 
     stem: str
@@ -192,7 +194,7 @@ def _attach_results(
         payload = results.pop(name)
         json_path = output_dir / f"{name}.json"
         figures = sorted(output_dir.glob(f"{name}_*.png"))
-        if record.status in ("failed", "missing"):
+        if record.status in ("failed", "interrupted"):
             record.left_out.append(
                 f"{name}.json: from an earlier run ({record.stem} {record.status} in this one)"
             )
@@ -244,11 +246,11 @@ def read_run(output_dir: str | Path) -> RunRecord:
             else f"{outcome.get('error_type')}: {outcome.get('error_message')}"
         )
         if status == "ok" and stem not in executed:
-            status, detail = "missing", "its executed notebook is gone (a later run did not finish)"
+            status, detail = "interrupted", "its executed notebook is gone (a later run was killed)"
             interrupted.append(f"{stem}: executed notebook missing")
         started, _ = _papermill_record(executed[stem]) if stem in executed else (None, None)
         if stem in executed and _executed_after(executed[stem], started, manifest_time):
-            status, detail = "missing", "re-executed by a later run that did not finish"
+            status, detail = "interrupted", "re-executed by a later run that did not finish"
             interrupted.append(f"{stem}: newer than run.json")
         record = NotebookRecord(stem, status, detail, outcome.get("seconds"), executed.get(stem))
         _attach_results(record, results, given[stem], started, output_dir)
@@ -260,7 +262,7 @@ def read_run(output_dir: str | Path) -> RunRecord:
         refused = []
         if manifest is not None:
             if _executed_after(executed[stem], started, manifest_time):
-                record.status, record.detail = "missing", "executed by a later, unfinished run"
+                record.status, record.detail = "interrupted", "executed by a later, unfinished run"
             refused = _earlier_differences(executed[stem], injected, shared)
         _attach_results(record, results, shared, None, output_dir, refused)
         records.append(record)
@@ -310,7 +312,7 @@ def _mtime(path: Path) -> float:
 
 SOURCE_STATUS_WHY = {
     "failed": "{} failed in this run",
-    "missing": "{} did not finish (its run was interrupted)",
+    "interrupted": "{} did not finish (its run was interrupted)",
     "earlier": "{} was not run with this run's parameters",
     "ok": "{} saved no current results",
 }
