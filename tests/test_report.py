@@ -77,7 +77,7 @@ def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experim
         assert part.count('<img src="data:image/png;base64,') == 1
         assert "<table>" in part and f'href="{stem}.html"' in part
         assert (index.parent / f"{stem}.html").is_file()
-        assert "Cases per condition: 4" in part
+        assert "Cases per condition: 4. Intervals are 95% over n = 4." in part
     extract = section(text, "04_extract_layers")
     assert "The poster's numbers" in extract
     assert "(3,6,9) | 0.88 | 0.94 | 0.797 | 0.967" in elements.rows

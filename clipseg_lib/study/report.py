@@ -24,6 +24,7 @@ from clipseg_lib.study.model_description import ModelDescription, describe_model
 from clipseg_lib.study.poster import poster_table_for
 from clipseg_lib.study.report_html import (
     format_value,
+    is_interval,
     main_table,
     page,
     png_data_uri,
@@ -180,17 +181,23 @@ def _claim_row(record: ClaimRecord, run_model: str | None) -> str:
             f'<td class="number">{cells["n"]}</td></tr>')
 
 
-def _sample_sizes(record: NotebookRecord) -> str:
-    sizes = sorted({
+def _sample_sizes(record: NotebookRecord, shown_rows: list[dict[str, Any]]) -> str:
+    """What the results say of their sample sizes: ``n_cases`` and the n of shown intervals."""
+    cases = sorted({
         value for payload in record.results.values()
         for holder in (payload.get("parameters"), payload.get("results"))
         if isinstance(holder, dict)
         for key, value in holder.items()
         if key == "n_cases" and isinstance(value, int)
     })
-    if not sizes:
-        return "Sample sizes: the n beside each interval."
-    return f"Cases per condition: {', '.join(map(str, sizes))} (n beside each interval)."
+    interval_sizes = sorted({value["n"] for row in shown_rows for value in row.values()
+                             if is_interval(value) and isinstance(value["n"], int)})
+    parts = []
+    if cases:
+        parts.append(f"Cases per condition: {', '.join(map(str, cases))}.")
+    if interval_sizes:
+        parts.append(f"Intervals are 95% over n = {', '.join(map(str, interval_sizes))}.")
+    return " ".join(parts) or "These results record no sample size."
 
 
 def _section(record: NotebookRecord, title: str, page_name: str | None, with_table: bool) -> str:
@@ -209,11 +216,13 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
         figure = record.figures[0]
         parts.append(f'<figure><img src="{png_data_uri(figure)}" alt="{escape(figure.stem)}">'
                      f"<figcaption>{escape(figure.name)}</figcaption></figure>")
+    shown_rows: list[dict[str, Any]] = []
     for name, payload in record.results.items():
         table = main_table(payload.get("results", {})) if with_table else None
         if table is None:
             continue
         key, rows = table
+        shown_rows += rows
         poster = poster_table_for(rows)
         heading = f"Ours ({escape(key)})" if poster else escape(f"{name}: {key}")
         ours = f"<div><h3>{heading}</h3>{rows_table(rows)}</div>"
@@ -221,7 +230,7 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
             ours += f"<div><h3>The poster's numbers</h3>{poster}</div>"
         parts.append(f'<div class="side">{ours}</div>')
     if record.results:
-        parts.append(f"<p>{_sample_sizes(record)}</p>")
+        parts.append(f"<p>{_sample_sizes(record, shown_rows)}</p>")
     elif record.status == "ok":
         parts.append("<p>This notebook saved no results.</p>")
     return "<section>" + "".join(parts) + notes + link + "</section>"
