@@ -92,6 +92,7 @@ def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrappi
     assert "<title>05 specific_word</title>" in page
     assert "print(finding)" not in page and "A finding sentence" in page
     assert "word-break: normal" in page[page.rindex("word-break: break-all"):]
+    assert "cdnjs" not in page and "<script src=" not in page
 
 
 def test_a_notebook_that_failed_in_this_run_shows_no_older_numbers(tmp_path):

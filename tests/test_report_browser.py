@@ -100,6 +100,9 @@ def test_the_report_reads_in_a_browser(output_dir, tmp_path):
             heading = page.locator(f"h2[id='{notebook_page.stem}']").inner_text()
             page.goto(notebook_page.as_uri())
             assert page.title() == heading
+            assert page.locator(".jp-CodeCell .jp-InputArea").count() == 0
+            text_output = page.locator(".jp-OutputArea-output pre").first
+            assert text_output.evaluate("p => getComputedStyle(p).wordBreak") == "normal"
             page.goto(index.as_uri())
 
             page.emulate_media(media="print")

@@ -42,11 +42,8 @@ from clipseg_lib.study.run_records import (
 REPORT_DIR_NAME = "report"
 CARD_PAGE = "model_card.html"
 CLAIM_COLUMNS = ("claim", "evidence", "control", "verdict", "n")
-#: nbconvert's lab template breaks output text anywhere (``word-break: break-all``).
-NOTEBOOK_PAGE_STYLE = """<style>
-.jp-OutputArea-output pre { word-break: normal; overflow-wrap: break-word; }
-@media print { .jp-Cell { break-inside: avoid; } }
-</style>"""
+#: nbconvert's lab template without CDN scripts and without mid-word wrapping of output text.
+NOTEBOOK_PAGE_TEMPLATE = Path(__file__).parent / "templates" / "offline_page.html.j2"
 SHOWN_STATUSES = ("ok", "earlier", "unverified")
 
 
@@ -68,7 +65,8 @@ def notebook_title(executed: Path, fallback: str) -> str:
 def render_notebook(executed: Path, target: Path, title: str) -> bool:
     """Write ``executed`` as HTML titled ``title``, inputs and prompts hidden; False on failure."""
     exporter = HTMLExporter(
-        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True
+        template_file=str(NOTEBOOK_PAGE_TEMPLATE), exclude_input=True, exclude_input_prompt=True,
+        exclude_output_prompt=True, embed_images=True,
     )
     # A half-written notebook from a killed run must not take the whole report down.
     try:
@@ -78,7 +76,7 @@ def render_notebook(executed: Path, target: Path, title: str) -> bool:
     except Exception as error:  # noqa: BLE001
         warnings.warn(f"could not render {executed}: {error}", stacklevel=2)
         return False
-    target.write_text(body.replace("</head>", NOTEBOOK_PAGE_STYLE + "</head>", 1), "utf-8")
+    target.write_text(body, encoding="utf-8")
     return True
 
 
