@@ -3,6 +3,7 @@ conclusion, the caveat, a figure and a table per experiment, and never a stale r
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from html.parser import HTMLParser
@@ -202,3 +203,22 @@ def test_tables_are_read_generically_with_intervals():
     assert format_value("Prompts <b>matter</b>") == "Prompts &lt;b&gt;matter&lt;/b&gt;"
     assert main_table({"summary": {"x": 1}}) is None
     assert main_table({"nested": {"rows": [{"b": 2}]}}) == ("nested.rows", [{"b": 2}])
+
+
+def test_malformed_files_are_named_not_fatal(tmp_path):
+    run = fabricate_run(tmp_path / "run")
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["provenance"] = "garbled"
+    (run / "run.json").write_text(json.dumps(manifest))
+    payload = json.loads((run / "04_extract_layers.json").read_text())
+    (run / "04_extract_layers.json").write_text(json.dumps({**payload, "results": [1, 2]}))
+    payload = json.loads((run / "05_specific_word.json").read_text())
+    (run / "05_specific_word.json").write_text(json.dumps({**payload, "provenance": None}))
+    (run / "notebooks" / "10_conclusion.ipynb").write_text("{ half-written by a killed run")
+    age(run / "notebooks" / "10_conclusion.ipynb", -10)  # written after run.json
+    with pytest.warns(UserWarning, match="10_conclusion.ipynb"):
+        text, _ = parse(build_report(run))
+    assert "04_extract_layers.json: its &#x27;results&#x27; is not an object" in text
+    assert "<table>" in section(text, "05_specific_word")
+    assert "No conclusion from this run" in text
+    assert "interrupted in this run" in section(text, "10_conclusion")

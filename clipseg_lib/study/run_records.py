@@ -103,6 +103,10 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def recorded_parameters(payload: dict[str, Any]) -> dict[str, Any]:
     """The notebook parameters a results payload recorded (top level or inside ``results``)."""
     for holder in (payload, payload.get("results")):
@@ -224,9 +228,17 @@ def read_run(output_dir: str | Path) -> RunRecord:
     executed = {path.stem: path for path in (output_dir / "notebooks").glob("*.ipynb")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = load_results(output_dir)
+        loaded = load_results(output_dir)
+    # Shapes the report relies on; anything else in a file is not a result to show.
+    results = {name: {**payload, "provenance": _as_dict(payload.get("provenance"))}
+               for name, payload in loaded.items() if isinstance(payload.get("results"), dict)}
+    malformed = [f"{name}.json: its 'results' is not an object" for name in loaded.keys()
+                 - results.keys()]
+    if manifest is not None:
+        manifest = {**manifest, "provenance": _as_dict(manifest.get("provenance"))}
+    listed = (manifest or {}).get("notebooks")
     outcomes = [
-        outcome for outcome in (manifest or {}).get("notebooks", [])
+        outcome for outcome in (listed if isinstance(listed, list) else [])
         if isinstance(outcome, dict) and isinstance(outcome.get("stem"), str)
     ]
     given = {
@@ -267,7 +279,9 @@ def read_run(output_dir: str | Path) -> RunRecord:
         _attach_results(record, results, shared, None, output_dir, refused)
         records.append(record)
     records.sort(key=lambda record: record.stem)
-    orphans = [f"{name}.json: no executed notebook in this directory wrote it" for name in results]
+    orphans = malformed + [
+        f"{name}.json: no executed notebook in this directory wrote it" for name in results
+    ]
     model = (manifest or {}).get("model_resolved") or shared.get("model")
     return RunRecord(output_dir, manifest, model, bool((manifest or {}).get("quick")), shared,
                      records, interrupted, orphans)
