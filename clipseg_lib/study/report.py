@@ -208,8 +208,9 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
                 f"</b>: {escape(record.detail)}. No results shown.</p>{notes}{link}</section>")
     parts = [heading]
     if record.status == "earlier":
-        parts.append("<p><small>Not executed by this run: results of an earlier run with the "
-                     "same parameters.</small></p>")
+        parts.append("<p><small>Not executed by this run: "
+                     + ("results of an earlier run with the same parameters." if record.results
+                        else "its earlier results do not match this run.") + "</small></p>")
     if record.figures:
         figure = record.figures[0]
         parts.append(f'<figure><img src="{png_data_uri(figure)}" alt="{escape(figure.stem)}">'
@@ -258,8 +259,8 @@ def build_report(output_dir: str | Path) -> Path:
         page("CLIPSeg study report", [
             "<h1>CLIPSeg study report</h1>",
             "<p>Does CLIPSeg (Lüddecke &amp; Ecker, CVPR 2022) behave as the student poster "
-            "says? Each claim is tested against a control; every number has its n and a 95% "
-            "interval.</p>",
+            "says? Its claims, each judged against a control, then the experiments behind "
+            "them.</p>",
             _run_banner(run),
             _caveat(description, _card_link(description, report_dir)),
             conclusion,
