@@ -186,6 +186,8 @@ def execute_plan(plan: StudyPlan) -> StudyRun:
     manifest_path = plan.output.manifest_path
     outcomes: list[NotebookRun] = []
     write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
+    # A run killed from here on must not leave the previous run's report looking current.
+    build_report(output_dir)
     runner_parameters = {"model": plan.model_resolved, "output_dir": str(output_dir)}
     kind, workers = parse_scheduler(plan.scheduler)
     bars = int(workers) if kind != "dask" else 1
