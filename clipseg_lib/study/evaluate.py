@@ -301,6 +301,7 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="at most this many images per fold")
     parser.add_argument("--output", required=True, type=Path, help="results JSON")
     parser.add_argument("--scheduler", help="serial (default), local:N or a Dask address")
+    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="images per task")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", help="e.g. bfloat16 (default float32)")
     parser.add_argument("--force", action="store_true", help="replace another evaluation's output")
@@ -313,7 +314,7 @@ def _evaluate_command(arguments: argparse.Namespace) -> int:
             arguments.dataset, arguments.root, model=arguments.model, output=arguments.output,
             split=arguments.split, folds=arguments.folds, shots=arguments.shots,
             limit=arguments.limit, seed=arguments.seed, dtype=arguments.dtype,
-            scheduler=arguments.scheduler, force=arguments.force,
+            scheduler=arguments.scheduler, shard_size=arguments.shard_size, force=arguments.force,
         )
     except (EvaluationError, DatasetError, SchedulerError, FileNotFoundError) as error:
         print(f"clipseg-study: error: {error}")
