@@ -142,6 +142,6 @@ def test_a_killed_worker_still_yields_the_same_json(tmp_path):
                        cwd=REPO, check=True, capture_output=True)
     subprocess.run([*command, "--output", str(tmp_path / "serial.json")], env=environment,
                    cwd=REPO, check=True, capture_output=True)
-    assert json.loads((tmp_path / "dask.json").read_text()) == json.loads(
-        (tmp_path / "serial.json").read_text()
-    )
+    dask, serial = (json.loads((tmp_path / f"{name}.json").read_text())
+                    for name in ("dask", "serial"))
+    assert dask == serial, [key for key in serial if dask.get(key) != serial[key]]

@@ -68,17 +68,27 @@ def confusion_counts(
         if keep.shape != target.shape:
             raise ValueError(f"ignore {keep.shape} and target {target.shape} differ in shape")
         probs, target = probs[keep], target[keep]
-    order = np.argsort(probs.ravel(), kind="stable")
-    sorted_probs = probs.ravel()[order]
-    positives_below = np.r_[0, np.cumsum(target.ravel()[order], dtype=np.int64)]
-    below = np.searchsorted(sorted_probs, THRESHOLDS, side="right")
-    false_negatives = positives_below[below]
-    true_positives = positives_below[-1] - false_negatives
-    true_negatives = below - false_negatives
-    false_positives = sorted_probs.size - below - true_positives
+    # A pixel is predicted at threshold j iff it lies above THRESHOLDS[j], i.e. iff more than
+    # j thresholds lie below it: a histogram over "thresholds below" counts every threshold
+    # at once, exactly, without sorting the pixels.
+    thresholds_below = np.searchsorted(THRESHOLDS, probs.ravel(), side="left")
+    bins = THRESHOLDS.size + 1
+    predicted = _counts_above(np.bincount(thresholds_below, minlength=bins))
+    true_positives = _counts_above(
+        np.bincount(thresholds_below[target.ravel()], minlength=bins)
+    )
+    positives, pixels = int(target.sum()), int(target.size)
+    false_positives = predicted - true_positives
+    false_negatives = positives - true_positives
+    true_negatives = pixels - predicted - false_negatives
     return np.stack(
         [true_positives, false_positives, false_negatives, true_negatives], axis=1
     ).astype(np.int64)
+
+
+def _counts_above(histogram: np.ndarray) -> np.ndarray:
+    """For each threshold j, the pixels with more than j thresholds below them."""
+    return np.cumsum(histogram[::-1])[::-1][1:]
 
 
 def _smoothed(numerator: np.ndarray, *others: np.ndarray) -> np.ndarray:

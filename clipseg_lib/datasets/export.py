@@ -179,6 +179,12 @@ def export_world(
     return directory
 
 
+def world_export(format_name: str, output_dir: str | Path) -> Path:
+    """The world in ``format_name`` under ``<output_dir>/datasets/<format_name>``, (re)written:
+    the data a notebook evaluates when it is given no dataset root."""
+    return export_world(format_name, Path(output_dir) / "datasets" / format_name, force=True)
+
+
 def _save_jpeg(image: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path, quality=JPEG_QUALITY)

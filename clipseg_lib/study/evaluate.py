@@ -182,11 +182,13 @@ def evaluate(
     scheduler: str | None = None,
     shard_size: int = SHARD_SIZE,
     force: bool = False,
+    progress: bool = True,
 ) -> dict:
-    """Evaluate ``model`` on a dataset; write and return the results dict (see module doc).
+    """Evaluate ``model`` on a dataset; write the results JSON and return its content.
 
     ``folds`` (Pascal-5i; default all four) are averaged as the paper does; ``shots`` 1 is
-    one-shot, 0 text prompts (Pascal-5i; default 1); ``limit`` caps the images per fold.
+    one-shot, 0 text prompts (Pascal-5i; default 1); ``limit`` caps the images per fold;
+    ``progress`` shows a progress bar of images scored.
     """
     is_pascal = dataset == "pascal5i"
     if not is_pascal and (folds or shots):
@@ -217,12 +219,11 @@ def evaluate(
     pending = [task for task in tasks if _read_shard(Path(task.path), fingerprint) is None]
     total = sum(len(task.image_ids) for task in tasks)
     with tqdm(total=total, initial=total - sum(len(t.image_ids) for t in pending),
-              unit="image", desc=f"evaluate {dataset}") as bar:
+              unit="image", desc=f"evaluate {dataset}", disable=not progress) as bar:
         for task, _ in map_tasks(run_shard, pending, scheduler=scheduler):
             bar.update(len(task.image_ids))
-    result = _summarise(tasks, parameters, data, fingerprint)
-    write_json_atomic(output, result)
-    return result
+    write_json_atomic(output, _summarise(tasks, parameters, data, fingerprint))
+    return json.loads(output.read_text())
 
 
 def _summarise(tasks: list[ShardTask], parameters: dict, data: dict, fingerprint: str) -> dict:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import matplotlib.figure
+
+from clipseg_lib.analysis.plotting import plot_curves
+
 PAPER_MODELS = ("CIDAS/clipseg-rd64-refined", "rd64-uni.pth", "rd64-uni-refined.pth")
 """Released weights of the paper's architecture (ours are compared to the paper as these)."""
 
@@ -75,3 +79,48 @@ def results_table(result: dict) -> str:
         lines.append(f"paper: {row.label}, {row.split} split")
     lines += [f"caveat: {note}" for note in result["caveats"]]
     return "\n".join(lines)
+
+
+def comparison_sentence(result: dict) -> str:
+    """One sentence on how our numbers stand beside the paper's, generated from them."""
+    parameters = result["parameters"]
+    setting = (
+        f"{parameters['model']} on {parameters['dataset']} ({parameters['split']} split, "
+        f"{result['n']} samples on {result['n_images']} images)"
+    )
+    row = paper_row(parameters["dataset"], parameters["shots"])
+    if row is None:
+        return f"{setting}: mIoU {100 * result['miou']['mean']:.1f}; the paper has no such row."
+    differences = []
+    for name, paper in row.metrics.items():
+        ours = result[name]
+        low, high = 100 * ours["ci_low"], 100 * ours["ci_high"]
+        relation = "above" if low > paper else "below" if high < paper else "consistent with"
+        differences.append(
+            f"{METRIC_LABELS[name]} {100 * ours['mean']:.1f} [{low:.1f}, {high:.1f}] is "
+            f"{relation} the paper's {paper:.1f}"
+        )
+    verdict = (
+        "comparable to the paper's row" if not result["caveats"]
+        else "not comparable to the paper's row (" + "; ".join(result["caveats"]) + ")"
+    )
+    return f"{setting}: " + ", ".join(differences) + f". These numbers are {verdict}."
+
+
+def curves_figure(result: dict) -> matplotlib.figure.Figure:
+    """mIoU, IoU_FG and IoU_BIN against the threshold, per fold, the reported threshold marked."""
+    curves = {
+        METRIC_LABELS[name] + (f" fold {fold['fold']}" if len(result["folds"]) > 1 else ""):
+        fold["curves"][name]
+        for fold in result["folds"]
+        for name in ("miou", "fgiou", "biniou")
+    }
+    parameters = result["parameters"]
+    figure = plot_curves(
+        result["folds"][0]["curves"]["thresholds"], curves,
+        xlabel="threshold t (foreground where probability > t)", ylabel="IoU",
+        title=f"{parameters['model']} on {parameters['dataset']} (n={result['n']})",
+    )
+    if result["threshold"] != "best":
+        figure.axes[0].axvline(result["threshold"], color="grey", linestyle="--")
+    return figure
