@@ -62,6 +62,20 @@ def test_adapter_path_scores_as_the_world_does(exports, tmp_path, name):
     assert json.loads((tmp_path / "r.json").read_text()) == result
 
 
+def test_scores_do_not_depend_on_texts_embedded_before():
+    image = world_images("phrasecut", 2)[0]
+    fresh = load_segmenter("mini")
+    used = load_segmenter("mini")
+    used.embed_prompts([s.prompt for s in image.samples] + ["the word CAT on a long sign"])
+    before = used._text_cache[image.samples[0].prompt].clone()
+    first = score_image(fresh, image.image, image.samples)
+    second = score_image(used, image.image, image.samples)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    alone = used._text_cache[image.samples[0].prompt]
+    assert np.array_equal(fresh._text_cache[image.samples[0].prompt], alone)
+    assert not np.array_equal(before, alone)  # the batch embedding did differ
+
+
 def test_one_shot_pascal_runs_on_supports(exports, tmp_path):
     result = evaluate("pascal5i", exports["pascal5i"], model="mini", output=tmp_path / "r.json",
                       folds=[2], limit=4)

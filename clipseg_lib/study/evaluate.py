@@ -106,9 +106,19 @@ def score_image(
     segmenter: Segmenter, image: ImageLike, samples: tuple[Sample, ...]
 ) -> list[np.ndarray]:
     """Counts (49, 4) of each sample of one image: the image encoded once, every prompt
-    decoded in one batch, probabilities resized bilinearly to the ground truth's size."""
+    decoded in one batch, probabilities resized bilinearly to the ground truth's size.
+
+    Clears the segmenter's text cache (see below): the counts depend on nothing else.
+    """
+    prompts = [sample.prompt for sample in samples]
+    # A text embedded in a batch differs from the same text embedded alone by ~1e-7 (padding
+    # changes the matmul shapes), so cached embeddings would make scores depend on what the
+    # process embedded before, i.e. on the scheduler. Each text is embedded alone, afresh.
+    segmenter.clear_text_cache()
+    for text in dict.fromkeys(prompt for prompt in prompts if isinstance(prompt, str)):
+        segmenter.embed_prompts([text])
     encoding = segmenter.encode_image(image)
-    logits = segmenter.predict_logits(encoding, [sample.prompt for sample in samples])
+    logits = segmenter.predict_logits(encoding, prompts)
     probs = resize_probabilities(torch.sigmoid(torch.from_numpy(logits)).numpy(),
                                  samples[0].target.shape)
     return [
