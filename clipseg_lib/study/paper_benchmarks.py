@@ -14,7 +14,9 @@ import matplotlib.figure
 
 from clipseg_lib.analysis.plotting import plot_curves
 
-PAPER_MODELS = ("CIDAS/clipseg-rd64-refined", "rd64-uni.pth", "rd64-uni-refined.pth")
+PAPER_MODELS = (
+    "CIDAS/clipseg-rd64", "CIDAS/clipseg-rd64-refined", "rd64-uni.pth", "rd64-uni-refined.pth"
+)
 """Released weights of the paper's architecture (ours are compared to the paper as these)."""
 
 
