@@ -275,7 +275,7 @@ def _summarise(tasks: list[ShardTask], parameters: dict, data: dict, fingerprint
     return {
         **{name: estimate.as_dict() for name, estimate in estimates(point, resampled, n).items()},
         "n": n,
-        "n_images": sum(fold["n_images"] for fold in fold_results),
+        "n_images": len({r["image_id"] for r in per_sample}),
         "threshold": threshold,
         "folds": fold_results,
         "per_sample": per_sample,
