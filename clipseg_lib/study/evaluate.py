@@ -226,6 +226,8 @@ def evaluate(
             shard_path = shard_dir / f"fold{fold}-{start // shard_size:05d}.json"
             tasks.append(ShardTask(spec, fold, tuple(image_ids[start : start + shard_size]),
                                    str(shard_path), fingerprint))
+    if not tasks:
+        raise EvaluationError(f"{dataset} split {split!r} under {root} holds no samples")
     pending = [task for task in tasks if _read_shard(Path(task.path), fingerprint) is None]
     total = sum(len(task.image_ids) for task in tasks)
     with tqdm(total=total, initial=total - sum(len(t.image_ids) for t in pending),
