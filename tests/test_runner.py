@@ -99,7 +99,9 @@ def test_report_hides_code_and_names_the_model(full_run: tuple[int, str, Path]) 
     assert '<a href="02_dies.html">' in index
     assert "failed in this run</b>: DeadKernelError" in index
     assert "<td>the fixtures ran <small>" in index
-    assert '<td>n_cases 10, seed 0</td><td>none</td><td class="verdict verdict-reproduced">' in index
+    assert '<td>n_cases 10, seed 0</td><td>none</td><td class="verdict verdict-reproduced">' in (
+        index
+    )
     assert "playground" not in index
     assert "fixture output: wrote 10 cases" in page
     assert FIXTURE_SOURCE not in page
