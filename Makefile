@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 MODEL ?= mini
 OUTPUT_DIR ?= results
+# Notebooks run at once (each in its own process); DTYPE=bfloat16 for CPUs with bf16 units.
+JOBS ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1)
+DTYPE ?=
+RUN_OPTIONS = --model $(MODEL) --output-dir $(OUTPUT_DIR) --jobs $(JOBS) $(if $(DTYPE),--dtype $(DTYPE))
 STAMP := $(VENV)/.installed
 
 .PHONY: study quick test lint benchmark playground setup
@@ -21,18 +25,23 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 study: $(STAMP)
-	$(PY) -m clipseg_lib run --model $(MODEL) --output-dir $(OUTPUT_DIR)
+	$(PY) -m clipseg_lib run $(RUN_OPTIONS)
 
 quick: $(STAMP)
-	$(PY) -m clipseg_lib run --model $(MODEL) --output-dir $(OUTPUT_DIR) --quick
+	$(PY) -m clipseg_lib run $(RUN_OPTIONS) --quick
 
 lint: $(STAMP)
-	$(PY) -m ruff check .
-	$(VENV)/bin/lint-imports
+	$(PY) -m ruff check --no-cache .
+	$(VENV)/bin/lint-imports --no-cache
 
+# nbval executes the notebooks, whose output_dir is ../results: it runs a temporary copy of
+# notebooks/ (beside a link to data/), so that `make test` writes nothing outside temporary dirs.
 test: lint
-	$(PY) -m pytest tests notebooks --nbval --nbval-current-env \
-		--nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+	@copy=$$(mktemp -d) && trap 'rm -rf "$$copy"' EXIT && \
+	cp -R notebooks "$$copy/notebooks" && ln -s "$(CURDIR)/data" "$$copy/data" && \
+	PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest -c pyproject.toml --rootdir . -p no:cacheprovider \
+		tests "$$copy/notebooks" --nbval --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg
 
 benchmark: $(STAMP)
 	$(PY) -m benchmarks.run

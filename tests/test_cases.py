@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipseg_lib.experiments.cases import CasesError, by_image, load_cases
+from clipseg_lib.experiments.cases import QUICK_CASES_FILE, CasesError, by_image, load_cases
 
 
 @pytest.fixture
@@ -81,3 +81,45 @@ def test_a_mask_of_another_size_is_refused(folder):
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "masks" / "small.png")
     with pytest.raises(CasesError, match="10x10 but its image is 30x20"):
         load_cases(write(folder, "image,prompt,mask\na.png,x,masks/small.png\n"), folder / "images")
+
+
+def test_the_quick_cases_are_two_photos_of_the_shipped_set():
+    quick = load_cases(QUICK_CASES_FILE)
+    assert list(by_image(quick)) == ["chelsea.jpg", "horse.png"]
+    assert [case.prompt for case in quick] == ["a cat", "a horse"]
+    assert quick[1].mask is not None and quick[0].mask is None
+
+
+def test_text_that_is_not_utf8_names_the_line(folder):
+    path = folder / "cases.csv"
+    path.write_bytes("image,prompt\na.png,x\na.png,café\n".encode("latin-1"))
+    with pytest.raises(CasesError, match="cases.csv line 3: byte 0xe9 is not UTF-8; save the file"):
+        load_cases(path, folder / "images")
+
+
+def test_a_utf8_byte_order_mark_is_accepted(folder):
+    path = folder / "cases.csv"
+    path.write_bytes("image,prompt\na.png,café\n".encode("utf-8-sig"))
+    assert load_cases(path, folder / "images")[0].prompt == "café"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("image,prompt\na.png,x\na.png," + "y" * 200_000 + "\n",
+     "line 3: not a valid CSV row \\(field larger than field limit"),
+    ("image,prompt,prompt\na.png,x,y\n", "header repeats the columns \\['prompt'\\]"),
+    ("image,prompt\n../a.png,x\n", "line 2: image '../a.png' reaches outside .*images"),
+    ("image,prompt\nsub/../../a.png,x\n", "line 2: image 'sub/../../a.png' reaches outside"),
+    ("image,prompt\n/etc/passwd,x\n", "line 2: image '/etc/passwd' reaches outside"),
+    ("image,prompt,mask\na.png,x,../outside/m.png\n", "line 2: mask '../outside/m.png' reaches"),
+    ("image,prompt,mask\na.png,x,/tmp/m.png\n", "line 2: mask '/tmp/m.png' reaches outside"),
+])
+def test_files_reaching_outside_or_malformed_are_refused(folder, text, message):
+    with pytest.raises(CasesError, match=message):
+        load_cases(write(folder, text), folder / "images")
+
+
+def test_images_in_sub_folders_of_the_images_dir_are_fine(folder):
+    (folder / "images" / "sub").mkdir()
+    Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(folder / "images" / "sub" / "b.png")
+    [case] = load_cases(write(folder, "image,prompt\nsub/b.png,dark\n"), folder / "images")
+    assert case.image.shape == (5, 6, 3) and case.name == "sub/b.png"

@@ -1,53 +1,36 @@
-"""The study runner on tiny fixture notebooks: failure isolation, parameters, reruns, report."""
+"""The study runner on tiny fixture notebooks: failure isolation, parameters, timeouts, the model
+check, concurrency and the report."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
+from runner_helpers import FIXTURES, injected_parameters, notebooks_dir, run_main
 
-from clipseg_lib.study import cli, runner
+from clipseg_lib.model import loading
+from clipseg_lib.study import model_check, parameters, run_command, runner
 from clipseg_lib.study.report import build_report
 from clipseg_lib.study.results import load_results
 
-FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 FIXTURE_SOURCE = "pathlib.Path(output_dir"
-
-
-def injected_parameters(executed: Path) -> dict[str, object]:
-    """The values papermill injected into an executed notebook."""
-    notebook = nbformat.read(executed, as_version=4)
-    [cell] = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    namespace: dict[str, object] = {}
-    exec(cell.source, namespace)
-    return {name: value for name, value in namespace.items() if not name.startswith("__")}
-
-
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = cli.main(argv)
-    return code, stdout.getvalue(), stderr.getvalue()
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
 def fixture_notebooks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", FIXTURES)
+    monkeypatch.setattr(run_command, "NOTEBOOKS_DIR", FIXTURES)
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
     """Every fixture notebook run once through ``main``: (exit code, stdout, output dir)."""
-    output_dir = tmp_path_factory.mktemp("study")
+    output_dir = tmp_path_factory.mktemp("study") / "out"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "NOTEBOOKS_DIR", FIXTURES)
+        patch.setattr(run_command, "NOTEBOOKS_DIR", FIXTURES)
         code, stdout, _ = run_main(
             ["run", "--model", "mini", "--output-dir", str(output_dir), "--cell-timeout", "120"]
         )
@@ -60,16 +43,27 @@ def test_failures_are_recorded_and_the_run_goes_on(full_run: tuple[int, str, Pat
     outcomes = {entry["stem"]: entry for entry in manifest["notebooks"]}
 
     assert code == 1
-    assert list(outcomes) == ["00_ok", "01_fails", "02_dies", "03_ok_again"]
-    assert [outcomes[stem]["status"] for stem in outcomes] == ["ok", "failed", "failed", "ok"]
+    assert list(outcomes) == ["00_ok", "01_fails", "02_dies", "03_ok_again", "05_conclusion"]
+    assert [outcomes[stem]["status"] for stem in outcomes] == ["ok", "failed", "failed", "ok", "ok"]
     assert outcomes["01_fails"]["error_type"] == "ValueError"
     assert outcomes["01_fails"]["error_message"] == "fixture failure"
     assert outcomes["02_dies"]["error_type"] == "DeadKernelError"
     assert outcomes["00_ok"]["parameters"] == {"model": "mini", "output_dir": str(output_dir)}
+    assert outcomes["00_ok"]["effective_parameters"]["threshold"] == 0.5
     assert (manifest["model_requested"], manifest["model_resolved"]) == ("mini", "mini")
-    assert manifest["quick"] is False
-    assert manifest["provenance"]["seed"] is None
+    assert (manifest["quick"], manifest["status"], manifest["scheduler"]) == (
+        False,
+        "finished",
+        "serial",
+    )
+    assert manifest["provenance"]["seed"] == 0 and manifest["seeds"] == [0]
     assert all(entry["seconds"] > 0 for entry in manifest["notebooks"])
+    assert manifest["written_files"]["00_ok"] == [
+        "00_ok.json",
+        "notebooks/00_ok.ipynb",
+        "report/00_ok.html",
+    ]
+    assert manifest["written_files"]["05_conclusion"][0] == "conclusion.json"
     assert "FAILED 01_fails" in stdout and "ValueError: fixture failure" in stdout
     assert "OK     03_ok_again" in stdout
 
@@ -88,9 +82,12 @@ def test_outputs_of_ok_notebooks_and_partial_failed_notebooks_are_kept(
         if output.output_type == "error"
     ]
 
-    assert sorted(results) == ["00_ok", "03_ok_again"]
+    assert sorted(results) == ["00_ok", "03_ok_again", "conclusion"]
     assert results["03_ok_again"]["results"] == {"n_cases": 10, "model": "mini", "seed": 0}
-    assert executed == ["00_ok.ipynb", "01_fails.ipynb", "02_dies.ipynb", "03_ok_again.ipynb"]
+    assert executed == [f"{stem}.ipynb" for stem in ("00_ok", "01_fails", "02_dies")] + [
+        "03_ok_again.ipynb",
+        "05_conclusion.ipynb",
+    ]
     assert [output.ename for output in error_outputs] == ["ValueError"]
 
 
@@ -102,7 +99,7 @@ def test_report_hides_code_and_names_the_model(full_run: tuple[int, str, Path]) 
     assert "Model: mini (bundled, trained on the synthetic world)" in index
     assert '<a href="02_dies.html">02_dies</a>' in index
     assert "failed: DeadKernelError" in index
-    assert "Conclusion" not in index
+    assert "<td>the fixtures ran</td><td>n_cases 10, seed 0</td><td>reproduced</td>" in index
     assert "playground" not in index
     assert "fixture output: wrote 10 cases" in page
     assert FIXTURE_SOURCE not in page
@@ -139,11 +136,7 @@ def test_quick_auto_model_and_clean_rerun(tmp_path: Path, monkeypatch: pytest.Mo
         requested_sources.append(source)
         return "mini"
 
-    monkeypatch.setitem(
-        sys.modules,
-        "clipseg_lib.model.loading",
-        SimpleNamespace(resolve_model_source=resolve_model_source),
-    )
+    monkeypatch.setattr(loading, "resolve_model_source", resolve_model_source)
     output_dir = tmp_path / "study"
     executed = output_dir / "notebooks" / "00_ok.ipynb"
 
@@ -153,7 +146,8 @@ def test_quick_auto_model_and_clean_rerun(tmp_path: Path, monkeypatch: pytest.Mo
     assert injected_parameters(executed) == {
         "model": "mini",
         "output_dir": str(output_dir),
-        "n_cases": runner.QUICK_CASES,
+        "n_cases": parameters.QUICK_CASES,
+        "cases_file": str(parameters.QUICK_CASES_FILE),
     }
     manifest = json.loads((output_dir / "run.json").read_text())
     assert (manifest["model_requested"], manifest["model_resolved"]) == ("auto", "mini")
@@ -176,19 +170,24 @@ def test_quick_auto_model_and_clean_rerun(tmp_path: Path, monkeypatch: pytest.Mo
     assert "fixture output: wrote 10 cases" in (output_dir / "report" / "00_ok.html").read_text()
 
 
-def test_cell_timeout_fails_the_notebook_and_the_run_goes_on(tmp_path: Path) -> None:
-    notebooks_dir = tmp_path / "notebooks"
-    notebooks_dir.mkdir()
-    sleeper = nbformat.read(FIXTURES / "00_ok.ipynb", as_version=4)
-    sleeper.cells[1].source = "import time\n\ntime.sleep(30)"
-    nbformat.write(sleeper, notebooks_dir / "00_sleeps.ipynb")
-    shutil.copy(FIXTURES / "03_ok_again.ipynb", notebooks_dir / "01_ok.ipynb")
+def test_cell_timeout_stops_an_idle_cell_but_never_a_computing_one(tmp_path: Path) -> None:
+    directory = notebooks_dir(tmp_path)
+    for stem, body in {
+        "00_sleeps": "import time\n\ntime.sleep(30)",
+        "01_computes": "import time\n\nend = time.time() + 6\nwhile time.time() < end:\n    pass",
+    }.items():
+        notebook = nbformat.read(FIXTURES / "00_ok.ipynb", as_version=4)
+        notebook.cells[1].source = body
+        nbformat.write(notebook, directory / f"{stem}.ipynb")
+    shutil.copy(FIXTURES / "03_ok_again.ipynb", directory / "02_ok.ipynb")
 
-    study = runner.run_study(notebooks_dir, tmp_path / "study", model="mini", cell_timeout=2)
+    study = runner.run_study(directory, tmp_path / "study", model="mini", cell_timeout=2)
 
-    assert [outcome.status for outcome in study.notebooks] == ["failed", "ok"]
+    assert [outcome.status for outcome in study.notebooks] == ["failed", "ok", "ok"]
     assert study.notebooks[0].error_type == "CellTimeoutError"
-    assert "2 seconds" in study.notebooks[0].error_message
+    assert study.notebooks[0].error_message.startswith("cell 3 of 3 ('import time') ran ")
+    assert "raise --cell-timeout (now 2 s)" in study.notebooks[0].error_message
+    assert study.notebooks[1].seconds > 6
     assert (tmp_path / "study" / "03_ok_again.json").is_file()
 
 
@@ -197,42 +196,43 @@ def test_cell_timeout_fails_the_notebook_and_the_run_goes_on(tmp_path: Path) -> 
     [
         (
             ["-p", "n_frames=3"],
-            "no selected notebook declares n_frames; valid names: device, n_cases, seed",
+            "no selected notebook declares n_frames; valid names: cases_file, clip_weights, "
+            "device, n_cases, processor, seed, threshold",
         ),
         (["-p", "n_cases=many"], "parameter n_cases of notebook 00_ok expects int"),
+        (["-p", "threshold=inf"], "parameter threshold of notebook 00_ok expects float: 'inf' is"),
+        (["-p", "threshold=1e999"], "expects float: '1e999' is not finite"),
+        (["-p", "threshold=nan"], "expects float: 'nan' is not finite"),
         (["-p", "seed"], "-p expects name=value"),
         (["-p", "model=mini"], "use --model"),
+        (["-p", "dtype=bfloat16"], "use --dtype"),
+        (["-p", "cases_file=nowhere.csv"], "-p cases_file: nowhere.csv does not exist (relative"),
+        (["--model", "./no/such/model"], "--model: ./no/such/model does not exist"),
         (["--notebooks", "07"], "no study notebook matches 07; available: 00_ok, 01_fails"),
         (["--notebooks", "04_playground"], "no study notebook matches 04_playground"),
-        (["--cell-timeout", "0"], "cell timeout must be positive"),
+        (["--cell-timeout", "0"], "--cell-timeout must be a positive number of seconds, got 0"),
+        (["--cell-timeout", "inf"], "--cell-timeout must be a positive number of seconds"),
+        (["--cell-timeout", "nan"], "--cell-timeout must be a positive number of seconds"),
+        (["--cell-timeout", "1.5"], "--cell-timeout must be whole seconds from 1 to 604800"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--jobs", "2", "--scheduler", "local:2"], "give --jobs or --scheduler, not both"),
+        (["--scheduler", "threads:2"], "scheduler 'threads:2' is not one of serial"),
+        (["-g", "seed"], "--grid expects name=value1,value2"),
+        (["-g", "output_dir=a,b"], "--grid output_dir: each combination gets"),
     ],
 )
 def test_invalid_input_exits_2_before_executing(
     tmp_path: Path, arguments: list[str], expected_message: str
 ) -> None:
     output_dir = tmp_path / "study"
-    code, _, stderr = run_main(
+    code, stdout, stderr = run_main(
         ["run", "--model", "mini", "--output-dir", str(output_dir), *arguments]
     )
     assert code == 2
+    assert stderr.startswith("clipseg-study: error: ") and stderr.count("\n") == 1
     assert expected_message in stderr
+    assert stdout == ""
     assert not output_dir.exists()
-
-
-def test_output_dir_that_is_a_file_exits_2(tmp_path: Path) -> None:
-    output_file = tmp_path / "study"
-    output_file.write_text("not a directory")
-    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_file)])
-    assert code == 2
-    assert "is not a directory" in stderr
-    assert output_file.read_text() == "not a directory"
-
-
-def test_discover_notebooks_filters_and_skips_playground() -> None:
-    all_stems = [path.stem for path in runner.discover_notebooks(FIXTURES)]
-    selected = runner.discover_notebooks(FIXTURES, ["03", "01_fails"])
-    assert all_stems == ["00_ok", "01_fails", "02_dies", "03_ok_again"]
-    assert [path.stem for path in selected] == ["01_fails", "03_ok_again"]
 
 
 @pytest.mark.parametrize(
@@ -248,19 +248,152 @@ def test_discover_notebooks_filters_and_skips_playground() -> None:
         ("cuda", "cpu", "cuda"),
         ("7", None, 7),
         ("text", None, "text"),
+        ("inf", float("inf"), float("inf")),
     ],
 )
 def test_parse_parameter_follows_the_default_type(
     raw: str, default: object, expected: object
 ) -> None:
-    value = runner.parse_parameter(raw, default)
+    value = parameters.parse_parameter(raw, default)
     assert value == expected
     assert type(value) is type(expected)
 
 
 @pytest.mark.parametrize(
-    ("raw", "default"), [("yes", True), ("1.5", 10), ("abc", 0.5), ("3", [0]), ("[1", [0])]
+    ("raw", "default"),
+    [
+        ("yes", True),
+        ("1.5", 10),
+        ("abc", 0.5),
+        ("3", [0]),
+        ("[1", [0]),
+        ("inf", 0.5),
+        ("-inf", 0.5),
+        ("nan", 0.5),
+        ("1e999", 0.5),
+        ("[0.5, 1e999]", [0.5]),
+        ("1e999", None),
+    ],
 )
 def test_parse_parameter_rejects_values_of_another_type(raw: str, default: object) -> None:
     with pytest.raises(ValueError):
-        runner.parse_parameter(raw, default)
+        parameters.parse_parameter(raw, default)
+
+
+def test_model_options_and_relative_paths_reach_the_check_and_the_notebooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        loading, "load_segmenter", lambda source, **options: loads.append((source, options))
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in ("rd64-uni.pth", "clip.pt", "mycases.csv"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "processor").mkdir()
+    output_dir = tmp_path / "study"
+
+    study = runner.run_study(
+        FIXTURES,
+        output_dir,
+        model="rd64-uni.pth",
+        selected=["00"],
+        parameters=["clip_weights=clip.pt", "processor=processor", "cases_file=mycases.csv"],
+        dtype="bfloat16",
+    )
+
+    assert not study.failed
+    assert loads == [
+        (
+            str(tmp_path / "rd64-uni.pth"),
+            {
+                "dtype": "bfloat16",
+                "clip_weights": str(tmp_path / "clip.pt"),
+                "processor": str(tmp_path / "processor"),
+            },
+        )
+    ]
+    assert injected_parameters(output_dir / "notebooks" / "00_ok.ipynb") == {
+        "model": str(tmp_path / "rd64-uni.pth"),
+        "output_dir": str(output_dir),
+        "dtype": "bfloat16",
+        "clip_weights": str(tmp_path / "clip.pt"),
+        "processor": str(tmp_path / "processor"),
+        "cases_file": str(tmp_path / "mycases.csv"),
+    }
+
+
+def test_a_relative_model_dir_is_taken_from_the_current_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(REPO_ROOT)
+    code, stdout, _ = run_main(
+        ["run", "--model", "data/mini", "--notebooks", "00", "--output-dir", str(tmp_path / "o")]
+    )
+    manifest = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert code == 0 and f"model: {REPO_ROOT / 'data' / 'mini'} (requested data/mini)" in stdout
+    assert manifest["model_resolved"] == str(REPO_ROOT / "data" / "mini")
+    assert "without encryption" not in capfd.readouterr().err
+
+
+def test_a_model_that_cannot_load_stops_the_run_before_any_notebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, stderr = run_main(
+        ["run", "--model", "no-such-org/no-such-model", "--output-dir", str(tmp_path / "o")]
+    )
+    assert code == 2 and stderr.count("\n") == 1
+    assert stderr.startswith(
+        "clipseg-study: error: model no-such-org/no-such-model cannot be loaded: ModelNotFoundError"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_auto_picking_an_incomplete_model_names_the_choice_and_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partial = tmp_path / "partial-cache"
+    partial.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(REPO_ROOT / "data" / "mini" / name, partial)
+    monkeypatch.setattr(loading, "resolve_model_source", lambda source: str(partial))
+    code, _, stderr = run_main(["run", "--model", "auto", "--output-dir", str(tmp_path / "o")])
+    assert code == 2 and stderr.count("\n") == 1
+    assert f"model {partial} (--model auto chose {partial}) cannot be loaded: " in stderr
+    assert stderr.rstrip().endswith(
+        "pass --model mini (bundled) or --model DIR (a complete save_pretrained directory)"
+    )
+
+
+def test_bf16_warning_follows_the_cpu_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f\n")
+    assert model_check.cpu_lacks_bf16_units(cpuinfo) is True
+    cpuinfo.write_text("processor : 0\nflags : fpu avx512f avx512_bf16\n")
+    assert model_check.cpu_lacks_bf16_units(cpuinfo) is False
+    assert model_check.cpu_lacks_bf16_units(tmp_path / "absent") is None
+    monkeypatch.setattr(model_check, "cpu_lacks_bf16_units", lambda: True)
+    assert "no avx512_bf16 or amx_bf16 units" in model_check.bf16_warning("bfloat16")
+    assert model_check.bf16_warning("float32") is None
+
+
+def test_concurrent_notebooks_give_the_serial_results(tmp_path: Path) -> None:
+    selected = ["00", "03", "05"]
+    serial = runner.run_study(FIXTURES, tmp_path / "serial", model="mini", selected=selected)
+    parallel = runner.run_study(
+        FIXTURES, tmp_path / "parallel", model="mini", selected=selected, jobs=2
+    )
+    serial_json = {p.name: p.read_bytes() for p in (tmp_path / "serial").glob("*.json")}
+    parallel_json = {p.name: p.read_bytes() for p in (tmp_path / "parallel").glob("*.json")}
+
+    assert [o.status for o in parallel.notebooks] == [o.status for o in serial.notebooks]
+    assert [o.stem for o in parallel.notebooks] == ["00_ok", "03_ok_again", "05_conclusion"]
+    assert not parallel.failed
+    assert set(serial_json) == {"00_ok.json", "03_ok_again.json", "conclusion.json", "run.json"}
+    for name in ("00_ok.json", "03_ok_again.json", "conclusion.json"):
+        assert parallel_json[name] == serial_json[name]
+    manifest = json.loads(parallel_json["run.json"])
+    assert manifest["scheduler"] == "processes:2"
+    conclusion = next(o for o in parallel.notebooks if o.stem == "05_conclusion")
+    assert all(o.started + o.seconds <= conclusion.started for o in parallel.notebooks[:2])

@@ -6,18 +6,21 @@ The cases file has a header with the columns `image` and `prompt`, and optionall
     chelsea.jpg,a cat,
     horse.png,a horse,masks/horse.png
 
-`image` is a file name inside the images folder; `mask`, when given, is a PNG path relative
-to the folder holding the cases file, white (>= 128) where the prompt's object is, the same
-size as its image. Rows naming the same image share one image array, so an experiment can
-encode each image once (`by_image`). The default set in `data/` is described in
-`data/README.md` (origins and licenses).
+The file is UTF-8 text. `image` is a path relative to the images folder (sub-folders allowed,
+nothing outside it: no absolute paths, no `..`); `mask`, when given, is a PNG path relative
+to the folder holding the cases file (under the same rule), white (>= 128) where the prompt's
+object is, the same size as its image. Rows naming the same image share one image array, so
+an experiment can encode each image once (`by_image`). The default set in `data/` is
+described in `data/README.md` (origins and licenses); `data/cases_quick.csv`, two of its
+photos, is what `clipseg-study run --quick` uses.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -28,6 +31,8 @@ from clipseg_lib.model.segmenter import Segmenter
 
 DEFAULT_CASES_FILE = DATA_DIR / "cases.csv"
 DEFAULT_IMAGES_DIR = DATA_DIR / "images"
+#: Two of the default photos (one with a mask): the real-photo cases of a quick run.
+QUICK_CASES_FILE = DATA_DIR / "cases_quick.csv"
 #: Models whose input is at least this many pixels per side are full-size CLIPSeg; smaller
 #: ones (`mini`) know only the synthetic world and skip the photos.
 FULL_SIZE_INPUT = 224
@@ -62,19 +67,24 @@ def load_cases(
     """Read every row of `cases_file` into a `Case`, in file order.
 
     Raises FileNotFoundError when `cases_file` or `images_dir` does not exist, and `CasesError`
-    (a ValueError) naming the file and line for a missing or unknown column, a row with too
-    many fields, an empty image or prompt, or an image or mask that is missing, unreadable or
-    of the wrong size.
+    (a ValueError) naming the file and line for text that is not UTF-8, a field over csv's
+    size limit, a missing, unknown or repeated column, a row with too many fields, an empty
+    image or prompt, a path reaching outside its folder, or an image or mask that is missing,
+    unreadable or of the wrong size.
     """
     cases_file, images_dir = Path(cases_file), Path(images_dir)
     if not cases_file.is_file():
         raise FileNotFoundError(f"cases file {cases_file}: no such file")
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images dir {images_dir}: no such directory")
-    with open(cases_file, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle, restval="")
+    reader = csv.DictReader(io.StringIO(_read_text(cases_file), newline=""), restval="")
+    try:
         reader.fieldnames = _checked_columns(reader.fieldnames, cases_file)
         rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as error:
+        raise CasesError(
+            f"{cases_file} line {reader.line_num + 1}: not a valid CSV row ({error})"
+        ) from error
     if not rows:
         raise CasesError(f"cases file {cases_file}: no cases after the header")
     images: dict[str, np.ndarray] = {}
@@ -92,9 +102,13 @@ def load_cases(
         if not prompt:
             raise CasesError(f"{where}: the prompt column is empty")
         if name not in images:
-            images[name] = _read_image(images_dir / name, where)
+            images[name] = _read_image(_inside(images_dir, name, "image", where), where)
         mask_path = row.get("mask", "").strip()
-        mask = _read_mask(cases_file.parent / mask_path, images[name], where) if mask_path else None
+        mask = (
+            _read_mask(_inside(cases_file.parent, mask_path, "mask", where), images[name], where)
+            if mask_path
+            else None
+        )
         cases.append(Case(image=images[name], prompt=prompt, mask=mask, name=name))
     return cases
 
@@ -125,11 +139,37 @@ def by_image(cases: list[Case]) -> dict[str, list[Case]]:
     return grouped
 
 
+def _read_text(cases_file: Path) -> str:
+    """The file's text (UTF-8, a byte-order mark allowed), or CasesError naming the line."""
+    data = cases_file.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise CasesError(
+            f"{cases_file} line {line}: byte 0x{data[error.start]:02x} is not UTF-8; "
+            "save the file as UTF-8"
+        ) from error
+
+
+def _inside(folder: Path, relative: str, what: str, where: str) -> Path:
+    """``folder / relative`` when ``relative`` stays inside ``folder``, else CasesError."""
+    path = PurePath(relative)
+    if path.is_absolute() or path.anchor or ".." in path.parts:
+        raise CasesError(
+            f"{where}: {what} {relative!r} reaches outside {folder}; give a path inside it"
+        )
+    return folder / path
+
+
 def _checked_columns(columns: list[str] | None, cases_file: Path) -> list[str]:
     """The header's column names without surrounding spaces, or CasesError."""
     if not columns:
         raise CasesError(f"cases file {cases_file}: empty, expected a header image,prompt[,mask]")
     names = [column.strip() for column in columns]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise CasesError(f"cases file {cases_file}: header repeats the columns {repeated}")
     missing = [column for column in REQUIRED_COLUMNS if column not in names]
     unknown = [column for column in names if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if missing or unknown:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from clipseg_lib.study.runner import add_run_command
+from clipseg_lib.study.run_command import add_run_command
 
 
 def build_parser() -> argparse.ArgumentParser:

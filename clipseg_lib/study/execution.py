@@ -1,0 +1,193 @@
+"""Execute one notebook with papermill: a kernel over IPC and a cell timeout that spares work.
+
+The cell timeout stops a cell only when it has run ``cell_timeout`` seconds AND its kernel used
+less than `PROGRESS_CPU_FRACTION` of a core over the last ``cell_timeout`` seconds: a cell that
+waits on nothing (a hang, a deadlock, a sleep) is stopped, a cell that computes is never cut off,
+however slow the model or busy the machine. `execute` is a module-level function of plain data,
+so the runner can map it over local processes or Dask workers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import papermill
+import psutil
+from jupyter_client import AsyncKernelManager
+from jupyter_core.utils import run_sync
+from nbclient.exceptions import CellTimeoutError
+from papermill.clientwrap import PapermillNotebookClient
+from papermill.engines import NBClientEngine, papermill_engines
+from papermill.log import logger
+from traitlets import CaselessStrEnum
+
+KERNEL_NAME = "python3"
+"""jupyter_client maps the native ``python3`` kernel to the running interpreter."""
+ENGINE_NAME = "clipseg-study"
+PROGRESS_CPU_FRACTION = 0.05
+"""A kernel that used at least this share of one core since the last check is making progress."""
+CELL_TIMEOUT_FLAG = "--cell-timeout"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """Outcome of one notebook: ``status`` is ``"ok"`` or ``"failed"``.
+
+    ``started`` is the wall-clock start (seconds since the epoch); ``parameters`` are the injected
+    ones; ``effective_parameters`` every parameter the notebook ran with (defaults included).
+    """
+
+    stem: str
+    status: str
+    started: float
+    seconds: float
+    parameters: dict[str, Any]
+    effective_parameters: dict[str, Any] = field(default_factory=dict)
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class NotebookTask:
+    """Everything one notebook execution needs (picklable for worker processes)."""
+
+    notebook: Path
+    executed: Path
+    parameters: dict[str, Any]
+    effective_parameters: dict[str, Any]
+    cell_timeout_s: int
+    progress_position: int = 0
+    threads: int | None = None
+    """Threads for the kernel's numeric libraries when notebooks share the cores (None: all)."""
+
+
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels talk over Unix sockets: nothing listens on the network,
+    so ipykernel has no reason to warn about unencrypted TCP."""
+
+    transport = CaselessStrEnum(
+        ["tcp", "ipc"], default_value="ipc" if os.name == "posix" else "tcp", config=True
+    )
+
+    def _ip_default(self) -> str:
+        """A socket path of this kernel's own: jupyter_client's default, ``kernel-ipc`` in the
+        working directory, would be shared by concurrent kernels (and land in notebooks/)."""
+        if self.transport != "ipc":
+            return super()._ip_default()
+        return str(Path(tempfile.gettempdir()) / f"clipseg-kernel-{uuid.uuid4().hex}-ipc")
+
+
+class ProgressAwareClient(PapermillNotebookClient):
+    """Papermill's client whose timeout only stops a cell whose kernel stopped using the CPU."""
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        self._cell_index = cell_index
+        self._cell_started = time.monotonic()
+        self._window = (self._cell_started, self._kernel_cpu_seconds())
+        return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+
+    # nbclient binds its synchronous execute_cell to its own async_execute_cell.
+    execute_cell = run_sync(async_execute_cell)
+
+    def _kernel_cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by the kernel and its children; None if unknown."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        try:
+            kernel = psutil.Process(process.pid)
+            processes = [kernel, *kernel.children(recursive=True)]
+            return sum(sum(p.cpu_times()[:2]) for p in processes)
+        except (AttributeError, psutil.Error):
+            return None
+
+    async def _async_handle_timeout(self, timeout: int, cell=None) -> None:
+        now, cpu = time.monotonic(), self._kernel_cpu_seconds()
+        window_start, cpu_at_start = self._window
+        self._window = (now, cpu)
+        if cpu is not None and cpu_at_start is not None:
+            if cpu - cpu_at_start >= PROGRESS_CPU_FRACTION * (now - window_start):
+                return None
+        first_line = next((line for line in (cell.source if cell else "").splitlines()), "")
+        where = f"cell {self._cell_index + 1} of {len(self.nb.cells)}"
+        raise CellTimeoutError(
+            f"{where} ({first_line.strip()[:60]!r}) ran "
+            f"{now - self._cell_started:.0f} s, the last {timeout} s without using the CPU; "
+            f"raise {CELL_TIMEOUT_FLAG} (now {timeout} s) if it needs longer"
+        )
+
+
+class ProgressAwareEngine(NBClientEngine):
+    """papermill's nbclient engine with `ProgressAwareClient` and IPC kernels."""
+
+    @classmethod
+    def execute_managed_notebook(
+        cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, **kwargs
+    ):
+        kwargs.pop("input_path", None)
+        client = ProgressAwareClient(
+            nb_man,
+            timeout=execution_timeout,
+            startup_timeout=start_timeout,
+            kernel_name=kernel_name,
+            kernel_manager_class=IPCKernelManager,
+            log=logger,
+            **kwargs,
+        )
+        return client.execute()
+
+
+papermill_engines.register(ENGINE_NAME, ProgressAwareEngine)
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def execute(task: NotebookTask) -> NotebookRun:
+    """Run ``task.notebook`` into ``task.executed``; any failure is recorded, not raised.
+
+    A progress bar (cells, with tqdm's estimate of the time left) is shown on a terminal.
+    """
+    started, start = time.time(), time.perf_counter()
+    notebook = task.notebook
+    if task.threads is not None:
+        # The kernel inherits this worker's environment; a user's own setting wins.
+        for variable in THREAD_VARIABLES:
+            os.environ.setdefault(variable, str(task.threads))
+    progress_bar = {"desc": notebook.stem, "disable": None, "position": task.progress_position}
+    try:
+        papermill.execute_notebook(
+            notebook,
+            task.executed,
+            parameters=task.parameters,
+            engine_name=ENGINE_NAME,
+            kernel_name=KERNEL_NAME,
+            cwd=notebook.parent,
+            execution_timeout=task.cell_timeout_s,
+            progress_bar=progress_bar,
+            log_output=False,
+            request_save_on_cell_execute=True,
+        )
+    # A failing notebook must not stop the study: record it and go on with the next one.
+    except Exception as error:  # noqa: BLE001
+        return NotebookRun(
+            notebook.stem,
+            "failed",
+            started,
+            time.perf_counter() - start,
+            task.parameters,
+            task.effective_parameters,
+            error_type=getattr(error, "ename", type(error).__name__),
+            error_message=_one_line(getattr(error, "evalue", None) or str(error)),
+        )
+    seconds = time.perf_counter() - start
+    return NotebookRun(
+        notebook.stem, "ok", started, seconds, task.parameters, task.effective_parameters
+    )

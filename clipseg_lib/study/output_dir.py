@@ -1,0 +1,157 @@
+"""The runner's output directory: which one it may use, what it wrote there, what it may delete.
+
+A run records every file it wrote in its manifest (``run.json``, key ``written_files``: owner ->
+paths relative to the directory, the owner being a notebook stem or `RUN_OWNER`), and deletes
+only files recorded there. It refuses, before writing anything:
+
+- a directory that holds the notebooks being run (e.g. the repository root), even with --force;
+- a non-empty directory without a manifest of ours (sources, someone else's files), or one
+  holding another model's results (or a grid where a study is asked, or the reverse), unless
+  --force: then it writes beside what is there and replaces only files recorded as its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clipseg_lib.study.parameters import StudyConfigError
+from clipseg_lib.study.results import RUN_MANIFEST_NAME
+
+MANIFEST_FILE = f"{RUN_MANIFEST_NAME}.json"
+RUN_OWNER = "_run"
+"""Owner of the files no single notebook wrote (the report index, the manifest itself)."""
+SOURCE_MARKERS = (".git", "pyproject.toml", "setup.py", "notebooks")
+SHOWN_ENTRIES = 3
+
+Snapshot = dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A notebook's execution: its stem and the wall-clock seconds (epoch) it ran between."""
+
+    stem: str
+    started: float
+    finished: float
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    """The runner's manifest in ``directory``, or None when there is none of ours."""
+    try:
+        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("written_files"), dict):
+        return None
+    return manifest
+
+
+def snapshot(directory: Path) -> Snapshot:
+    """Relative path -> (mtime ns, size) of every file under ``directory`` (empty if absent)."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = Path(root, name)
+            try:
+                status = path.stat()
+            except OSError:
+                continue
+            files[path.relative_to(directory).as_posix()] = (status.st_mtime_ns, status.st_size)
+    return files
+
+
+class OwnedOutputDir:
+    """An output directory the runner has checked it may write into (see the module doc)."""
+
+    def __init__(self, path: Path, previous_files: Mapping[str, Sequence[str]], replace_all: bool):
+        self.path = path
+        self.previous_files = {owner: list(paths) for owner, paths in previous_files.items()}
+        self.replace_all = replace_all
+        self.before: Snapshot = {}
+
+    @classmethod
+    def claim(
+        cls, path: Path, *, kind: str, identity: str, sources: Path | None, force: bool
+    ) -> OwnedOutputDir:
+        """Check (writing nothing) that a ``kind`` run ("study" or "grid") of ``identity`` (the
+        model, for a study) may use ``path``; StudyConfigError naming the problem otherwise."""
+        path = path.resolve()
+        sources = sources.resolve() if sources is not None else None
+        if path.exists() and not path.is_dir():
+            raise StudyConfigError(f"output dir {path} exists and is not a directory")
+        if sources is not None and (path == sources or path in sources.parents):
+            raise StudyConfigError(
+                f"output dir {path} holds the notebooks being run ({sources}); "
+                "choose a directory of its own, e.g. results/"
+            )
+        if not path.is_dir():
+            return cls(path, {}, replace_all=False)
+        manifest = read_manifest(path)
+        if manifest is None:
+            entries = sorted(entry.name for entry in path.iterdir())
+            if entries and not force:
+                what = "sources" if any(e in SOURCE_MARKERS for e in entries) else "files"
+                shown = ", ".join(entries[:SHOWN_ENTRIES]) + (", ..." if len(entries) > 3 else "")
+                raise StudyConfigError(
+                    f"output dir {path} holds {what} this runner did not write ({shown}); choose "
+                    "a new or empty directory, or pass --force to write beside them"
+                )
+            return cls(path, {}, replace_all=False)
+        previous = manifest.get("kind", "study"), str(manifest.get("identity"))
+        if previous != (kind, identity) and not force:
+            raise StudyConfigError(
+                f"output dir {path} holds the results of another {previous[0]} "
+                f"({previous[1]}); choose another directory, or pass --force to replace them"
+            )
+        return cls(path, manifest["written_files"], replace_all=previous != (kind, identity))
+
+    def prepare(self, rerun: Iterable[str]) -> None:
+        """Create the directory and delete the files earlier runs recorded for the notebooks in
+        ``rerun`` (all recorded files when replacing another run); then remember what is there."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StudyConfigError(f"output dir {self.path}: cannot create it: {error}") from error
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise StudyConfigError(f"output dir {self.path}: not writable")
+        stale = set(self.previous_files) if self.replace_all else set(rerun)
+        for owner in stale:
+            for relative in self.previous_files.pop(owner, []):
+                (self.path / relative).unlink(missing_ok=True)
+        self.before = snapshot(self.path)
+
+    def written_files(self, intervals: Sequence[Interval]) -> dict[str, list[str]]:
+        """Owner -> files written by earlier runs (still there) and by this one, sorted.
+
+        A new or changed file belongs to the notebook of this run its name starts with, else to
+        its earlier owner, else to the one notebook that was running when it was last modified,
+        else to `RUN_OWNER`.
+        """
+        now = snapshot(self.path)
+        earlier = {p: owner for owner, paths in self.previous_files.items() for p in paths}
+        owners: dict[str, set[str]] = {}
+        for relative, (mtime_ns, _) in now.items():
+            if self.before.get(relative) == now[relative] and relative not in earlier:
+                continue
+            owner = _owner(relative, mtime_ns / 1e9, intervals, earlier.get(relative))
+            owners.setdefault(owner, set()).add(relative)
+        owners.setdefault(RUN_OWNER, set()).add(MANIFEST_FILE)
+        return {owner: sorted(paths) for owner, paths in sorted(owners.items())}
+
+
+def _owner(
+    relative: str, modified: float, intervals: Sequence[Interval], earlier_owner: str | None
+) -> str:
+    name = Path(relative).name
+    by_name = [interval.stem for interval in intervals if name.startswith(interval.stem)]
+    if by_name:
+        return by_name[0]
+    if earlier_owner is not None:
+        return earlier_owner
+    running = [i.stem for i in intervals if i.started <= modified <= i.finished]
+    return running[0] if len(running) == 1 else RUN_OWNER

@@ -1,0 +1,132 @@
+"""``clipseg-study run``: the command line of the study runner (one study, or a grid of them)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clipseg_lib.study.execution import NotebookRun
+from clipseg_lib.study.grid import parse_grid, run_grid
+from clipseg_lib.study.model_check import bf16_warning
+from clipseg_lib.study.parameters import QUICK_CASES, StudyConfigError
+from clipseg_lib.study.runner import (
+    DEFAULT_CELL_TIMEOUT_S,
+    DEFAULT_OUTPUT_DIR,
+    NOTEBOOKS_DIR,
+    StudyRun,
+    run_study,
+)
+
+DTYPES = ("float32", "bfloat16")
+
+
+def add_run_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``clipseg-study run`` on the command line's subcommands."""
+    run = commands.add_parser("run", help="execute the study notebooks and build the report")
+    run.add_argument(
+        "--model", default="auto", help="'auto', 'mini', a CLIPSeg id, a dir or a .pth"
+    )
+    run.add_argument(
+        "--notebooks", nargs="+", metavar="NAME", help="stems or number prefixes (all)"
+    )
+    run.add_argument(
+        "--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, help="(results/ of the repo)"
+    )
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"n_cases={QUICK_CASES} and two photos (data/cases_quick.csv): a smoke test",
+    )
+    run.add_argument(
+        "-p",
+        dest="parameters",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a notebook parameter (repeatable); paths are relative to the current dir",
+    )
+    run.add_argument(
+        "--dtype", choices=DTYPES, help="compute dtype, for the notebooks that declare dtype"
+    )
+    run.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=DEFAULT_CELL_TIMEOUT_S,
+        metavar="S",
+        help="stop a cell after S whole seconds without using the CPU; a computing cell is "
+        f"never stopped ({DEFAULT_CELL_TIMEOUT_S})",
+    )
+    run.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="notebooks run at once, in processes (1)"
+    )
+    run.add_argument(
+        "--scheduler", help="instead of --jobs: processes:N, local:N (Dask) or tcp://host:8786"
+    )
+    run.add_argument(
+        "-g",
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="run the study once per combination into OUTPUT/<combination>/ (repeatable)",
+    )
+    run.add_argument("--grid-file", type=Path, help='JSON grid: {"model": ["mini", "DIR"], ...}')
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="use an output dir holding other files or another model's results (never deletes "
+        "files the runner did not write)",
+    )
+    run.set_defaults(handler=run_command)
+
+
+def _summary_line(outcome: NotebookRun) -> str:
+    line = f"{outcome.status.upper():<7}{outcome.stem:<40}{outcome.seconds:8.1f} s"
+    if outcome.status != "ok":
+        line += f"  {outcome.error_type}: {outcome.error_message}"
+    return line
+
+
+def _print_study(study: StudyRun) -> None:
+    print(f"model: {study.model_resolved} (requested {study.model_requested})")
+    for outcome in study.notebooks:
+        print(_summary_line(outcome))
+    print(f"report: {study.output_dir / 'report' / 'index.html'}")
+
+
+def run_command(arguments: argparse.Namespace) -> int:
+    """``clipseg-study run``: 0 all notebooks ok, 1 some failed, 2 invalid input."""
+    options = dict(
+        selected=arguments.notebooks,
+        parameters=arguments.parameters,
+        quick=arguments.quick,
+        dtype=arguments.dtype,
+        cell_timeout=arguments.cell_timeout,
+        jobs=arguments.jobs,
+        scheduler=arguments.scheduler,
+        force=arguments.force,
+    )
+    try:
+        grid = parse_grid(arguments.grid, arguments.grid_file)
+        dtypes = {arguments.dtype, *grid.get("dtype", [])}
+        warning = bf16_warning("bfloat16" if "bfloat16" in dtypes else None)
+        if warning:
+            print(warning, file=sys.stderr)
+        if grid:
+            runs = run_grid(
+                NOTEBOOKS_DIR, arguments.output_dir, grid, model=arguments.model, **options
+            )
+        else:
+            study = run_study(NOTEBOOKS_DIR, arguments.output_dir, model=arguments.model, **options)
+            runs = [(None, study)]
+    except StudyConfigError as error:
+        print(f"clipseg-study: error: {error}", file=sys.stderr)
+        return 2
+    for combination, study in runs:
+        if combination is not None:
+            print(f"== {combination.name}")
+        _print_study(study)
+    if grid:
+        print(f"index: {Path(arguments.output_dir).resolve() / 'index.html'}")
+    return 1 if any(study.failed for _, study in runs) else 0

@@ -1,0 +1,166 @@
+"""Where the runner may write: never over sources, never another run's results without --force,
+only ever deleting files its own runs recorded; `make test` writes only into a temporary copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+from runner_helpers import FIXTURES, listing, notebooks_dir, run_main
+
+from clipseg_lib.study import run_command, runner
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fixture_notebooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_command, "NOTEBOOKS_DIR", FIXTURES)
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """A copy of the repository's sources (notebooks, package, README, pyproject)."""
+    copy = tmp_path / "clone"
+    copy.mkdir()
+    for name in ("notebooks", "clipseg_lib"):
+        shutil.copytree(REPO_ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("README.md", "pyproject.toml", "Makefile"):
+        shutil.copy(REPO_ROOT / name, copy)
+    return copy
+
+
+def test_a_repository_root_is_refused_and_nothing_is_deleted(
+    repo_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = listing(repo_copy)
+
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(repo_copy)])
+    assert code == 2
+    assert f"output dir {repo_copy} holds sources this runner did not write (Makefile" in stderr
+    assert "pass --force" in stderr
+
+    monkeypatch.setattr(run_command, "NOTEBOOKS_DIR", repo_copy / "notebooks")
+    for extra in ([], ["--force"]):
+        code, _, stderr = run_main(
+            ["run", "--model", "mini", "--output-dir", str(repo_copy), *extra]
+        )
+        assert code == 2 and "holds the notebooks being run" in stderr
+    assert listing(repo_copy) == before
+
+
+def test_force_writes_beside_sources_and_deletes_nothing(repo_copy: Path) -> None:
+    before = listing(repo_copy)
+    code, _, _ = run_main(
+        ["run", "--model", "mini", "--notebooks", "00", "--output-dir", str(repo_copy), "--force"]
+    )
+    after = listing(repo_copy)
+    manifest = json.loads(after["run.json"])
+
+    assert code == 0
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == sorted(
+        path for paths in manifest["written_files"].values() for path in paths
+    )
+
+
+def test_another_models_results_need_force_which_replaces_only_recorded_files(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    output_dir = tmp_path / "study"
+    assert (
+        run_main(["run", "--model", "mini", "--notebooks", "00", "--output-dir", str(output_dir)])[
+            0
+        ]
+        == 0
+    )
+    (output_dir / "notes.txt").write_text("mine")
+    (output_dir / "notebooks" / "my_analysis.ipynb").write_text("{}")
+    other = [
+        "run",
+        "--model",
+        str(tiny_model_dir),
+        "--notebooks",
+        "03",
+        "--output-dir",
+        str(output_dir),
+    ]
+
+    code, _, stderr = run_main(other)
+    assert code == 2
+    assert (
+        "holds the results of another study (mini); choose another directory, or pass --force"
+        in stderr
+    )
+    assert (output_dir / "00_ok.json").is_file()
+
+    code, _, _ = run_main([*other, "--force"])
+    manifest = json.loads((output_dir / "run.json").read_text())
+    assert code == 0 and manifest["model_resolved"] == str(tiny_model_dir)
+    assert not (output_dir / "00_ok.json").exists()
+    assert not (output_dir / "notebooks" / "00_ok.ipynb").exists()
+    assert (output_dir / "03_ok_again.json").is_file()
+    assert (output_dir / "notes.txt").read_text() == "mine"
+    assert (output_dir / "notebooks" / "my_analysis.ipynb").read_text() == "{}"
+
+
+def test_a_failing_rerun_leaves_no_stale_results_of_that_notebook(tmp_path: Path) -> None:
+    directory = notebooks_dir(tmp_path, "00_ok", "03_ok_again")
+    output_dir = tmp_path / "study"
+    runner.run_study(directory, output_dir, model="mini")
+    assert (output_dir / "00_ok.json").is_file()
+    failing = nbformat.read(directory / "00_ok.ipynb", as_version=4)
+    failing.cells[1].source = 'raise RuntimeError("broken now")'
+    nbformat.write(failing, directory / "00_ok.ipynb")
+
+    rerun = runner.run_study(directory, output_dir, model="mini", selected=["00"])
+
+    assert [o.status for o in rerun.notebooks] == ["failed"]
+    assert not (output_dir / "00_ok.json").exists()
+    assert (output_dir / "03_ok_again.json").is_file()
+    assert json.loads((output_dir / "run.json").read_text())["written_files"]["03_ok_again"] == [
+        "03_ok_again.json",
+        "notebooks/03_ok_again.ipynb",
+        "report/03_ok_again.html",
+    ]
+
+
+def test_an_output_dir_that_is_a_file_or_under_a_file_exits_2(tmp_path: Path) -> None:
+    output_file = tmp_path / "study"
+    output_file.write_text("not a directory")
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_file)])
+    assert code == 2 and "is not a directory" in stderr
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_file / "x")])
+    assert code == 2 and stderr.startswith("clipseg-study: error: output dir ")
+    assert "cannot create it" in stderr and stderr.count("\n") == 1
+    assert output_file.read_text() == "not a directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_output_dir_exits_2(tmp_path: Path) -> None:
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(parent / "o")])
+    finally:
+        parent.chmod(0o755)
+    assert code == 2 and "cannot create it" in stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_test_runs_nbval_on_a_temporary_copy() -> None:
+    recipe = subprocess.run(
+        ["make", "-n", "test"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    pytest_line = recipe[recipe.index("-m pytest") :]
+
+    assert "copy=$(mktemp -d)" in recipe and 'cp -R notebooks "$copy/notebooks"' in recipe
+    assert 'tests "$copy/notebooks" --nbval' in pytest_line
+    assert " notebooks --nbval" not in recipe
+    assert "ruff check --no-cache" in recipe and "lint-imports --no-cache" in recipe
