@@ -7,7 +7,7 @@ import pytest
 from transformers import CLIPSegConfig
 
 from clipseg_lib import load_segmenter, world
-from clipseg_lib.experiments import architecture
+from clipseg_lib.experiments import architecture, architecture_figures
 
 
 @pytest.fixture(scope="module")
@@ -95,22 +95,31 @@ def test_a_larger_input_size_gives_more_tokens_and_still_a_full_size_mask(tiny):
         architecture.with_input_size(tiny, 4)
 
 
-def test_input_size_rows_compare_against_the_processor_size(tiny):
-    queries = world.make_queries("composite", 2, seed=0, size=64)
-    sizes = architecture.input_sizes(tiny, 48)
-    assert sizes == (32, 48)
-    rows = architecture.input_size_rows(tiny, queries, sizes)
+def test_the_default_larger_size_is_larger_for_every_model(tiny):
+    assert architecture.processor_size(tiny) == 32
+    assert architecture.larger_input_size(tiny) == 48  # 1.5 x 32, whole 8 px patches
+    assert architecture.input_sizes(tiny) == (32, 48)
+    assert architecture.input_sizes(tiny, 64) == (32, 64)
+    assert architecture.larger_input_size(architecture.with_input_size(tiny, 352)) == 528
+    assert architecture.larger_input_size(architecture.with_input_size(tiny, 100)) == 152  # 19 x 8
+
+
+def test_input_size_rows_and_finding_judge_on_paired_intervals(tiny):
+    per_case = {32: {"iou_gt": [0.8, 0.9, 0.7, 0.6] * 5, "iou_vs_default": [1.0] * 20},
+                48: {"iou_gt": [0.6, 0.7, 0.5, 0.4] * 5, "iou_vs_default": [0.7, 0.9] * 10}}
+    rows = architecture.input_size_rows(tiny, per_case)
     assert [row["tokens"] for row in rows] == ["4 x 4", "6 x 6"]
     assert rows[0]["positions"] == "as trained" and rows[1]["positions"] == "bicubic from 4 x 4"
-    assert rows[0]["IoU vs default size"] == 1.0
-    assert all(0.0 <= row["mIoU vs target"] <= 1.0 for row in rows)
-    text = architecture.input_size_finding(tiny, rows)
-    assert text.startswith("At the processor's 32 px (4 x 4 tokens)")
-    assert "at 48 px it sees 6 x 6 tokens (positions bicubic from 4 x 4)" in text
+    assert rows[0]["IoU vs default size"] == {"mean": 1.0, "n": 20, "ci_low": 1.0, "ci_high": 1.0}
+    assert rows[1]["mIoU vs target"]["mean"] == pytest.approx(0.55)
+    text = architecture.input_size_finding(tiny, rows, per_case)
+    assert text.startswith(f"On {tiny.name}, at the processor's 32 px (4 x 4 tokens) the mIoU")
+    assert "at 48 px it sees 6 x 6 tokens (positions bicubic from 4 x 4): mIoU 0.550 [" in text
+    assert "lower (paired change -0.200 [-0.200, -0.200] (n=20))" in text
 
 
 def test_diagram_marks_extracted_and_skipped_layers():
-    figure = architecture.draw_diagram(architecture.reference_configs()["rd64 (ViT-B/16)"])
+    figure = architecture_figures.draw_diagram(architecture.reference_configs()["rd64 (ViT-B/16)"])
     texts = [text.get_text() for text in figure.axes[0].texts]
     assert "ViT layer 10 = extract 9" in texts and "ViT layer 4 = extract 3" in texts
     dashed = [p for p in figure.axes[0].patches if p.get_linestyle() == "--"]

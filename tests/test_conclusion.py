@@ -1,122 +1,211 @@
-"""Verdict rules on hand-made summaries; claims built from results files."""
+"""Verdict rules on hand-made results; claims built from results files; configuration checks."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
 
-from clipseg_lib.experiments import conclusion
+from clipseg_lib.experiments import conclusion, run_configuration
 from clipseg_lib.study.results import load_results, save_results
 
-
-def robust(clean: float, severity1: float, vs_clean: float) -> dict[str, float]:
-    return {"iou_gt_clean": clean, "iou_gt_severity1": severity1, "iou_gt_severity5": 0.3,
-            "iou_vs_clean_severity1": vs_clean, "iou_vs_clean_severity5": 0.4}
+README = Path(__file__).resolve().parents[1] / "README.md"
+CONCLUSION_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "10_conclusion.ipynb"
 
 
-def fails(miou: float, hit_rate: float, chance: float = 0.3) -> dict[str, float]:
-    return {"miou": miou, "hit_rate": hit_rate, "chance": chance}
+def estimate(mean: float, half_width: float = 0.05, n: int = 40) -> dict:
+    return {"mean": mean, "n": n, "ci_low": mean - half_width, "ci_high": mean + half_width}
 
 
-def negation(miou_negation_gt: float, overlap: float) -> dict[str, float]:
-    return {"miou_negation_gt": miou_negation_gt, "iou_not_x_vs_x": overlap, "miou_x": 0.8}
+def hit_rate(rate: float, p_value: float, chance: float = 0.35) -> dict:
+    return {"hits": round(rate * 40), "n": 40, "rate": rate, "chance": chance,
+            "ci_low": rate - 0.15, "ci_high": rate + 0.15, "p_value": p_value}
 
 
-def absent(auroc: float, area: float) -> dict[str, float]:
-    return {"false_positive_area": area, "presence_auroc": auroc, "calibrated_threshold": 0.4,
-            "present_miou": 0.7}
+def sweep(severity1: dict[str, float], clean: float = 0.68) -> dict:
+    rows = [{"distortion": "none", "severity": 0, "iou_gt": estimate(clean),
+             "iou_vs_clean": estimate(1.0, 0.0)}]
+    rows += [{"distortion": name, "severity": 1, "iou_gt": estimate(value),
+              "iou_vs_clean": estimate(0.9)} for name, value in severity1.items()]
+    rows += [{"distortion": "jpeg", "severity": 5, "iou_gt": estimate(0.1),
+              "iou_vs_clean": estimate(0.2)}]
+    return {"sweep": rows}
 
 
-@pytest.mark.parametrize(("kind", "summary", "verdict"), [
-    ("robust", robust(0.8, 0.78, 0.9), "confirmed"),
-    ("robust", robust(0.8, 0.70, 0.9), "mixed"),
-    ("robust", robust(0.8, 0.60, 0.9), "not confirmed"),
-    ("robust", robust(0.8, 0.79, 0.4), "not confirmed"),
-    ("robust", robust(0.3, 0.30, 1.0), "mixed"),
-    ("fails", fails(0.3, 0.9), "confirmed"),
-    ("fails", fails(0.9, 0.4), "confirmed"),
-    ("fails", fails(0.6, 0.9), "mixed"),
-    ("fails", fails(0.9, 0.9), "not confirmed"),
-    ("negation", negation(0.3, 0.1), "confirmed"),
-    ("negation", negation(0.9, 0.6), "confirmed"),
-    ("negation", negation(0.6, 0.1), "mixed"),
-    ("negation", negation(0.9, 0.1), "not confirmed"),
-    ("absent", absent(0.8, 0.0), "confirmed"),
-    ("absent", absent(0.99, 0.02), "confirmed"),
-    ("absent", absent(0.92, 0.0), "mixed"),
-    ("absent", absent(0.99, 0.001), "not confirmed"),
+def choice(miou: float, picked_p: float, control: float = 0.88) -> dict:
+    return {"summary": {"miou": estimate(miou), "control_miou": estimate(control),
+                        "hit_rate": hit_rate(0.6, picked_p)}}
+
+
+def negation(not_x: float, overlap: float, x: float = 0.87) -> dict:
+    return {"summary": {"miou_not_x": estimate(not_x), "miou_x": estimate(x),
+                        "iou_not_x_vs_x": estimate(overlap)}}
+
+
+def absent(seen_fp: float, unseen_fp: float, zero_shot_fn: float, control_fn: float = 0.0
+           ) -> dict:
+    return {"summary": {
+        "false_positive_absent": estimate(seen_fp, 0.08),
+        "false_positive_absent_unseen": estimate(unseen_fp, 0.08),
+        "false_negative_zero_shot": estimate(zero_shot_fn, 0.08),
+        "false_negative_seen": estimate(control_fn, 0.08),
+    }}
+
+
+@pytest.mark.parametrize(("kind", "results", "verdict"), [
+    ("robust", sweep({"blur": 0.67, "jpeg": 0.65}), "reproduced"),
+    ("robust", sweep({"blur": 0.67, "jpeg": 0.51}), "mixed"),
+    ("robust", sweep({"blur": 0.40, "jpeg": 0.51}), "not reproduced"),
+    ("robust", sweep({"blur": 0.62, "jpeg": 0.55}), "reproduced"),
+    ("choice", choice(0.33, 0.40), "reproduced"),
+    ("choice", choice(0.34, 0.001), "mixed"),
+    ("choice", choice(0.85, 0.40), "mixed"),
+    ("choice", choice(0.85, 0.001), "not reproduced"),
+    ("negation", negation(0.02, 0.98), "reproduced"),
+    ("negation", negation(0.30, 0.20), "mixed"),
+    ("negation", negation(0.85, 0.10), "not reproduced"),
+    ("absent", absent(0.40, 0.0, 0.0), "reproduced"),
+    ("absent", absent(0.0, 0.45, 0.6), "reproduced"),
+    ("absent", absent(0.0, 0.0, 0.6), "mixed"),
+    ("absent", absent(0.05, 0.0, 0.05), "not reproduced"),
 ])
-def test_each_verdict_is_reachable(kind, summary, verdict):
-    assert conclusion.judge(kind, summary)[0] == verdict
+def test_each_verdict_follows_the_intervals_and_the_control(kind, results, verdict):
+    assert conclusion.judge(kind, results).verdict == verdict
 
 
-def test_the_rule_that_decided_is_reported_with_its_numbers():
-    assert conclusion.judge("fails", fails(0.25, 0.9)) == ("confirmed", "miou 0.250 < 0.500")
-    verdict, rule = conclusion.judge("absent", absent(0.99, 0.001))
-    assert verdict == "not confirmed"
-    assert rule == "presence_auroc 0.990 >= 0.950 and false_positive_area 0.001 <= 0.005"
-
-
-def test_undefined_values_are_not_measured_and_missing_keys_are_errors():
-    assert conclusion.judge("absent", absent(None, 0.0)) == (
-        "not measured", "undefined: presence_auroc"
+def test_faces_picked_above_chance_but_below_the_control_are_mixed_with_the_reason():
+    judgement = conclusion.judge("choice", choice(0.338, 0.001))
+    assert judgement.reason == "mIoU clearly below the control; picked above chance (p=0.001)"
+    assert judgement.evidence.startswith(
+        "asked object: mIoU 0.338 [0.288, 0.388] (n=40); picked (highest mean probability) in "
+        "0.600 [0.450, 0.750] (24/40; chance"
     )
-    assert conclusion.judge("fails", fails(float("nan"), 0.5))[0] == "not measured"
-    with pytest.raises(ValueError, match="lacks \\['chance'\\]"):
-        conclusion.judge("fails", {"miou": 0.4, "hit_rate": 0.5})
+    assert judgement.control == "composite prompts: mIoU 0.880 [0.830, 0.930] (n=40)"
+    assert judgement.n == 40
+
+
+def test_robustness_names_the_distortion_that_falls_below_clean():
+    judgement = conclusion.judge("robust", sweep({"blur": 0.67, "jpeg": 0.51}))
+    assert judgement.reason == "clearly below clean by more than 0.05: jpeg"
+    assert judgement.evidence.startswith(
+        "IoU with the ground truth at severity 1 and its change from clean (n=40): "
+        "blur 0.670 [0.620, 0.720], change -0.010 [-0.110, 0.090]; "
+        "jpeg 0.510 [0.460, 0.560], change -0.170 [-0.270, -0.070]"
+    )
+    assert judgement.control == "clean input: 0.680 [0.630, 0.730] (n=40)"
+
+
+def test_robustness_uses_paired_per_case_changes_when_the_sweep_keeps_them():
+    results = sweep({"blur": 0.67, "jpeg": 0.67, "noise": 0.67})
+    clean_cases = [0.6, 0.7, 0.8, 0.65, 0.75] * 8
+    shifts = {"jpeg": -0.08, "noise": -0.02}
+    for row in results["sweep"]:
+        row["per_case"] = {"iou_gt": [v + shifts.get(row["distortion"], 0) for v in clean_cases]}
+    # The intervals overlap, but every jpeg case loses 0.08, beyond the 0.05 margin; every
+    # noise case loses 0.02: a sure but slight drop.
+    judgement = conclusion.judge("robust", results)
+    assert judgement.reason == "clearly below clean by more than 0.05: jpeg"
+    assert judgement.verdict == "mixed"
+
+
+def test_undefined_numbers_are_not_measured_and_unknown_kinds_are_errors():
+    undefined = negation(0.1, 0.9)
+    undefined["summary"]["miou_x"]["mean"] = None
+    with pytest.raises(conclusion.NotMeasured, match="miou_x is undefined"):
+        conclusion.judge("negation", undefined)
+    with pytest.raises(conclusion.NotMeasured, match="no 'sweep' rows"):
+        conclusion.judge("robust", {"summary": {}})
     with pytest.raises(ValueError, match="claim kind 'magic'"):
         conclusion.judge("magic", {})
 
 
-def test_evidence_gives_the_numbers_with_three_decimals():
-    text = conclusion.evidence("fails", {**fails(0.25, 0.5), "control_miou": 0.8})
-    assert text == ("mIoU 0.250 (composite prompts: 0.800); the asked object scores highest in "
-                    "0.500 of the cases (chance 0.300)")
-    assert "AUROC 0.812" in conclusion.evidence("absent", absent(0.8123, 0.02))
+def test_verdict_sentence_names_the_model():
+    assert conclusion.verdict_sentence("negation", negation(0.02, 0.98), model="mini") == (
+        "On mini: reproduced (\"not X\" clearly below the control; its mask still overlaps "
+        "\"X\" above IoU 0.5)."
+    )
 
 
 class FakeSegmenter:
     def __init__(self, name: str, digest: str) -> None:
-        self.provenance = {"model": name, "weights_sha256": digest}
+        self.provenance = {"model": name, "weights_sha256": digest, "dtype": "float32"}
+
+
+MINI = FakeSegmenter("mini", "ab" * 32)
+FULL = {"n_cases": 40, "quick": False, "threshold": 0.5}
 
 
 def test_claims_from_results_files(tmp_path):
-    mini = FakeSegmenter("mini", "ab" * 32)
-    save_results(tmp_path, "02_distorted_images", {"summary": robust(0.8, 0.78, 0.9)},
-                 segmenter=mini, seed=0)
-    save_results(tmp_path, "08_absent_objects", {"summary": absent(0.7, 0.05)},
-                 segmenter=FakeSegmenter("CIDAS/clipseg-rd64-refined", "cd" * 32), seed=0)
-    claims = conclusion.build_claims(load_results(tmp_path))
-    by_source = {claim["source"]: claim for claim in claims}
+    save_results(tmp_path, "02_distorted_images", sweep({"blur": 0.67}), segmenter=MINI,
+                 seed=0, parameters=FULL)
+    save_results(tmp_path, "06_negation", negation(0.02, 0.98), segmenter=MINI, seed=0,
+                 parameters=FULL)
+    claims = conclusion.build_claims(load_results(tmp_path), model="mini")
+    by_source = {claim["notebook"]: claim for claim in claims}
     assert len(claims) == len(conclusion.CLAIMS) == 6
-    assert by_source["02_distorted_images"]["verdict"] == "confirmed"
+    assert by_source["02_distorted_images"]["verdict"] == "reproduced"
     assert by_source["02_distorted_images"]["weights"] == "ab" * 6
-    assert by_source["08_absent_objects"]["verdict"] == "confirmed"
+    assert by_source["06_negation"]["n"] == 40
     assert by_source["05_specific_word"]["verdict"] == "not measured"
     assert conclusion.verdict_counts(claims) == {
-        "confirmed": 2, "not confirmed": 0, "mixed": 0, "not measured": 4,
+        "reproduced": 2, "not reproduced": 0, "mixed": 0, "not measured": 4,
     }
-    sentence = conclusion.finding(claims, model="mini")
-    assert sentence.startswith("Of the poster's 6 claims: 2 confirmed, 4 not measured")
-    assert "another model than 'mini' (CIDAS/clipseg-rd64-refined)" in sentence
-    assert [row["results"] for row in conclusion.sources(load_results(tmp_path))] == [
-        "02_distorted_images", "08_absent_objects",
-    ]
+    assert conclusion.finding(claims) == (
+        "On mini (abababababab), of the poster's 6 claims: 2 reproduced, 4 not measured."
+    )
+    assert set(claims[0]) >= {"claim", "notebook", "evidence", "control", "verdict", "model", "n"}
 
 
-def test_a_results_file_without_summary_is_an_error(tmp_path):
-    save_results(tmp_path, "06_negation", {"rows": []}, seed=0)
-    with pytest.raises(ValueError, match="06_negation.json has no results\\['summary'\\]"):
-        conclusion.build_claims(load_results(tmp_path))
+def test_results_of_another_configuration_are_refused_with_the_reason(tmp_path):
+    for name in ("02_distorted_images", "03_distorted_prompts", "06_negation"):
+        save_results(tmp_path, name, negation(0.02, 0.98) | sweep({"blur": 0.67}),
+                     segmenter=MINI, seed=0, parameters=FULL)
+    save_results(tmp_path, "08_absent_objects", absent(0.4, 0.0, 0.0), segmenter=MINI, seed=0,
+                 parameters={"n_cases": 4, "quick": True, "threshold": 0.5})
+    save_results(tmp_path, "05_specific_word", choice(0.3, 0.5), segmenter=MINI, seed=0)
+    save_results(tmp_path, "07_facial_expressions", choice(0.3, 0.5), seed=0,
+                 segmenter=FakeSegmenter("mini", "cd" * 32), parameters=FULL)
+    problems = run_configuration.configuration_problems(load_results(tmp_path))
+    assert problems == {
+        "05_specific_word": "05_specific_word.json records no parameters (written by an older "
+                            "version): rerun it",
+        "07_facial_expressions": "07_facial_expressions.json comes from another run "
+                                 f"configuration: weights_sha256 {'cd' * 32} (expected "
+                                 f"{'ab' * 32}); rerun it with the others' settings",
+        "08_absent_objects": "08_absent_objects.json comes from another run configuration: "
+                             "quick True (expected False); rerun it with the others' settings",
+    }
+    claims = conclusion.build_claims(load_results(tmp_path))
+    refused = {c["notebook"]: c["reason"] for c in claims if c["verdict"] == "not measured"}
+    assert refused == problems
+    other_model = run_configuration.configuration_problems(load_results(tmp_path), model="big")
+    assert "model mini (expected big)" in other_model["06_negation"]
 
 
-def test_markdown_table_has_a_row_per_claim(tmp_path):
-    claims = conclusion.build_claims({})
+def test_markdown_table_shows_evidence_control_and_the_verdict_on_the_model(tmp_path):
+    save_results(tmp_path, "07_facial_expressions", choice(0.338, 0.001), segmenter=MINI,
+                 seed=0, parameters=FULL)
+    claims = conclusion.build_claims(load_results(tmp_path))
     table = conclusion.markdown_table(claims).splitlines()
-    assert table[0].split("|")[1].strip() == "Claim"
+    header = [cell.strip() for cell in table[0].split("|")[1:-1]]
+    assert header == ["Claim", "Evidence (mean [95% interval] (n))", "Control", "Verdict"]
     assert len(table) == 2 + 6
-    assert all("not measured" in line for line in table[2:])
-    assert conclusion.finding(claims, model="mini").endswith("no results were found.")
+    faces = next(line for line in table if "facial" in line)
+    assert "composite prompts: mIoU 0.880 [0.830, 0.930] (n=40)" in faces
+    assert faces.rstrip(" |").endswith("on mini: mixed")
+    assert "(no 02_distorted_images.json in the output dir)" in table[2]
+    assert table[2].rstrip(" |").endswith("not measured")
     figure = conclusion.plot_verdicts(claims)
-    assert [t.get_text() for t in figure.axes[0].texts] == ["not measured"] * 6
+    assert [t.get_text() for t in figure.axes[0].texts][4] == "on mini: mixed"
     plt.close(figure)
+
+
+
+def test_readme_holds_the_conclusion_notebooks_table():
+    cells = json.loads(CONCLUSION_NOTEBOOK.read_text())["cells"]
+    printed = ["".join(output.get("text", "")) for cell in cells if cell["cell_type"] == "code"
+               for output in cell.get("outputs", [])]
+    table = next(text for text in printed if text.startswith("| Claim"))
+    assert table.strip() in README.read_text()

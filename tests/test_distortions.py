@@ -12,6 +12,7 @@ from clipseg_lib.analysis.distortions import (
     distort,
     distort_mask,
 )
+from clipseg_lib.analysis.metrics import iou
 
 SEEDED_DISTORTIONS = ("gaussian_noise", "occlusion", "colour_jitter")
 
@@ -175,3 +176,20 @@ def test_distort_mask_rejects_non_bool_masks() -> None:
         distort_mask(np.ones((4, 4), dtype=np.uint8), "rotation", 1)
     with pytest.raises(ValueError, match="unknown distortion"):
         distort_mask(np.ones((4, 4), dtype=bool), "fog", 1)
+
+
+@pytest.mark.parametrize("name", ["rotation", "scale_crop"])
+@pytest.mark.parametrize("severity", [1, 3, 5])
+def test_a_perfect_predictor_matches_both_moved_references(name: str, severity: int) -> None:
+    # A red box on black; the "perfect predictor" reads the red channel of what it is shown.
+    scene = np.zeros((96, 96, 3), np.uint8)
+    scene[20:50, 30:80, 0] = 255
+    target = scene[..., 0] > 127
+    clean_prediction = scene[..., 0] > 127
+    distorted_prediction = distort(scene, name, severity)[..., 0] > 127
+    moved_truth = distort_mask(target, name, severity)
+    moved_clean = distort_mask(clean_prediction, name, severity)
+    assert iou(distorted_prediction, moved_truth) == pytest.approx(1.0, abs=2e-3)
+    assert iou(distorted_prediction, moved_clean) == pytest.approx(1.0, abs=2e-3)
+    # Without moving the clean prediction the same perfect answer would look changed.
+    assert iou(distorted_prediction, clean_prediction) < 0.92

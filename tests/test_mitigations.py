@@ -3,12 +3,22 @@ answers are known, so every expected number is computed by hand."""
 
 from __future__ import annotations
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from clipseg_lib.experiments import mitigations
+from clipseg_lib.experiments import mitigation_study, mitigations
 from clipseg_lib.experiments.mitigations import Transform
 from clipseg_lib.model.images import load_image
+
+matplotlib.use("Agg")
+
+
+def predict_with_tta(segmenter, image, prompts, transforms=mitigations.DEFAULT_TRANSFORMS):
+    """Test-time augmentation as notebook 09 computes it: every view, then their average."""
+    views = mitigations.predict_views(segmenter, image, prompts, transforms)
+    return mitigations.average_views(views)
 
 
 class PixelwiseSegmenter:
@@ -114,14 +124,14 @@ def test_tta_of_an_equivariant_predictor_equals_the_plain_prediction():
     image = np.random.default_rng(2).integers(0, 256, (24, 36, 3), dtype=np.uint8)
     segmenter = PixelwiseSegmenter()
     plain = segmenter.predict(image, ["x", "y"])
-    augmented = mitigations.predict_with_tta(segmenter, image, ["x", "y"])
+    augmented = predict_with_tta(segmenter, image, ["x", "y"])
     assert augmented.shape == (2, 24, 36)
     np.testing.assert_allclose(augmented, plain, atol=1e-6)
 
 
 def test_tta_averages_a_map_that_ignores_the_image_over_its_mirror():
     image = np.zeros((8, 10, 3), np.uint8)
-    augmented = mitigations.predict_with_tta(
+    augmented = predict_with_tta(
         LeftHalfSegmenter(), image, "x", [Transform(), Transform(flip=True)]
     )
     np.testing.assert_allclose(augmented, 0.5)
@@ -135,7 +145,7 @@ def test_the_identity_view_is_the_plain_prediction_and_views_average_to_tta():
     assert views[1][1].all()
     np.testing.assert_array_equal(
         mitigations.average_views(views),
-        mitigations.predict_with_tta(LeftHalfSegmenter(), image, "x", transforms),
+        predict_with_tta(LeftHalfSegmenter(), image, "x", transforms),
     )
 
 
@@ -158,10 +168,33 @@ def test_bad_inputs_raise_value_errors_naming_them():
     with pytest.raises(ValueError, match="phrase"):
         mitigations.template_prompts("  ")
     with pytest.raises(ValueError, match="transforms"):
-        mitigations.predict_with_tta(PixelwiseSegmenter(), np.zeros((8, 8, 3), np.uint8), "x", [])
+        predict_with_tta(PixelwiseSegmenter(), np.zeros((8, 8, 3), np.uint8), "x", [])
     with pytest.raises(ValueError, match="uncovered"):
-        mitigations.predict_with_tta(
+        predict_with_tta(
             PixelwiseSegmenter(), np.zeros((8, 8, 3), np.uint8), "x", [Transform(shift=(0.25, 0))]
         )
     with pytest.raises(ValueError, match="foreground prompt"):
         mitigations.foreground_probs(PromptLengthSegmenter(), None, [])
+
+
+def test_before_after_rows_pair_the_cases_and_judge_the_change():
+    before = [0.2, 0.4, 0.6, 0.8] * 5
+    rows = mitigation_study.before_after_rows(
+        {"fix": (before, [v + 0.1 for v in before]), "noise": (before, before[::-1])}, seed=0)
+    assert [row["comparison"] for row in rows] == ["fix", "noise"]
+    assert rows[0]["before"]["mean"] == pytest.approx(0.5)
+    assert rows[0]["after"]["n"] == 20
+    assert rows[0]["change"]["mean"] == pytest.approx(0.1)
+    assert rows[0]["change"]["ci_low"] == pytest.approx(0.1)
+    assert rows[1]["change"]["ci_low"] < 0 < rows[1]["change"]["ci_high"]
+    finding = mitigation_study.mitigation_finding(rows, model="mini").splitlines()
+    assert finding[0].startswith("On mini, fix helps: 0.500 [")
+    assert "change 0.100 [0.100, 0.100] (n=20)." in finding[0]
+    assert finding[1].startswith("On mini, noise makes no detectable difference")
+    figure = mitigation_study.before_after_figure(rows)
+    assert len(figure.axes[0].patches) == 4
+    plt.close(figure)
+    with pytest.raises(ValueError, match="fix: before \\(2\\) and after \\(1\\)"):
+        mitigation_study.before_after_rows({"fix": ([0.1, 0.2], [0.3])})
+    with pytest.raises(ValueError, match="empty"):
+        mitigation_study.before_after_rows({})

@@ -3,6 +3,7 @@ number for number (random tensors of the released shapes; no pretrained weights 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 
@@ -10,7 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from clipseg_lib import ModelNotFoundError, load_segmenter
+from clipseg_lib.model.loading import file_sha256
 from clipseg_lib.model.original_checkpoint import (
+    IMAGENET_MEAN,
     config_for_decoder,
     convert_original_state_dict,
     load_original_checkpoint,
@@ -187,3 +191,55 @@ def test_non_tensor_content_is_refused(tmp_path):
     torch.save({"a": 1}, path)
     with pytest.raises(ValueError, match="not a state dict of tensors"):
         read_state_dict(path)
+
+
+def test_a_decoder_missing_a_key_names_it(tmp_path, clip_file):
+    state = OriginalDecoder(64, False).state_dict()
+    del state["film_mul.weight"]
+    path = tmp_path / "rd64-uni.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="rd64-uni.pth.*no 'film_mul.weight'"):
+        load_original_checkpoint(path, clip_file, processor_source=tmp_path)
+
+
+def test_clip_weights_of_another_shape_name_the_tensor(tmp_path, clip_state, processor):
+    decoder_file = tmp_path / "rd64-uni.pth"
+    torch.save(OriginalDecoder(64, False).state_dict(), decoder_file)
+    clip_file = tmp_path / "clip.pth"
+    torch.save({**clip_state, "visual.proj": torch.zeros(768, 256)}, clip_file)
+    with pytest.raises(ValueError, match=r"shape mismatches \['clip.visual_projection.weight"):
+        load_original_checkpoint(
+            decoder_file, clip_file, processor_source=_processor_dir(tmp_path, processor)
+        )
+
+
+def test_pth_model_with_a_named_processor_records_both_files(tmp_path, clip_file, processor):
+    decoder_file = tmp_path / "rd16-uni.pth"
+    torch.manual_seed(2)
+    torch.save(OriginalDecoder(16, False).state_dict(), decoder_file)
+    segmenter = load_segmenter(
+        decoder_file, clip_weights=clip_file, processor=_processor_dir(tmp_path, processor)
+    )
+    both = hashlib.sha256(decoder_file.read_bytes() + clip_file.read_bytes()).hexdigest()
+    assert segmenter.provenance["kind"] == "original_checkpoint"
+    assert segmenter.provenance["weights_files"] == ["rd16-uni.pth", "clip-vit-b16.pth"]
+    assert segmenter.weights_sha256 == both != file_sha256(decoder_file)
+    assert segmenter.processor.tokenizer.tokenize("red cat") == ["red</w>", "cat</w>"]
+    assert list(segmenter.processor.image_processor.image_mean) == IMAGENET_MEAN
+
+
+def test_pth_model_without_a_tokenizer_offline_says_how_to_name_one(
+    tmp_path, clip_file, monkeypatch
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    decoder_file = tmp_path / "rd64-uni.pth"
+    torch.save(OriginalDecoder(64, False).state_dict(), decoder_file)
+    with pytest.raises(ModelNotFoundError) as error:
+        load_segmenter(decoder_file, clip_weights=clip_file)
+    message = str(error.value)
+    assert "rd64-uni.pth needs a CLIP tokenizer: pass processor=" in message
+    assert "HF_HUB_OFFLINE is set" in message and "hf download" in message
+    with pytest.raises(ModelNotFoundError, match="processor 'no/such-processor'"):
+        load_segmenter(decoder_file, clip_weights=clip_file, processor="no/such-processor")

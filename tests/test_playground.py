@@ -6,6 +6,7 @@ The model is the bundled `mini` (committed, loads offline in well under a second
 from __future__ import annotations
 
 import io
+import zlib
 from datetime import UTC, datetime
 
 import numpy as np
@@ -43,7 +44,7 @@ def decode_png(content: bytes) -> np.ndarray:
 
 
 def test_starts_ready_on_the_first_scene_encoded_once(app):
-    first = playground.bundled_images(None)["scene 1 (synthetic)"]
+    first = playground.synthetic_scenes()["scene 1 (synthetic)"]
     assert app.progress.value == "Ready"
     assert app.encode_count == 1 and app.decode_count == 0
     np.testing.assert_array_equal(app.image, first.image)
@@ -106,8 +107,8 @@ def test_picking_or_uploading_an_image_encodes_it_exactly_once(app):
     app.prompts.value = "red circle"
     app.image_picker.value = "scene 2 (synthetic)"
     assert app.encode_count == 2
-    np.testing.assert_array_equal(app.image, playground.bundled_images(None)["scene 2 (synthetic)"]
-                                  .image)
+    scene_2 = playground.synthetic_scenes()["scene 2 (synthetic)"]
+    np.testing.assert_array_equal(app.image, scene_2.image)
     assert app.masks["red circle"].shape == app.image.shape[:2]
 
     photo = np.random.default_rng(0).integers(0, 256, size=(120, 200, 3), dtype=np.uint8)
@@ -211,3 +212,62 @@ def test_an_image_path_given_at_start_is_used(playground_model, tmp_path):
     probs = app.last_probabilities["red circle"]
     np.testing.assert_array_equal(app.masks["red circle"], probs > 0.3)
     assert app.encode_count == 1 and app.decode_count == 1
+
+
+def png_declaring_size(width: int, height: int) -> bytes:
+    """A PNG whose header declares `width` x `height` (with a valid CRC), one tiny data chunk."""
+    content = bytearray(png_bytes(np.zeros((1, 1, 3), np.uint8)))
+    content[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    content[29:33] = zlib.crc32(bytes(content[12:29])).to_bytes(4, "big")
+    return bytes(content)
+
+
+def test_an_upload_declaring_a_huge_image_is_refused_before_decoding(app):
+    app.prompts.value = "red circle"
+    app.image_upload.value = upload_value(png_declaring_size(100_000, 100_000), "bomb.png")
+    assert app.status.startswith("uploaded image 'bomb.png': too many pixels to decode safely "
+                                 "(Image size (10000000000 pixels)")
+    assert "#b00020" in app.status_widget.value
+    assert app.image_picker.value == "scene 1 (synthetic)" and app.encode_count == 1
+    assert app.image_upload.value == ()
+
+
+def test_an_unreadable_photo_is_skipped_and_named_in_the_status(playground_model, tmp_path):
+    photo = np.random.default_rng(4).integers(0, 256, size=(40, 60, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "good.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    (tmp_path / "bomb.png").write_bytes(png_declaring_size(100_000, 100_000))
+    app = playground.Playground(playground_model, images_dir=tmp_path)
+    assert [label for label in app.image_picker.options if label.startswith("photo")] == [
+        "photo good.png"
+    ]
+    assert "broken.jpg" in app.status and "bomb.png" in app.status
+    assert app.status.startswith("skipped image ")
+    assert "#b00020" in app.status_widget.value
+    assert app.progress.value == "Ready" and app.encode_count == 1
+
+
+def test_a_missing_images_dir_is_a_message_not_a_failure(playground_model, tmp_path):
+    app = playground.Playground(playground_model, images_dir=tmp_path / "nowhere")
+    assert app.status == f"images folder {str(tmp_path / 'nowhere')!r}: not a directory"
+    assert app.image_picker.value == "scene 1 (synthetic)"
+
+
+def test_a_lone_surrogate_prompt_is_a_message_and_clears_the_overlays(app):
+    app.prompts.value = "red circle"
+    app.prompts.value = "red circle\nblue \ud800square"
+    assert app.status.startswith("prompt 'blue \\ud800square': character 6 is not valid")
+    assert "#b00020" in app.status_widget.value
+    assert app.masks == {} and len(app.gallery.children) == 1
+    app.prompts.value = "blue square"
+    assert list(app.masks) == ["blue square"]
+
+
+def test_an_unexpected_error_in_a_handler_is_shown_not_raised(app, monkeypatch):
+    def broken_predict(*_args, **_kwargs):
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(app.segmenter, "predict", broken_predict)
+    app.prompts.value = "red circle"
+    assert app.status == "unexpected RuntimeError: decoder exploded"
+    assert app.masks == {}

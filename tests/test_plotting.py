@@ -32,21 +32,31 @@ def grey_image(height: int = 8, width: int = 8) -> np.ndarray:
     return np.full((height, width, 3), 100, dtype=np.uint8)
 
 
-def test_overlay_blends_colour_at_a_masked_pixel() -> None:
-    mask = np.zeros((8, 8), dtype=bool)
-    mask[2, 3] = True
-    blended = overlay(grey_image(), mask, colour=(1.0, 0.0, 0.0), alpha=0.25)
-    # 0.75 * 100 + 0.25 * 255 = 138.75; 0.75 * 100 = 75
-    np.testing.assert_array_equal(blended[2, 3], [139, 75, 75])
-    np.testing.assert_array_equal(blended[0, 0], [100, 100, 100])
-    assert blended.dtype == np.uint8
+def yellow_square() -> tuple[np.ndarray, np.ndarray]:
+    """A 12 x 12 grey image with a yellow 6 x 6 square, and the square's mask."""
+    image = np.full((12, 12, 3), 100, dtype=np.uint8)
+    mask = np.zeros((12, 12), dtype=bool)
+    mask[3:9, 3:9] = True
+    image[mask] = (255, 220, 0)
+    return image, mask
 
 
-def test_overlay_scales_colour_by_probability() -> None:
-    probs = np.full((8, 8), 0.5)
-    blended = overlay(grey_image(), probs, colour=(0.0, 0.0, 1.0), alpha=0.5)
-    # weight 0.25: blue 0.75 * 100 + 0.25 * 255 = 138.75
-    np.testing.assert_array_equal(blended[4, 4], [75, 75, 139])
+def test_overlay_draws_the_edge_and_keeps_the_object_colours() -> None:
+    image, mask = yellow_square()
+    drawn = overlay(image, mask, colour=(0.0, 0.0, 1.0), width=1)
+    np.testing.assert_array_equal(drawn[3, 5], [0, 0, 255])  # the mask's inner edge
+    np.testing.assert_array_equal(drawn[5, 5], [255, 220, 0])  # inside: still yellow
+    np.testing.assert_array_equal(drawn[2, 5], [0, 0, 0])  # the halo just outside
+    np.testing.assert_array_equal(drawn[0, 0], [100, 100, 100])
+    assert int((drawn == [0, 0, 255]).all(axis=2).sum()) == 6 * 6 - 4 * 4
+    assert drawn.dtype == np.uint8
+
+
+def test_overlay_reads_probabilities_at_the_threshold() -> None:
+    image, mask = yellow_square()
+    probs = np.where(mask, 0.6, 0.4)
+    np.testing.assert_array_equal(overlay(image, probs), overlay(image, mask))
+    np.testing.assert_array_equal(overlay(image, probs, threshold=0.7), image)
 
 
 def test_overlay_rejects_bad_input() -> None:
@@ -60,15 +70,23 @@ def test_overlay_rejects_bad_input() -> None:
         overlay(grey_image(), np.zeros((8, 8), dtype=bool), colour=(255, 0, 0))
     with pytest.raises(ValueError, match="image"):
         overlay(grey_image().astype(np.float32), np.zeros((8, 8), dtype=bool))
+    with pytest.raises(ValueError, match="width"):
+        overlay(grey_image(), np.zeros((8, 8), dtype=bool), width=0)
 
 
-def test_show_mask_draws_alpha_proportional_to_probability() -> None:
+def test_show_mask_outlines_the_mask_and_keeps_the_image_limits() -> None:
+    image, mask = yellow_square()
     _, ax = plt.subplots()
-    probs = np.array([[0.0, 1.0], [0.5, 0.25]])
-    drawn = show_mask(probs, ax, colour=(0.0, 1.0, 0.0), alpha=0.8)
-    layer = drawn.get_array()
-    np.testing.assert_allclose(layer[..., 3], 0.8 * probs)
-    np.testing.assert_allclose(layer[0, 1, :3], [0.0, 1.0, 0.0])
+    ax.imshow(image)
+    limits = ax.get_xlim(), ax.get_ylim()
+    outline = show_mask(mask, ax, colour=(0.0, 1.0, 0.0))
+    (segment,) = outline.allsegs[0]
+    assert segment[:, 0].min() == pytest.approx(2.5) and segment[:, 0].max() == pytest.approx(8.5)
+    np.testing.assert_allclose(outline.get_edgecolor()[0][:3], [0.0, 1.0, 0.0])
+    assert (ax.get_xlim(), ax.get_ylim()) == limits
+    assert len(ax.images) == 1  # no fill layer over the object
+    edge = np.ones((4, 4), dtype=bool)
+    assert len(show_mask(edge, ax).allsegs[0]) == 1  # closes along the image border
 
 
 def test_show_predictions_makes_one_panel_per_prompt_plus_the_image() -> None:

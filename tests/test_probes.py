@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from clipseg_lib import world
-from clipseg_lib.experiments import mitigation_study, photo_probes, probe_figures, probes
+from clipseg_lib.experiments import photo_probes, probe_figures, probes
 from clipseg_lib.experiments.cases import Case
-from clipseg_lib.experiments.mitigations import Transform
 from clipseg_lib.mini.train import Architecture, build_model, build_processor
 from clipseg_lib.model.segmenter import Segmenter
 
@@ -59,10 +58,6 @@ def queries(kind: str, n: int, **options) -> list[world.Query]:
     return world.make_queries(kind, n, seed=3, size=SIZE, **options)
 
 
-def candidates(query: world.Query, kind: str) -> list[int]:
-    return [i for i, o in enumerate(query.scene.objects) if o.kind == kind]
-
-
 def test_candidate_choice_picks_the_top_mean_and_splits_ties():
     masks = [np.zeros((4, 4), bool) for _ in range(3)]
     for index, mask in enumerate(masks):
@@ -77,135 +72,58 @@ def test_candidate_choice_picks_the_top_mean_and_splits_ties():
     np.testing.assert_allclose(share, [1 / 3] * 3)
 
 
-def test_word_hit_rate_miou_and_chance_on_constructed_answers():
-    words, controls = queries("word", 6), queries("composite", 2)
-    segmenter = AnsweringSegmenter()
-    sign_shares = []
-    for index, query in enumerate(words):
-        signs = candidates(query, "word")
-        wrong = next(i for i in signs if i != query.target_indices[0])
-        shown = query.target if index % 2 == 0 else query.scene.object_mask(wrong)
-        segmenter.answer(query.scene.image, query.prompt, shown, 0.9)
-        sign_shares.append(shown.sum() / query.scene.union_mask(signs).sum())
-    segmenter.answer(controls[0].scene.image, controls[0].prompt, controls[0].target)
-    results = probes.word_probe(segmenter, words, controls)
-    summary = results["summary"]
-    assert summary["hit_rate"] == 0.5
-    assert summary["miou"] == 0.5
-    assert summary["chance"] == pytest.approx(
-        np.mean([1 / len(candidates(q, "word")) for q in words])
-    )
-    assert summary["control_miou"] == 0.5
-    assert summary["miou_all_signs"] == pytest.approx(np.mean(sign_shares))
-    assert [c["hit"] for c in results["cases"]] == [1.0, 0.0] * 3
+def test_picked_object_is_the_top_candidate_and_ties_fall_to_chance():
+    words = queries("word", 30)
+    query = words[0]
+    signs = probes.candidate_objects(query)
+    wrong = next(i for i in signs if i != query.target_indices[0])
+    rng = np.random.default_rng(0)
+    assert probes.picked_object(query.target * 0.9, query, rng) == query.target_indices[0]
+    assert probes.picked_object(query.scene.object_mask(wrong) * 0.9, query, rng) == wrong
+    blank_hits = [
+        probes.picked_object(np.zeros(q.target.shape), q, rng) == q.target_indices[0]
+        for q in words
+    ]
+    chance = np.mean([1 / len(probes.candidate_objects(q)) for q in words])
+    assert 0 < np.mean(blank_hits) < 1 and abs(np.mean(blank_hits) - chance) < 0.25
+    assert all(query.scene.objects[i].kind == "word" for i in signs) and len(signs) >= 2
+    faces = probes.candidate_objects(queries("expression", 1)[0])
+    assert faces and all(queries("expression", 1)[0].scene.objects[i].kind == "face"
+                         for i in faces)
 
 
-def test_expression_confusion_counts_the_picked_faces():
-    faces = queries("expression", 5)
-    segmenter = AnsweringSegmenter()
-    for query in faces:
-        first = candidates(query, "face")[0]
-        segmenter.answer(query.scene.image, query.prompt, query.scene.object_mask(first))
-    results = probes.expression_probe(segmenter, faces)
-    counts = np.array(results["confusion"]["counts"])
-    labels = results["confusion"]["labels"]
-    assert counts.sum() == 5
-    for query in faces:
-        picked = query.scene.objects[candidates(query, "face")[0]].name
-        asked = query.scene.objects[query.target_indices[0]].name
-        assert counts[labels.index(asked), labels.index(picked)] >= 1
-    hits = [candidates(q, "face")[0] == q.target_indices[0] for q in faces]
-    assert results["summary"]["hit_rate"] == pytest.approx(np.mean(hits))
-    assert results["rows"][-1]["expression"] == "all"
+def test_confusion_counts_rows_are_asked_and_columns_picked():
+    counts = probes.confusion_counts(["a", "a", "b"], ["a", "b", "b"], ["a", "b"])
+    np.testing.assert_array_equal(counts, [[1, 1], [0, 1]])
 
 
-def test_a_model_that_ignores_not_scores_identical_masks_and_zero_negation_iou():
-    negations = queries("negation", 4)
-    segmenter = AnsweringSegmenter()
-    for query in negations:
+def test_negation_prompts_name_the_excluded_composite():
+    for query in queries("negation", 4):
         colour, shape = probes.excluded_composite(query)
-        x_truth = ~query.target & (query.scene.instance_map > 0)
-        for form in probes.NEGATION_FORMS.values():
-            segmenter.answer(query.scene.image, form.format(c=colour, s=shape), x_truth)
-    summary = probes.negation_probe(segmenter, negations)["summary"]
-    assert summary["iou_not_x_vs_x"] == 1.0
-    assert summary["iou_except_vs_x"] == 1.0
-    assert summary["miou_x"] == 1.0
-    assert summary["miou_negation_gt"] == 0.0
+        assert probes.negation_prompts(query) == [
+            f"the {colour} {shape}", f"not the {colour} {shape}",
+            f"everything except the {colour} {shape}",
+        ]
+        excluded = probes.excluded_objects(query)
+        assert all(query.scene.objects[i].colour == colour for i in excluded)
+        assert not query.target[query.scene.union_mask(excluded)].any()
 
 
-def test_absent_probe_with_a_perfect_presence_signal():
-    absent, present = queries("absent", 4), queries("composite", 4)
-    segmenter = AnsweringSegmenter()
-    for query in present:
-        segmenter.answer(query.scene.image, query.prompt, query.target, 0.9)
-    for index, query in enumerate(absent):
-        segmenter.answer(query.scene.image, query.prompt, np.ones_like(query.target), 0.1 * index)
-    summary = probes.absent_probe(segmenter, absent, present)["summary"]
-    assert summary["presence_auroc"] == 1.0
-    assert summary["false_positive_area"] == 0.0
-    assert summary["present_miou"] == 1.0
-    # calibration half: absent scores 0.0 and 0.2, present 0.9 -> midpoint of 0.2 and 0.9
-    assert summary["calibrated_threshold"] == pytest.approx(0.55)
-    assert summary["presence_accuracy"] == 1.0
+def test_similar_objects_share_colour_or_shape_but_not_both():
+    for query in queries("absent", 6) + queries("composite", 2):
+        colour, shape = probes.prompt_composite(query)
+        assert colour in query.prompt and shape in query.prompt
+        for index in probes.similar_objects(query):
+            item = query.scene.objects[index]
+            assert (item.colour == colour) != (item.name == shape)
+    assert any(probes.similar_objects(q) for q in queries("absent", 6))
 
 
-def test_presence_gating_removes_false_positives_and_keeps_present_objects():
-    absent, present = queries("absent", 4), queries("composite", 4)
-    segmenter = AnsweringSegmenter()
-    for query in present:
-        segmenter.answer(query.scene.image, query.prompt, query.target, 0.9)
-    for query in absent:
-        segmenter.answer(query.scene.image, query.prompt, np.ones_like(query.target), 0.6)
-    gating = mitigation_study.presence_gating(segmenter, absent, present)
-    assert gating["gate"] == pytest.approx(0.75)
-    assert (gating["before"], gating["after"]) == (0.5, 1.0)
-
-
-def test_probe_results_have_the_contract_keys_with_a_real_model(tiny_segmenter):
-    word = probes.word_probe(tiny_segmenter, queries("word", 2), queries("composite", 2))
-    negation = probes.negation_probe(tiny_segmenter, queries("negation", 2))
-    faces = probes.expression_probe(tiny_segmenter, queries("expression", 2))
-    absent = probes.absent_probe(tiny_segmenter, queries("absent", 2), queries("composite", 2))
-    expected = {
-        "miou", "control_miou", "hit_rate", "chance", "miou_all_signs",
-    }, {
-        "miou_negation_gt", "iou_not_x_vs_x", "miou_x", "miou_except_gt", "iou_except_vs_x",
-    }, {
-        "miou", "hit_rate", "chance", "miou_all_faces",
-    }, {
-        "false_positive_area", "presence_auroc", "calibrated_threshold", "present_miou",
-        "presence_accuracy",
-    }
-    for results, keys in zip((word, negation, faces, absent), expected, strict=True):
-        assert set(results["summary"]) == keys
-        assert all(isinstance(v, float) for v in results["summary"].values())
-        assert results["rows"] and results["cases"]
-    for sentence in (probes.word_finding(word), probes.negation_finding(negation),
-                     probes.expression_finding(faces), probes.absent_finding(absent)):
-        assert sentence.endswith(".") and "nan" not in sentence
-
-
-def test_mitigation_study_compares_each_fix_on_the_same_cases(tiny_segmenter):
-    composite = queries("composite", 2)
-    results = mitigation_study.combine({
-        "presence_gating": mitigation_study.presence_gating(
-            tiny_segmenter, queries("absent", 2), composite),
-        "negation_by_complement": mitigation_study.negation_by_complement(
-            tiny_segmenter, queries("negation", 2)),
-        "prompt_ensembling": mitigation_study.prompt_ensembling(
-            tiny_segmenter, {"seen": composite, "zero-shot": queries("composite", 2,
-                                                                     split="heldout")}),
-        "test_time_augmentation": mitigation_study.augmentation_on_distortions(
-            tiny_segmenter, composite[:1], distortions=["blur"], severities=[2]),
-    })
-    for entry in results["summary"].values():
-        assert set(entry) == {"before", "after", "metric"}
-        assert 0.0 <= entry["before"] <= 1.0 and 0.0 <= entry["after"] <= 1.0
-    assert len(mitigation_study.mitigation_finding(results).splitlines()) == 4
-    figure = mitigation_study.before_after_figure(results)
-    assert len(figure.axes[0].patches) == 8
-    plt.close(figure)
+def test_marks_something_is_any_pixel_above_the_threshold():
+    probs = np.zeros((4, 4))
+    assert not probes.marks_something(probs)
+    probs[2, 3] = 0.51
+    assert probes.marks_something(probs) and not probes.marks_something(probs, 0.6)
 
 
 def test_photo_probes_skip_mini_sized_models_and_measure_given_cases(tiny_segmenter, capsys):
@@ -219,12 +137,27 @@ def test_photo_probes_skip_mini_sized_models_and_measure_given_cases(tiny_segmen
     photos = [Case(scene.image, "red star", scene.object_mask(0), "a.png"),
               Case(scene.image, "blue circle", None, "a.png"),
               Case(scene.image.copy(), "green square", None, "b.png")]
-    absent = photo_probes.photo_absent(tiny_segmenter, photos)
-    assert [row["n"] for row in absent["rows"]] == [3, 3]
-    assert len(photo_probes.photo_negation(tiny_segmenter, photos)["rows"]) == 3
+    negation = photo_probes.photo_negation(tiny_segmenter, photos)
+    assert len(negation["cases"]) == 3
+    assert negation["summary"]["iou_not_x_vs_x"]["n"] == 3
     fixes = photo_probes.photo_mitigations(tiny_segmenter, photos, distortions=["blur"])
     assert [row["n"] for row in fixes["rows"]] == [1, 3]
     assert set(fixes["summary"]) == {"plain", "ensemble", "distorted", "tta"}
+
+
+def test_photo_absent_counts_false_negatives_and_false_positives():
+    scene = queries("composite", 1)[0].scene
+    other_image = scene.image.copy()
+    photos = [Case(scene.image, "red star", scene.object_mask(0), "a.png"),
+              Case(scene.image, "blue circle", None, "a.png"),
+              Case(other_image, "green square", None, "b.png")]
+    segmenter = AnsweringSegmenter()
+    segmenter.answer(scene.image, "red star", scene.object_mask(0), 0.9)
+    segmenter.answer(other_image, "green square", np.ones(scene.image.shape[:2], bool), 0.9)
+    summary = photo_probes.photo_absent(segmenter, photos)["summary"]
+    assert (summary["false_negative"]["mean"], summary["false_negative"]["n"]) == (1 / 3, 3)
+    assert (summary["false_positive"]["mean"], summary["false_positive"]["n"]) == (0.0, 3)
+    assert summary["present_miou"] == {"mean": 1.0, "n": 1, "ci_low": 1.0, "ci_high": 1.0}
 
 
 def test_figures_have_one_row_per_shown_case(tiny_segmenter):
@@ -232,39 +165,36 @@ def test_figures_have_one_row_per_shown_case(tiny_segmenter):
     figure = probe_figures.choice_figure(tiny_segmenter, words, n_shown=2)
     assert len(figure.axes) == 4
     labels = [t.get_text() for t in figure.axes[1].texts]
-    assert len(labels) == len(candidates(words[0], "word"))
+    assert len(labels) == len(probes.candidate_objects(words[0]))
     figure = probe_figures.negation_figure(tiny_segmenter, queries("negation", 1))
     assert len(figure.axes) == 5
     confusion = {"labels": ["a", "b"], "counts": [[2, 0], [1, 1]]}
     figure = probe_figures.confusion_figure(confusion)
     assert [t.get_text() for t in figure.axes[0].texts] == ["1.00", "0.00", "0.50", "0.50"]
+    cases = [{"group": "absent", "presence": 0.1}, {"group": "present", "presence": 0.9},
+             {"group": "present", "presence": 0.8}]
+    legend = probe_figures.presence_figure(cases, 0.5).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "absent (n=1)", "present (n=2)", "mask threshold 0.5",
+    ]
     plt.close("all")
 
 
 def test_bad_inputs_raise_value_errors_naming_them(tiny_segmenter):
     words = queries("word", 1)
     with pytest.raises(ValueError, match="queries is empty"):
-        probes.word_probe(tiny_segmenter, [], words)
+        probes.check_queries([], "word", "queries")
     with pytest.raises(ValueError, match="control_queries must hold 'composite'"):
-        probes.word_probe(tiny_segmenter, words, words)
+        probes.check_queries(words, "composite", "control_queries")
     with pytest.raises(ValueError, match="threshold"):
-        probes.expression_probe(tiny_segmenter, queries("expression", 1), threshold=2.0)
-    with pytest.raises(ValueError, match="absent_queries"):
-        probes.absent_probe(tiny_segmenter, words, queries("composite", 2))
+        probes.marks_something(np.zeros((2, 2)), threshold=2.0)
+    with pytest.raises(ValueError, match="candidates exist"):
+        probes.candidate_objects(queries("composite", 1)[0])
+    with pytest.raises(ValueError, match="names no colour and shape"):
+        probes.prompt_composite(words[0])
     with pytest.raises(ValueError, match="at least 2 cases"):
-        probes.absent_probe(tiny_segmenter, queries("absent", 1), queries("composite", 1))
+        probes.split_halves(1)
     with pytest.raises(ValueError, match="not a negation"):
         probes.excluded_composite(words[0])
-    with pytest.raises(ValueError, match="distortions"):
-        mitigation_study.augmentation_on_distortions(
-            tiny_segmenter, queries("composite", 1), distortions=["smudge"])
-    with pytest.raises(ValueError, match="severities"):
-        mitigation_study.augmentation_on_distortions(
-            tiny_segmenter, queries("composite", 1), severities=[0])
     with pytest.raises(ValueError, match="n_shown"):
         probe_figures.choice_figure(tiny_segmenter, words, n_shown=0)
-    with pytest.raises(ValueError, match="identity"):
-        mitigation_study.augmentation_on_distortions(
-            tiny_segmenter, queries("composite", 1), transforms=[Transform(flip=True)])
-    with pytest.raises(ValueError, match="query_sets is empty"):
-        mitigation_study.prompt_ensembling(tiny_segmenter, {})

@@ -109,3 +109,12 @@ def test_load_results_skips_bad_files_with_warnings(tmp_path: Path) -> None:
 
 def test_load_results_of_missing_dir_is_empty(tmp_path: Path) -> None:
     assert load_results(tmp_path / "absent") == {}
+
+
+def test_saved_results_carry_the_parameters_beside_the_provenance(tmp_path: Path) -> None:
+    parameters = {"n_cases": 40, "threshold": 0.5, "quick": False}
+    save_results(tmp_path, "05_word", {"miou": 0.3}, seed=0, parameters=parameters)
+    save_results(tmp_path, "06_old", {"miou": 0.3}, seed=0)
+    loaded = load_results(tmp_path)
+    assert loaded["05_word"]["parameters"] == parameters
+    assert loaded["06_old"]["parameters"] is None

@@ -104,7 +104,8 @@ def test_a_two_by_two_grid_gives_four_studies_and_one_index(
     row = index[index.index("<td>the fixtures ran</td>") :].split("</tr>")[0]
     assert row.count("<td>reproduced<br>") == 2 and row.count("<td>not reproduced<br>") == 2
     assert "<small>n_cases 10, seed 1</small>" in row
-    grid_manifest = json.loads((output_dir / "run.json").read_text())
+    assert not (output_dir / "run.json").exists()
+    grid_manifest = json.loads((output_dir / "grid.json").read_text())
     assert [c["name"] for c in grid_manifest["combinations"]] == names
     assert f"index: {output_dir / 'index.html'}" in stdout
 

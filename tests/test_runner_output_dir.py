@@ -13,6 +13,7 @@ import nbformat
 import pytest
 from runner_helpers import FIXTURES, listing, notebooks_dir, run_main
 
+from clipseg_lib.study import output_dir as owned_output
 from clipseg_lib.study import run_command, runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,8 @@ def test_another_models_results_need_force_which_replaces_only_recorded_files(
         == 0
     )
     (output_dir / "notes.txt").write_text("mine")
-    (output_dir / "notebooks" / "my_analysis.ipynb").write_text("{}")
+    mine = nbformat.writes(nbformat.v4.new_notebook())
+    (output_dir / "notebooks" / "my_analysis.ipynb").write_text(mine)
     other = [
         "run",
         "--model",
@@ -106,7 +108,7 @@ def test_another_models_results_need_force_which_replaces_only_recorded_files(
     assert not (output_dir / "notebooks" / "00_ok.ipynb").exists()
     assert (output_dir / "03_ok_again.json").is_file()
     assert (output_dir / "notes.txt").read_text() == "mine"
-    assert (output_dir / "notebooks" / "my_analysis.ipynb").read_text() == "{}"
+    assert (output_dir / "notebooks" / "my_analysis.ipynb").read_text() == mine
 
 
 def test_a_failing_rerun_leaves_no_stale_results_of_that_notebook(tmp_path: Path) -> None:
@@ -164,3 +166,16 @@ def test_make_test_runs_nbval_on_a_temporary_copy() -> None:
     assert 'tests "$copy/notebooks" --nbval' in pytest_line
     assert " notebooks --nbval" not in recipe
     assert "ruff check --no-cache" in recipe and "lint-imports --no-cache" in recipe
+
+
+def test_an_output_dir_without_write_permission_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root may write anywhere, so the permission check itself is what this test exercises.
+    (tmp_path / "o").mkdir()
+    monkeypatch.setattr(owned_output.os, "access", lambda path, mode: False)
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(tmp_path / "o")])
+    assert (
+        code == 2 and stderr == f"clipseg-study: error: output dir {tmp_path / 'o'}: not writable\n"
+    )
+    assert list((tmp_path / "o").iterdir()) == []

@@ -1,4 +1,5 @@
-"""The three tasks' query sets and scores; real-photo rows; which models get the photos."""
+"""The three tasks' evaluation sets, the sentence judged on intervals, real-photo rows and
+which models get the photos."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import numpy as np
 import pytest
 
 from clipseg_lib import load_segmenter, world
+from clipseg_lib.analysis.stats import Estimate
 from clipseg_lib.experiments import tasks
 from clipseg_lib.experiments.cases import Case, cases_for_model
+from clipseg_lib.experiments.question_sets import question_queries
 
 
 @pytest.fixture(scope="module")
@@ -18,32 +21,18 @@ def tiny(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def queries():
-    return tasks.task_queries(2, seed=0, size=64)
+    return {task: question_queries(question, 2, seed=0, size=64)
+            for task, question in tasks.TASK_QUESTIONS.items()}
 
 
-def test_task_queries_follow_the_task_table(queries):
-    assert list(queries) == list(tasks.TASKS)
+def test_each_task_draws_its_shared_evaluation_set(queries):
+    assert list(tasks.TASK_QUESTIONS.values()) == ["seen", "zero_shot", "one_shot", "referring"]
     zero_shot = queries["zero-shot (held-out pairs)"]
     assert all(q.kind == "composite" for q in zero_shot)
     held_out = {" ".join(pair) for pair in world.HELD_OUT_COMBINATIONS}
     assert all(any(pair in q.prompt for pair in held_out) for q in zero_shot)
     assert all(q.support_image is not None for q in queries["one-shot (image prompt)"])
-    with pytest.raises(ValueError, match="at least 1"):
-        tasks.task_queries(0, seed=0)
-
-
-@pytest.mark.filterwarnings("ignore:prompt .* over the limit")
-def test_scores_have_the_contract_summary_keys(tiny, queries):
-    results = tasks.score_tasks(tiny, queries)
-    assert set(results["summary"]) == {
-        "seen_composite_miou", "zero_shot_miou", "one_shot_miou", "referring_miou",
-    }
-    for row in results["rows"]:
-        assert row["queries"] == 2
-        assert row["mIoU"] == pytest.approx(np.mean(results["ious"][row["task"]]))
-        assert 0.0 <= row["foreground IoU"] <= 1.0 and 0.0 <= row["AP"] <= 1.0
-    with pytest.raises(ValueError, match="unknown tasks \\['typing'\\]"):
-        tasks.score_tasks(tiny, {"typing": []})
+    assert tasks.SEEN_TASK == "seen pairs (mini's training split)"
 
 
 def test_examples_figure_has_two_panels_per_shown_query(tiny, queries):
@@ -53,14 +42,20 @@ def test_examples_figure_has_two_panels_per_shown_query(tiny, queries):
     plt.close(figure)
 
 
-def test_finding_compares_each_task_with_seen_composites():
-    summary = {"seen_composite_miou": 0.8, "zero_shot_miou": 0.6, "one_shot_miou": 0.4,
-               "referring_miou": 0.2}
-    assert tasks.tasks_finding({"summary": summary}) == (
-        "Seen colour-shape composites reach mIoU 0.800; zero-shot (held-out combinations) "
-        "0.600, 0.750 of seen; one-shot from an image prompt 0.400, 0.500 of seen; referring "
-        "expressions 0.200, 0.250 of seen."
-    )
+def test_finding_judges_each_task_on_the_intervals():
+    estimates = {tasks.SEEN_TASK: Estimate(0.88, 40, 0.84, 0.92),
+                 "zero-shot (held-out pairs)": Estimate(0.38, 40, 0.24, 0.50),
+                 "one-shot (image prompt)": Estimate(0.876, 40, 0.83, 0.91)}
+    finding = tasks.tasks_finding(estimates, model="mini")
+    assert finding.startswith("On mini, the seen pairs reach mIoU 0.880 [0.840, 0.920] (n=40);")
+    assert ("zero-shot (held-out pairs) 0.380 [0.240, 0.500] (n=40), below the seen pairs "
+            "(the intervals do not overlap)") in finding
+    assert "0.876 [0.830, 0.910] (n=40), not distinguishable from the seen pairs" in finding
+    other = tasks.tasks_finding(estimates, model="CIDAS/clipseg-rd64-refined")
+    assert other.endswith("for CIDAS/clipseg-rd64-refined it means nothing.")
+    with pytest.raises(ValueError, match="seen pairs"):
+        tasks.tasks_finding({"one-shot (image prompt)": estimates["one-shot (image prompt)"]},
+                            model="mini")
 
 
 def test_photo_rows_score_masks_where_there_are_some():
@@ -74,16 +69,6 @@ def test_photo_rows_score_masks_where_there_are_some():
     assert rows[1]["IoU vs mask"] == "no mask" and rows[1]["area"] == 1.0
     assert rows[1]["presence"] == pytest.approx(0.7)
     assert tasks.show_photos([], []) is None
-
-
-def test_predict_photos_answers_in_case_order(tiny):
-    first, second = (world.make_query("composite", seed, size=64).scene.image for seed in (1, 2))
-    photos = [Case(first, "red", None, "1"), Case(second, "blue", None, "2"),
-              Case(first, "green", None, "1")]
-    maps = tasks.predict_photos(tiny, photos)
-    np.testing.assert_allclose(maps[2], tiny.predict(first, "green")[0], atol=1e-5)
-    np.testing.assert_allclose(maps[1], tiny.predict(second, "blue")[0], atol=1e-5)
-    assert not np.allclose(maps[0], maps[2], atol=1e-3)
 
 
 class FullSizeStandIn:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -21,17 +24,23 @@ from clipseg_lib.mini.losses import (
     segmentation_loss,
     vision_states,
 )
-from clipseg_lib.mini.train import (
+from clipseg_lib.mini.recipe import (
     SMOKE_ARCHITECTURE,
     SMOKE_SCHEDULE,
     build_model,
     build_processor,
-    main,
-    train,
-    warmup_cosine,
     world_words,
 )
+from clipseg_lib.mini.train import STATE_FILE, main, output_problem, train, warmup_cosine
+from clipseg_lib.mini.training_state import (
+    TrainingStateError,
+    load_training_state,
+    save_training_state,
+)
+from clipseg_lib.model.loading import BUNDLED_MODELS, file_sha256
 from clipseg_lib.model.vocabulary import build_vocabulary
+
+MINI_DIR = BUNDLED_MODELS["mini"][0]
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +112,11 @@ def test_a_killed_run_resumes_to_the_same_model(smoke_run, tmp_path, monkeypatch
     monkeypatch.setattr(train_mini, "segmentation_loss", killed_on_the_17th_batch)
     with pytest.raises(KeyboardInterrupt):
         train(SMOKE_ARCHITECTURE, SMOKE_SCHEDULE, tmp_path, n_eval=0, checkpoint_every=5)
-    assert (tmp_path / "training_state.pt").is_file()
+    assert (tmp_path / STATE_FILE).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE]  # nothing else yet
     monkeypatch.setattr(train_mini, "segmentation_loss", segmentation_loss)
     resumed = train(SMOKE_ARCHITECTURE, SMOKE_SCHEDULE, tmp_path, n_eval=0, resume=True)
-    assert resumed["resumed"] and not (tmp_path / "training_state.pt").exists()
+    assert resumed["resumed"] and not (tmp_path / STATE_FILE).exists()
     assert resumed["losses"] == summary["losses"]
     assert resumed["weights_sha256"] == summary["weights_sha256"]
 
@@ -116,7 +126,7 @@ def test_resuming_with_other_options_is_refused(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(SMOKE_ARCHITECTURE, SMOKE_SCHEDULE, tmp_path, n_eval=0, checkpoint_every=2)
     other = dataclasses.replace(SMOKE_SCHEDULE, seed=1)
-    with pytest.raises(ValueError, match="schedule"):
+    with pytest.raises(TrainingStateError, match="schedule"):
         train(SMOKE_ARCHITECTURE, other, tmp_path, n_eval=0, resume=True)
 
 
@@ -222,8 +232,100 @@ def test_learning_rate_warms_up_then_decays():
     assert np.all(np.diff(factors[5:]) <= 0)
 
 
-@pytest.mark.parametrize("argument", ["--steps-decoder=-1", "--batch-size=0"])
-def test_bad_arguments_are_refused(argument, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["--smoke", "--output", str(tmp_path), argument])
-    assert "must be >=" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argument,problem",
+    [("--steps-decoder=-1", "must be >= 0"), ("--batch-size=0", "must be >= 1"),
+     ("--threads=100000", "--threads must be <= "), ("--threads=0", "must be >= 1")],
+)
+def test_bad_arguments_are_refused_before_anything_is_written(
+    argument, problem, tmp_path, capsys
+):
+    output = tmp_path / "new"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--smoke", "--output", str(output), argument])
+    assert exit_.value.code == 2
+    assert problem in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_output_is_required(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--smoke"])
+    assert exit_.value.code == 2 and "--output" in capsys.readouterr().err
+
+
+def test_a_directory_holding_a_model_is_refused_without_force(tmp_path, capsys):
+    bundled = tmp_path / "mini"
+    shutil.copytree(MINI_DIR, bundled)
+    before = {path.name: file_sha256(path) for path in bundled.iterdir()}
+    with pytest.raises(SystemExit) as exit_:
+        main(["--smoke", "--output", str(bundled)])
+    assert exit_.value.code == 2
+    message = capsys.readouterr().err
+    assert "already holds MODEL_CARD.md, config.json" in message and "(a model)" in message
+    assert "--force" in message
+    assert {path.name: file_sha256(path) for path in bundled.iterdir()} == before
+
+
+def test_which_output_directories_are_accepted(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in output_problem(tmp_path / "file", resume=False, force=True)
+    assert output_problem(tmp_path / "new", resume=False, force=False) is None
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / STATE_FILE).write_bytes(b"")
+    assert output_problem(killed, resume=True, force=False) is None
+    assert STATE_FILE in output_problem(killed, resume=False, force=False)
+    (killed / "notes.txt").write_text("mine")
+    assert "notes.txt" in output_problem(killed, resume=True, force=False)
+    assert output_problem(killed, resume=True, force=True) is None
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = "/tmp/clipseg_training_state_pwned"
+
+
+@pytest.mark.parametrize("name", [STATE_FILE, "training_state.pt"])
+def test_a_pickled_state_is_never_loaded(tmp_path, capsys, name):
+    if os.path.exists(MARKER):
+        os.remove(MARKER)
+    with open(tmp_path / name, "wb") as handle:
+        pickle.dump({"model": _Exploit()}, handle)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--smoke", "--output", str(tmp_path), "--resume", "--force"])
+    assert exit_.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and name in message and "delete it" in message
+    assert not os.path.exists(MARKER)
+
+
+def test_a_truncated_state_is_refused(tmp_path):
+    path = tmp_path / STATE_FILE
+    save_training_state(path, {"weights": torch.ones(1000), "step": 3})
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(TrainingStateError, match="corrupt, truncated"):
+        load_training_state(path)
+
+
+def test_training_state_round_trips_exactly(tmp_path):
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.randn(3))], lr=1e-3)
+    optimizer.param_groups[0]["params"][0].grad = torch.ones(3)
+    optimizer.step()
+    rng = np.random.default_rng([0, 1])
+    rng.random(5)
+    state = {"optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
+             "losses": [0.1, 1 / 3], "torch_rng": torch.get_rng_state(), "none": None}
+    path = tmp_path / STATE_FILE
+    save_training_state(path, state)
+    loaded = load_training_state(path)
+    assert loaded["rng"] == state["rng"] and loaded["losses"] == [0.1, 1 / 3]
+    assert loaded["none"] is None and torch.equal(loaded["torch_rng"], state["torch_rng"])
+    assert list(loaded["optimizer"]["state"]) == [0]  # parameter indices stay integers
+    assert loaded["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
+    moments = loaded["optimizer"]["state"][0]
+    torch.testing.assert_close(moments["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert not (tmp_path / "training_state.tmp").exists()

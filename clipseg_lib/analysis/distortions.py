@@ -21,7 +21,10 @@ colour_jitter        ``hue_shift`` (fraction of the hue circle) and ``saturation
 
 The seed matters only for ``gaussian_noise``, ``occlusion`` and ``colour_jitter``; the
 others are fixed functions of the severity. ``rotation`` and ``scale_crop`` are geometric:
-:func:`distort_mask` moves a ground-truth mask with them.
+:func:`distort_mask` is the transform :func:`distort` applied, for masks. Every reference a
+distorted image's prediction is compared with (the ground truth, and the prediction on the
+clean image) must go through it, else a rotated prediction is scored against an unrotated
+reference and the number measures misalignment, not change.
 """
 
 from __future__ import annotations
@@ -131,7 +134,8 @@ def distort(image: np.ndarray, name: str, severity: int, *, seed: int = 0) -> np
     """Return a distorted copy of an ``(H, W, 3)`` uint8 RGB image, same shape and dtype.
 
     ``name`` is one of ``DISTORTIONS``; ``severity`` in ``0..5`` indexes ``SEVERITY_TABLE``
-    (0 returns an equal copy). The same ``seed`` always gives the same output.
+    (0 returns an equal copy). The same ``seed`` always gives the same output. The geometry it
+    applied is ``distort_mask(mask, name, severity)``: move every reference mask with it.
     """
     _check_name_and_severity(name, severity)
     if not isinstance(image, np.ndarray):
@@ -177,7 +181,8 @@ def distort(image: np.ndarray, name: str, severity: int, *, seed: int = 0) -> np
 
 
 def distort_mask(mask: np.ndarray, name: str, severity: int, *, seed: int = 0) -> np.ndarray:
-    """Move an ``(H, W)`` bool ground-truth mask with the geometry of :func:`distort`.
+    """Move an ``(H, W)`` bool mask (ground truth, or a prediction on the clean image) with
+    the geometry of :func:`distort`.
 
     ``rotation`` and ``scale_crop`` apply the same transform as :func:`distort` with
     nearest-neighbour sampling (pixels rotated in from outside are background). Photometric

@@ -1,8 +1,9 @@
 """Figures, overlays and tables: the project's only plotting helpers.
 
 Images are ``(H, W, 3)`` uint8 RGB arrays. A "mask or probability map" is an ``(H, W)``
-array, either bool or float in ``[0, 1]``; its value at a pixel is how strongly the overlay
-colour covers that pixel (times ``alpha``). Colours are RGB triples in ``[0, 1]``.
+array, either bool or float in ``[0, 1]``; it is on where it exceeds the threshold
+(``DEFAULT_THRESHOLD``). Overlays draw its outline, never a fill, so objects keep their
+colours. Colours are RGB triples in ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,22 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.axes import Axes
+from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
+from scipy import ndimage
 
-from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, iou
+from clipseg_lib.analysis.stats import Estimate
 
 DEFAULT_COLOUR = (0.12, 0.56, 1.0)
+"""Predictions."""
+TARGET_COLOUR = (0.2, 0.75, 0.3)
+"""Ground truth and what a prompt asks for."""
 FIGURE_DPI = 100
 PANEL_INCHES = 3.0
+ESTIMATE_KEYS = {"mean", "n", "ci_low", "ci_high"}
 
 
 def _coverage(mask_or_probs: np.ndarray) -> np.ndarray:
@@ -40,12 +48,10 @@ def _coverage(mask_or_probs: np.ndarray) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def _check_colour_and_alpha(colour: Sequence[float], alpha: float) -> np.ndarray:
+def _check_colour(colour: Sequence[float]) -> np.ndarray:
     rgb = np.asarray(colour, dtype=np.float64)
     if rgb.shape != (3,) or not np.all((rgb >= 0.0) & (rgb <= 1.0)):
         raise ValueError(f"colour must be an RGB triple in [0, 1], got {colour!r}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     return rgb
 
 
@@ -61,15 +67,27 @@ def show_mask(
     ax: Axes,
     *,
     colour: Sequence[float] = DEFAULT_COLOUR,
-    alpha: float = 0.5,
-) -> AxesImage:
-    """Draw a mask or probability map on ``ax`` as a translucent colour layer."""
+    threshold: float = DEFAULT_THRESHOLD,
+    linewidth: float = 1.5,
+) -> ContourSet:
+    """Outline where a mask is on, or a probability map exceeds `threshold`, on `ax`.
+
+    The outline is a `colour` line on a dark halo, so the pixels inside keep their own colours
+    (a filled overlay would turn a yellow object green under blue). The axes' limits are kept.
+    """
     coverage = _coverage(mask_or_probs)
-    rgb = _check_colour_and_alpha(colour, alpha)
-    layer = np.empty((*coverage.shape, 4), dtype=np.float64)
-    layer[..., :3] = rgb
-    layer[..., 3] = alpha * coverage
-    return ax.imshow(layer, interpolation="nearest")
+    rgb = _check_colour(colour)
+    limits = ax.get_xlim(), ax.get_ylim()
+    # A zero border lets the outline close along the image's edges.
+    padded = np.pad(coverage, 1)
+    columns, rows = np.arange(-1, coverage.shape[1] + 1), np.arange(-1, coverage.shape[0] + 1)
+    outline = ax.contour(columns, rows, padded, levels=[threshold], colors=[rgb],
+                         linewidths=linewidth)
+    outline.set_path_effects([patheffects.withStroke(linewidth=linewidth + 2, foreground="black")])
+    if ax.images:
+        ax.set_xlim(*limits[0])
+        ax.set_ylim(*limits[1])
+    return outline
 
 
 def overlay(
@@ -77,12 +95,14 @@ def overlay(
     mask_or_probs: np.ndarray,
     *,
     colour: Sequence[float] = DEFAULT_COLOUR,
-    alpha: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
+    width: int = 2,
 ) -> np.ndarray:
-    """Blend ``colour`` into an ``(H, W, 3)`` uint8 image where the mask or map is on.
+    """An ``(H, W, 3)`` uint8 copy of `image` with the mask's edge drawn in `colour`.
 
-    Each pixel becomes ``(1 - w) * image + w * 255 * colour`` with ``w = alpha * value``,
-    rounded to uint8.
+    The mask is `mask_or_probs` (above `threshold` for a probability map); its inner edge,
+    `width` pixels deep, is painted `colour` and the pixel ring just outside it black, so the
+    object's own pixels keep their colours.
     """
     _check_image(image)
     coverage = _coverage(mask_or_probs)
@@ -90,10 +110,16 @@ def overlay(
         raise ValueError(
             f"mask_or_probs shape {coverage.shape} does not match image shape {image.shape[:2]}"
         )
-    rgb = _check_colour_and_alpha(colour, alpha)
-    weight = (alpha * coverage)[..., None]
-    blended = (1.0 - weight) * image + weight * 255.0 * rgb
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    rgb = _check_colour(colour)
+    if width < 1:
+        raise ValueError(f"width must be at least 1 pixel, got {width}")
+    mask = coverage > threshold
+    edge = mask & ~ndimage.binary_erosion(mask, iterations=width, border_value=0)
+    halo = ndimage.binary_dilation(mask) & ~mask
+    drawn = image.copy()
+    drawn[halo] = 0
+    drawn[edge] = np.rint(255.0 * rgb).astype(np.uint8)
+    return drawn
 
 
 def _panel_title(prompt: str, iou_value: float | None, score: float | None) -> str:
@@ -111,14 +137,14 @@ def show_predictions(
     prompts: Sequence[str],
     *,
     targets: np.ndarray | Sequence[np.ndarray] | None = None,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     scores: Sequence[float] | None = None,
     ncols: int = 4,
 ) -> Figure:
     """Grid of the image followed by one overlay panel per prompt, axes off.
 
-    ``probs`` is ``(N, H, W)`` float in ``[0, 1]``, one map per prompt; panels show the soft
-    map. With ``targets`` (N bool ``(H, W)`` masks) each title adds the IoU of
+    ``probs`` is ``(N, H, W)`` float in ``[0, 1]``, one map per prompt; panels outline
+    ``probs > threshold``. With ``targets`` (N bool ``(H, W)`` masks) each title adds the IoU of
     ``probs > threshold`` with two decimals; with ``scores`` (N floats, e.g. presence scores)
     it adds the score. Returns the figure, which holds exactly ``N + 1`` axes.
     """
@@ -149,7 +175,7 @@ def show_predictions(
     for index in range(count):
         ax = axes[index + 1]
         ax.imshow(image)
-        show_mask(probs[index], ax)
+        show_mask(probs[index], ax, threshold=threshold)
         iou_value = None if targets is None else iou(probs[index] > threshold, targets[index])
         score = None if scores is None else scores[index]
         ax.set_title(_panel_title(prompts[index], iou_value, score))
@@ -193,6 +219,13 @@ def plot_curves(
 
 
 def _table_cell(value: object, precision: int) -> str:
+    if isinstance(value, Estimate):
+        value = value.as_dict()
+    if isinstance(value, Mapping) and ESTIMATE_KEYS <= set(value):
+        low, high = f"{value['ci_low']:.{precision}f}", f"{value['ci_high']:.{precision}f}"
+        return f"{value['mean']:.{precision}f} [{low}, {high}] n={value['n']}"
+    if value is None:
+        return "n/a"
     if isinstance(value, float | np.floating):
         return f"{value:.{precision}f}"
     return str(value).replace("|", "\\|")
@@ -205,6 +238,8 @@ def _table_line(texts: Sequence[str], widths: Sequence[int]) -> str:
 
 def show_table(rows: Sequence[Mapping[str, object]], *, precision: int = 3) -> str:
     """Format rows as an aligned Markdown table; floats get ``precision`` decimals.
+
+    An Estimate (or its dict) prints as ``mean [ci_low, ci_high] n=N``; None as ``n/a``.
 
     Columns are the keys in order of first appearance; a row without a key leaves it blank.
     """

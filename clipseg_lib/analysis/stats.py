@@ -34,7 +34,11 @@ class Estimate:
 
     def separated_from(self, other: Estimate) -> bool:
         """True when the two intervals do not overlap."""
-        return self.ci_low > other.ci_high or other.ci_low > self.ci_high
+        return self.clearly_below(other) or other.clearly_below(self)
+
+    def clearly_below(self, other: Estimate) -> bool:
+        """True when this interval lies entirely under `other`'s (upper end < its lower end)."""
+        return self.ci_high < other.ci_low
 
 
 def mean_ci(values: Sequence[float] | np.ndarray, *, seed: int = 0) -> Estimate:
@@ -61,6 +65,21 @@ def mean_ci(values: Sequence[float] | np.ndarray, *, seed: int = 0) -> Estimate:
     )
     interval = result.confidence_interval
     return Estimate(mean, int(data.size), float(interval.low), float(interval.high))
+
+
+def proportion_ci(outcomes: Sequence[bool] | np.ndarray) -> Estimate:
+    """The share of True `outcomes` with its exact (Clopper-Pearson) 95% interval.
+
+    An Estimate, so a rate is stored like every mean: ``{"mean", "n", "ci_low", "ci_high"}``.
+    """
+    data = np.asarray(outcomes, dtype=bool).ravel()
+    if data.size == 0:
+        raise ValueError("proportion_ci needs at least one outcome")
+    count = int(data.sum())
+    interval = stats.binomtest(count, int(data.size)).proportion_ci(
+        confidence_level=CONFIDENCE, method="exact"
+    )
+    return Estimate(count / data.size, int(data.size), float(interval.low), float(interval.high))
 
 
 def paired_difference_ci(

@@ -27,19 +27,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.patches import FancyBboxPatch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 
-from clipseg_lib.analysis import plotting
-from clipseg_lib.analysis.metrics import iou
-from clipseg_lib.mini.evaluation import predict_queries
+from clipseg_lib.analysis.stats import Estimate, mean_ci, paired_difference_ci
 from clipseg_lib.model.segmenter import Segmenter
-from clipseg_lib.world import Query
 
 ModelOrConfig = Segmenter | CLIPSegConfig
 
@@ -145,18 +138,29 @@ def parameter_finding(rows: Sequence[Mapping[str, object]]) -> str:
     )
 
 
-def input_size_finding(segmenter: Segmenter, rows: Sequence[Mapping[str, object]]) -> str:
-    """What other input sizes did, from `input_size_rows` (3 decimals)."""
-    default = _processor_size(segmenter)
+def input_size_finding(segmenter: Segmenter, rows: Sequence[Mapping[str, object]],
+                       per_case: Mapping[int, Mapping[str, Sequence[float]]], *,
+                       seed: int = 0) -> str:
+    """What other input sizes did, from `input_size_rows` and the per-case IoUs it came from:
+    each size's mIoU against the processor's size, judged on the paired interval."""
+    default = processor_size(segmenter)
     reference = next(row for row in rows if row["input px"] == default)
-    parts = [
-        f"at {row['input px']} px it sees {row['tokens']} tokens (positions {row['positions']}):"
-        f" mIoU {row['mIoU vs target']:.3f}, masks overlapping the {default} px ones at IoU "
-        f"{row['IoU vs default size']:.3f}"
-        for row in rows if row is not reference
-    ]
-    base = (f"At the processor's {default} px ({reference['tokens']} tokens) the mIoU vs target "
-            f"is {reference['mIoU vs target']:.3f}")
+    parts = []
+    for row in rows:
+        if row is reference:
+            continue
+        change = paired_difference_ci(per_case[row["input px"]]["iou_gt"],
+                                      per_case[default]["iou_gt"], seed=seed)
+        verdict = ("higher" if change.ci_low > 0 else "lower" if change.ci_high < 0
+                   else "not detectably different")
+        parts.append(
+            f"at {row['input px']} px it sees {row['tokens']} tokens (positions "
+            f"{row['positions']}): mIoU {_estimate_text(row['mIoU vs target'])}, {verdict} "
+            f"(paired change {change}), masks overlapping the {default} px ones at IoU "
+            f"{_estimate_text(row['IoU vs default size'])}"
+        )
+    base = (f"On {segmenter.name}, at the processor's {default} px ({reference['tokens']} tokens) "
+            f"the mIoU vs target is {_estimate_text(reference['mIoU vs target'])}")
     return "; ".join([base, *parts]) + "."
 
 
@@ -168,7 +172,7 @@ def describe(model: ModelOrConfig, *, input_size: int | None = None) -> str:
     """
     config = as_config(model)
     vision, text = config.vision_config, config.text_config
-    size = input_size or (_processor_size(model) if isinstance(model, Segmenter) else None)
+    size = input_size or (processor_size(model) if isinstance(model, Segmenter) else None)
     size = size or vision.image_size
     patch, native = vision.patch_size, vision.image_size // vision.patch_size
     grid = size // patch
@@ -262,129 +266,50 @@ def with_input_size(segmenter: Segmenter, size: int) -> Segmenter:
     )
 
 
-def input_sizes(segmenter: Segmenter, larger_input_size: int) -> tuple[int, ...]:
-    """The position-embedding size, the processor's size and `larger_input_size`, sorted."""
-    return tuple(sorted({segmenter.image_size, _processor_size(segmenter), larger_input_size}))
+def larger_input_size(segmenter: Segmenter) -> int:
+    """1.5 x the processor's input size, rounded to whole patches: a size every model reads
+    with more tokens than it was trained on (96 -> 144 px for mini, 352 -> 528 for ViT-B/16)."""
+    patch = as_config(segmenter).vision_config.patch_size
+    return patch * round(1.5 * processor_size(segmenter) / patch)
+
+
+def input_sizes(segmenter: Segmenter, larger: int | None = None) -> tuple[int, ...]:
+    """The position-embedding size, the processor's size and a larger one (default
+    `larger_input_size`), sorted without repeats."""
+    larger = larger_input_size(segmenter) if larger is None else larger
+    return tuple(sorted({segmenter.image_size, processor_size(segmenter), larger}))
 
 
 def input_size_rows(
-    segmenter: Segmenter, queries: Sequence[Query], sizes: Sequence[int]
+    segmenter: Segmenter, per_case: Mapping[int, Mapping[str, Sequence[float]]], *,
+    seed: int = 0,
 ) -> list[dict[str, object]]:
-    """Per input size: token grid, how positions are obtained, mIoU against the targets and
-    mean IoU against the predictions at the processor's own size (masks at probability 0.5)."""
-    if not queries:
-        raise ValueError("queries is empty: give at least one query")
+    """Per input size (keys of `per_case`: size -> {"iou_gt": [...], "iou_vs_default":
+    [...]}): token grid, how positions are obtained, and the two mean IoUs as Estimate dicts."""
     config = as_config(segmenter).vision_config
     native = config.image_size // config.patch_size
-    predictions = {size: _predict_at(segmenter, queries, size) for size in sizes}
-    reference = predictions.get(_processor_size(segmenter)) or predictions[sizes[0]]
     rows = []
-    for size, probabilities in predictions.items():
+    for size, ious in per_case.items():
         grid = size // config.patch_size
         rows.append({
             "input px": size,
             "tokens": f"{grid} x {grid}",
             "positions": "as trained" if grid == native else f"bicubic from {native} x {native}",
-            "mIoU vs target": float(np.mean([
-                iou(p > 0.5, q.target) for p, q in zip(probabilities, queries, strict=True)
-            ])),
-            "IoU vs default size": float(np.mean([
-                iou(p > 0.5, r > 0.5) for p, r in zip(probabilities, reference, strict=True)
-            ])),
+            "mIoU vs target": mean_ci(ious["iou_gt"], seed=seed).as_dict(),
+            "IoU vs default size": mean_ci(ious["iou_vs_default"], seed=seed).as_dict(),
         })
     return rows
 
 
-def show_input_sizes(segmenter: Segmenter, query: Query, sizes: Sequence[int]) -> Figure:
-    """The query's image and its prediction at each input size, titled with the IoU."""
-    probabilities = np.stack([_predict_at(segmenter, [query], size)[0] for size in sizes])
-    return plotting.show_predictions(
-        query.scene.image, probabilities, [f"{query.prompt} @ {size} px" for size in sizes],
-        targets=[query.target] * len(sizes),
-    )
-
-
-def _predict_at(segmenter: Segmenter, queries: Sequence[Query], size: int) -> list[np.ndarray]:
-    return predict_queries(with_input_size(segmenter, size), queries)
-
-
-def _processor_size(segmenter: Segmenter) -> int:
+def processor_size(segmenter: Segmenter) -> int:
+    """The side in pixels the segmenter's processor resizes images to."""
     size = segmenter.processor.image_processor.size
     return int(size["height"]) if "height" in size else int(size["shortest_edge"])
 
 
+def _estimate_text(estimate: Mapping[str, float]) -> str:
+    return str(Estimate(**estimate))
+
+
 def _shape(shape: Sequence[int]) -> str:
     return " x ".join(str(int(side)) for side in shape)
-
-
-def draw_diagram(model: ModelOrConfig) -> Figure:
-    """Boxes and arrows: the backbone climbs on the left, the decoder descends on the right,
-    skip connections join the extracted layers to it (the U-Net shape); layers nothing reads
-    are dashed."""
-    config = as_config(model)
-    vision, layers = config.vision_config, tuple(config.extract_layers)
-    depth, deepest, rd = vision.num_hidden_layers, max(layers) + 1, config.reduce_dim
-    figure, ax = plt.subplots(figsize=(11, 0.42 * depth + 3.2))
-    ax.set_xlim(-0.2, 13.2)
-    ax.set_ylim(-2.6, depth + 2.2)
-    ax.axis("off")
-    _box(ax, (0.0, -1.8), (1.8, 0.8), "image", "#dddddd")
-    _box(ax, (2.2, -0.4), (2.8, 0.8), f"patch embedding\n{vision.patch_size} px patches + CLS",
-        "#cfe3f7")
-    _arrow(ax, (1.8, -1.4), (2.2, 0.0))
-    for block in range(1, depth + 1):
-        extracted, used = block - 1 in layers, block <= deepest
-        colour = "#8fbce6" if extracted else "#cfe3f7" if used else "white"
-        label = f"ViT layer {block}" + (f" = extract {block - 1}" if extracted else "")
-        _box(ax, (2.2, block + 0.1), (2.8, 0.7), label, colour, dashed=not used)
-        _arrow(ax, (3.6, block - 0.2 if block > 1 else 0.4), (3.6, block + 0.1))
-    ax.text(3.6, depth + 1.0, f"frozen CLIP ViT ({vision.hidden_size} dims)\n"
-            f"dashed: not needed for extract layers {layers}", ha="center", fontsize=8)
-    _box(ax, (9.9, depth + 0.7), (3.1, 1.0), f"prompt: CLIP text or image\nencoder -> "
-        f"{config.projection_dim} values", "#f7e3cf")
-    previous = None
-    for step, layer in enumerate(reversed(layers)):
-        y = layer + 1
-        _box(ax, (5.6, y + 0.1), (1.6, 0.7), f"Linear\n{vision.hidden_size} -> {rd}", "#d9f0d3")
-        _arrow(ax, (5.0, y + 0.45), (5.6, y + 0.45))
-        if previous is None:
-            _box(ax, (7.6, y + 0.1), (1.2, 0.7), "FiLM\nx mul + add", "#f7e3cf")
-            _arrow(ax, (11.4, depth + 0.7), (8.2, y + 0.8))
-        else:
-            ax.text(8.2, y + 0.45, "+", ha="center", va="center", fontsize=14)
-            _arrow(ax, (10.3, previous + 0.1), (8.35, y + 0.55))
-        _arrow(ax, (7.2, y + 0.45), (7.6, y + 0.45) if previous is None else (8.05, y + 0.45))
-        _box(ax, (9.2, y + 0.1), (2.2, 0.7), f"transformer block {step + 1}\n({rd} dims)",
-            "#d9f0d3")
-        _arrow(ax, (8.8 if previous is None else 8.35, y + 0.45), (9.2, y + 0.45))
-        previous = y
-    refined = config.use_complex_transposed_convolution
-    kernel = vision.patch_size // 4 if refined else vision.patch_size
-    _box(ax, (9.2, -0.4), (2.2, 0.8), ("refined: 3x3 conv,\n2 transposed convs" if refined
-        else "transposed conv") + f" k={kernel}", "#d9f0d3")
-    _arrow(ax, (10.3, previous + 0.1), (10.3, 0.4))
-    _box(ax, (9.2, -1.8), (2.2, 0.8), f"logits x{upsampling(config)} per token\n-> sigmoid mask",
-        "#dddddd")
-    _arrow(ax, (10.3, -0.4), (10.3, -1.0))
-    ax.text(6.4, -2.4, "skip connections: each extracted layer is reduced and added to the "
-            "decoder, deepest first", ha="center", fontsize=8)
-    ax.set_title(f"CLIPSeg: ViT {vision.patch_size} px patches, reduce_dim {rd}, "
-                 f"{decoder_parameters(model)['decoder']:,} decoder parameters")
-    return figure
-
-
-def _box(
-    ax: Axes, corner: tuple[float, float], size: tuple[float, float], label: str, colour: str,
-    *, dashed: bool = False,
-) -> None:
-    """A rounded box with its lower-left `corner` and `size` in data units, label centred."""
-    ax.add_patch(FancyBboxPatch(
-        corner, *size, boxstyle="round,pad=0.02", facecolor=colour, edgecolor="#555555",
-        linestyle="--" if dashed else "-",
-    ))
-    ax.text(corner[0] + size[0] / 2, corner[1] + size[1] / 2, label, ha="center", va="center",
-            fontsize=7, color="#888888" if dashed else "black")
-
-
-def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float]) -> None:
-    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": "#333333"})

@@ -5,8 +5,8 @@
 - `negate_by_complement`: read "not X" as "foreground and not X", from the maps of X and of
   a generic foreground prompt (see `foreground_probs`), instead of embedding the negation.
 - `ensemble_prompts`: average the maps of one phrase put into several templates.
-- `predict_with_tta`: average the maps over flipped and shifted copies of the image, each
-  mapped back to the image's own pixels (test-time augmentation).
+- `predict_views` + `average_views`: the maps of flipped and shifted copies of the image, each
+  mapped back to the image's own pixels, and their average (test-time augmentation).
 
 Probability maps are float (H, W) or (N, H, W) arrays in [0, 1].
 """
@@ -201,14 +201,3 @@ def average_views(views: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     if not np.all(count > 0):
         raise ValueError("transforms leave some pixels uncovered: include the identity Transform()")
     return (total / count).astype(np.float32)
-
-
-def predict_with_tta(
-    segmenter: Segmenter,
-    image: ImageLike,
-    prompts: Prompt | list[Prompt],
-    transforms: Sequence[Transform] = DEFAULT_TRANSFORMS,
-) -> np.ndarray:
-    """(N, H, W) float32 maps averaged over `transforms` of `image`, each mapped back; a pixel
-    averages the transforms that cover it. One encoding per transform."""
-    return average_views(predict_views(segmenter, image, prompts, transforms))

@@ -2,11 +2,12 @@
 full-size CLIPSeg; `mini` only knows the synthetic world and skips them.
 
 Photos have no negation truth and rarely a mask, so each probe measures what needs none:
-how much "not X" still looks like "X"; whether the presence score tells a photo's own
-prompts from the other photos' prompts (objects that are not in it); and the mitigations'
-masks against the photo's mask where there is one, else against the plain prediction of the
-undistorted photo. Each image is encoded once for all its prompts. Every function returns
-{"summary": {...}, "rows": [...]}, both empty when there are no cases.
+how much "not X" still looks like "X"; whether a photo's own prompts get a mask and the other
+photos' prompts (objects that are not in it) get none; and the mitigations' masks against the
+photo's mask where there is one, else against the plain prediction of the undistorted photo.
+Each image is encoded once for all its prompts. Every function returns
+{"summary": {...}, "rows": [...]}, both empty when there are no cases; the negation and absence
+probes give every mean and rate as an Estimate (95% interval, n).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from clipseg_lib.analysis.distortions import distort
-from clipseg_lib.analysis.metrics import auroc, iou, presence_score
+from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, iou, presence_score
 from clipseg_lib.analysis.plotting import show_table
+from clipseg_lib.analysis.stats import Estimate, mean_ci, proportion_ci
 from clipseg_lib.experiments.cases import Case, by_image, load_cases
 from clipseg_lib.experiments.mitigations import (
     DEFAULT_TEMPLATES,
@@ -29,7 +31,6 @@ from clipseg_lib.experiments.mitigations import (
     predict_views,
 )
 from clipseg_lib.experiments.mitigations import ensemble_prompts as ensemble
-from clipseg_lib.experiments.probes import DEFAULT_THRESHOLD
 from clipseg_lib.model.segmenter import Segmenter
 
 #: Models that see at least this many pixels per side are full-size CLIPSeg.
@@ -57,59 +58,65 @@ def photo_table(results: dict) -> str:
 
 def photo_negation(segmenter: Segmenter, cases: Sequence[Case], *,
                    threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """IoU of the "not X" and "everything except X" masks with the "X" mask, per photo prompt;
-    summary: iou_not_x_vs_x, iou_except_vs_x (means)."""
+    """IoU of the "not X" and "everything except X" masks with the "X" mask, per photo prompt
+    ("cases"); summary: iou_not_x_vs_x, iou_except_vs_x (Estimate dicts); rows: both."""
     if not cases:
         return NO_RESULTS
-    rows = []
+    records = []
     for photo in by_image(list(cases)).values():
         encoding = segmenter.encode_image(photo[0].image)
         for case in photo:
             prompts = [case.prompt, *(p.format(case.prompt) for p in NEGATION_PREFIXES.values())]
             x_mask, not_mask, except_mask = segmenter.predict(encoding, prompts) > threshold
-            rows.append({"photo": case.name, "X": case.prompt,
-                         "not X vs X": iou(not_mask, x_mask),
-                         "everything except X vs X": iou(except_mask, x_mask)})
+            records.append({"photo": case.name, "x": case.prompt,
+                            "not_x_vs_x_mask": iou(not_mask, x_mask),
+                            "except_x_vs_x_mask": iou(except_mask, x_mask)})
     summary = {
-        "iou_not_x_vs_x": float(np.mean([r["not X vs X"] for r in rows])),
-        "iou_except_vs_x": float(np.mean([r["everything except X vs X"] for r in rows])),
+        "iou_not_x_vs_x": mean_ci([r["not_x_vs_x_mask"] for r in records]),
+        "iou_except_vs_x": mean_ci([r["except_x_vs_x_mask"] for r in records]),
     }
-    return {"summary": summary, "rows": rows}
+    rows = [{"photo prompt": "not X", "IoU with the X mask": summary["iou_not_x_vs_x"]},
+            {"photo prompt": "everything except X", "IoU with the X mask":
+             summary["iou_except_vs_x"]}]
+    return {"summary": _as_dicts(summary), "rows": rows, "cases": records}
 
 
 def photo_absent(segmenter: Segmenter, cases: Sequence[Case], *,
                  threshold: float = DEFAULT_THRESHOLD) -> dict:
     """Each photo's own prompts (present) vs the other photos' prompts it does not list
-    (absent). summary: presence_auroc, false_positive_area (absent), present_miou (masks)."""
+    (absent), as notebook 08 scores the synthetic world. summary (Estimate dicts):
+    false_positive (absent prompts that mark something), false_negative (own prompts with an
+    empty mask), present_miou (own prompts with a mask; absent when none has one)."""
     if not cases:
         return NO_RESULTS
     photos = by_image(list(cases))
-    present_scores, absent_scores, absent_areas, ious = [], [], [], []
+    marked_present, marked_absent, ious = [], [], []
     for name, photo in photos.items():
         own = [case.prompt for case in photo]
         others = sorted({c.prompt for c in cases if c.name != name} - set(own))
         probs = segmenter.predict(segmenter.encode_image(photo[0].image), own + others)
-        present_scores += [presence_score(p) for p in probs[: len(own)]]
-        absent_scores += [presence_score(p) for p in probs[len(own):]]
-        absent_areas += [float(np.mean(p > threshold)) for p in probs[len(own):]]
+        marked = [presence_score(p) > threshold for p in probs]
+        marked_present += marked[: len(own)]
+        marked_absent += marked[len(own):]
         ious += [
             iou(p > threshold, c.mask)
             for p, c in zip(probs[: len(own)], photo, strict=True) if c.mask is not None
         ]
-    labels = np.array([True] * len(present_scores) + [False] * len(absent_scores))
-    summary = {
-        "presence_auroc": auroc(np.array(present_scores + absent_scores), labels),
-        "false_positive_area": float(np.mean(absent_areas)) if absent_areas else float("nan"),
-        "present_miou": float(np.mean(ious)) if ious else float("nan"),
-    }
-    rows = [
-        {"photo prompts": "own (present)", "n": len(present_scores),
-         "mean presence": float(np.mean(present_scores))},
-        {"photo prompts": "other photos' (absent)", "n": len(absent_scores),
-         "mean presence": float(np.mean(absent_scores)) if absent_scores else float("nan"),
-         "area > 0.5": summary["false_positive_area"]},
-    ]
-    return {"summary": summary, "rows": rows}
+    summary = {"false_negative": proportion_ci([not m for m in marked_present])}
+    rows = [{"photo prompts": "own (present)", "wrong answer": "empty mask",
+             "rate [95% interval] (n)": summary["false_negative"]}]
+    if marked_absent:
+        summary["false_positive"] = proportion_ci(marked_absent)
+        rows.append({"photo prompts": "other photos' (absent)", "wrong answer": "marks something",
+                     "rate [95% interval] (n)": summary["false_positive"]})
+    if ious:
+        summary["present_miou"] = mean_ci(ious)
+        rows[0]["mIoU (photos with a mask)"] = summary["present_miou"]
+    return {"summary": _as_dicts(summary), "rows": rows}
+
+
+def _as_dicts(summary: dict[str, Estimate]) -> dict[str, dict]:
+    return {name: value.as_dict() for name, value in summary.items()}
 
 
 def photo_mitigations(

@@ -1,5 +1,5 @@
 """Figures of the failure-mode probes (`clipseg_lib.experiments.probes`): labelled overlays, the
-expression confusion matrix and the presence-score histograms."""
+expression confusion matrix and the presence-score histograms per group of prompts."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ from matplotlib.patches import Rectangle
 
 from clipseg_lib import world
 from clipseg_lib.analysis.plotting import PANEL_INCHES, show_mask
-from clipseg_lib.experiments.probes import NEGATION_FORMS, candidate_choice, excluded_composite
+from clipseg_lib.experiments.probes import (
+    CANDIDATE_KIND,
+    candidate_choice,
+    candidate_objects,
+    negation_prompts,
+)
 from clipseg_lib.model.segmenter import Segmenter
 
 ASKED_COLOUR = (0.1, 0.8, 0.2)
 OTHER_COLOUR = (1.0, 1.0, 1.0)
-_CANDIDATE_KIND = {"word": "word", "expression": "face"}
 
 
 def _shown(queries: Sequence[world.Query], n_shown: int) -> list[world.Query]:
@@ -34,7 +38,7 @@ def choice_figure(segmenter: Segmenter, queries: Sequence[world.Query], *, n_sho
     or face boxed and labelled with its name and mean probability (the asked one in green)."""
     shown = _shown(queries, n_shown)
     kinds = {q.kind for q in shown}
-    if not kinds <= set(_CANDIDATE_KIND):
+    if not kinds <= set(CANDIDATE_KIND):
         raise ValueError(f"queries must be 'word' or 'expression' queries, got {sorted(kinds)}")
     figure, axes = plt.subplots(
         len(shown), 2, figsize=(2 * PANEL_INCHES, PANEL_INCHES * len(shown)), squeeze=False
@@ -42,7 +46,7 @@ def choice_figure(segmenter: Segmenter, queries: Sequence[world.Query], *, n_sho
     for row, query in zip(axes, shown, strict=True):
         probs = segmenter.predict(query.scene.image, [query.prompt])[0]
         objects = query.scene.objects
-        candidates = [i for i, o in enumerate(objects) if o.kind == _CANDIDATE_KIND[query.kind]]
+        candidates = candidate_objects(query)
         means, _ = candidate_choice(
             probs, [query.scene.object_mask(i) for i in candidates],
             candidates.index(query.target_indices[0]),
@@ -91,14 +95,13 @@ def negation_figure(segmenter: Segmenter, queries: Sequence[world.Query], *, n_s
     """One row per negation query: the scene, the maps of "X", "not X", "everything except X",
     and the negation's ground truth."""
     shown = _shown(queries, n_shown)
-    columns = len(NEGATION_FORMS) + 2
+    columns = 5
     figure, axes = plt.subplots(
         len(shown), columns, figsize=(PANEL_INCHES * columns * 0.8, PANEL_INCHES * len(shown)),
         squeeze=False,
     )
     for row, query in zip(axes, shown, strict=True):
-        colour, shape = excluded_composite(query)
-        prompts = [form.format(c=colour, s=shape) for form in NEGATION_FORMS.values()]
+        prompts = negation_prompts(query)
         maps = [*segmenter.predict(query.scene.image, prompts), query.target]
         row[0].imshow(query.scene.image)
         row[0].set_title("scene")
@@ -113,19 +116,21 @@ def negation_figure(segmenter: Segmenter, queries: Sequence[world.Query], *, n_s
     return figure
 
 
-def presence_figure(results: dict) -> Figure:
-    """Histograms of the presence score for absent and present prompts, from `absent_probe`'s
-    results, with its calibrated threshold as a dashed line."""
-    cases = results["cases"]
+def presence_figure(cases: Sequence[dict], threshold: float) -> Figure:
+    """Histograms of the presence score (maximum probability) per group of prompts, from case
+    records with "group" and "presence", with the mask threshold as a dashed line."""
+    if not cases:
+        raise ValueError("cases is empty: nothing to show")
+    groups = list(dict.fromkeys(case["group"] for case in cases))
     bins = np.linspace(0.0, 1.0, 21)
-    figure, ax = plt.subplots(figsize=(2 * PANEL_INCHES, PANEL_INCHES))
-    for present, label in ((False, "absent object"), (True, "present object")):
-        scores = [c["presence"] for c in cases if c["present"] == present]
-        ax.hist(scores, bins=bins, alpha=0.6, label=f"{label} (n={len(scores)})")
-    ax.axvline(results["summary"]["calibrated_threshold"], color="black", linestyle="--",
-               label="calibrated threshold")
+    figure, ax = plt.subplots(figsize=(2.4 * PANEL_INCHES, PANEL_INCHES))
+    for group in groups:
+        scores = [case["presence"] for case in cases if case["group"] == group]
+        ax.hist(scores, bins=bins, histtype="step", linewidth=1.5,
+                label=f"{group} (n={len(scores)})")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"mask threshold {threshold}")
     ax.set_xlabel("presence score (maximum probability)")
     ax.set_ylabel("prompts")
-    ax.legend()
+    ax.legend(fontsize=7)
     figure.tight_layout()
     return figure

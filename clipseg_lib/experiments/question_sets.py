@@ -24,6 +24,9 @@ QUESTIONS = {
 """Question -> (world query kind, split). "zero_shot" composites are pairs `mini` never saw."""
 DEFAULT_CASES = 40
 """Cases per reported cell unless a notebook's budget says otherwise."""
+QUICK_CASES = 4
+"""``n_cases`` of a quick run (``clipseg-study run --quick``): enough to exercise every
+notebook, not to conclude anything."""
 
 
 def question_queries(

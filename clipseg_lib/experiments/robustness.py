@@ -1,37 +1,39 @@
-"""The poster's robustness experiments: distorted input images, distorted image prompts, and
-masks read from other extract layers.
+"""What the robustness notebooks share: distorted images (02), distorted image prompts (03) and
+masks read from other extract layers (04).
 
-Cases are world queries (exact ground truth) and, for a full-size CLIPSeg, real-photo
-`cases.Case`s (ground truth where the cases file gives a mask). Each image is encoded once
-and all its prompts are decoded from that encoding; a distorted image is a new image,
-encoded once for all its prompts. A probability map becomes a mask where it exceeds
-`threshold` (0.5). "iou_vs_clean" compares a mask with the one predicted from the
-undistorted input (what the poster measured); "iou_gt" compares it with the ground truth
-moved by the same geometry (`distortions.distort_mask`). Figures: `robustness_figures`.
+The notebooks hold the loops (encode once, distort, predict, score); this module holds the
+case selection, the sweep's cells, the results rows the conclusion reads and the sentences
+that depend on the numbers. A sweep's per-case scores live in `empty_scores`' dict:
+``{(distortion, severity): {"iou_gt": [...], "iou_vs_clean": [...]}}``; "iou_vs_clean"
+compares a mask with the one predicted from the undistorted input (the poster's measure),
+"iou_gt" with the ground truth. For a geometric distortion both references are moved with
+the image (`distortions.distort_mask`), so the numbers measure change, not misalignment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from clipseg_lib import world
 from clipseg_lib.analysis.distortions import DISTORTIONS, MAX_SEVERITY, distort, distort_mask
-from clipseg_lib.analysis.metrics import iou
-from clipseg_lib.experiments import cases
+from clipseg_lib.analysis.stats import Estimate, mean_ci, paired_difference_ci
+from clipseg_lib.experiments.inputs import Question, question_support
 from clipseg_lib.model.prompts import DEFAULT_ENGINEERING, ImagePrompt
 from clipseg_lib.model.segmenter import Segmenter
 
-Question = world.Query | cases.Case
-
 DEFAULT_SEVERITIES = (0, 1, 2, 3, 5)
+METRICS = ("iou_gt", "iou_vs_clean")
 WORLD_KINDS = ("composite", "referring")
 #: Kinds of the extract-layer table's prompt columns: four different questions.
 LAYER_PROMPT_KINDS = ("composite", "referring", "category", "attribute")
 POSTER_TRIPLES = ((3, 5, 8), (2, 4, 7), (4, 5, 6), (3, 6, 9), (5, 7, 8))
-#: The extract layers of the paper; transformers' CLIPSeg config defaults to (3, 6, 9).
+#: The poster's reference; also what the original repository's training config
+#: (timojl/clipseg experiments/phrasecut.yaml, rd64-uni-refined) sets.
 PAPER_REFERENCE = (3, 7, 9)
+#: What transformers' config of the released weights (CIDAS/clipseg-rd64-refined) sets.
+RELEASED_CONFIG_LAYERS = (3, 6, 9)
 _CANDIDATES_PER_CASE = 6
 
 
@@ -56,107 +58,16 @@ def one_shot_queries(
 ) -> list[world.Query]:
     """`n_cases` world image-prompt queries whose support object stays in view (a non-empty
     `distort_mask`) under every distortion and severity asked for."""
-    severities = _check_sweep(distortions, severities)
+    cells = sweep_cells(distortions, severities)
     if n_cases < 1:
         raise ValueError(f"n_cases ({n_cases}) must be at least 1")
     candidates = world.make_queries("image", _CANDIDATES_PER_CASE * n_cases, seed=seed, size=size)
-    kept = [query for query in candidates if all(
-        distort_mask(query.support_mask, name, level).any()
-        for name in distortions for level in severities
-    )][:n_cases]
+    kept = [query for query in candidates
+            if all(distort_mask(query.support_mask, name, level).any() for name, level in cells)]
     if len(kept) < n_cases:
         raise ValueError(f"only {len(kept)} of {len(candidates)} one-shot queries keep their "
                          f"support object in view; ask for fewer than n_cases={n_cases}")
-    return kept
-
-
-def question_image(question: Question) -> np.ndarray:
-    """The (H, W, 3) uint8 image a world query or photo case asks about."""
-    return question.scene.image if isinstance(question, world.Query) else question.image
-
-
-def question_target(question: Question) -> np.ndarray | None:
-    """The (H, W) bool ground truth, or None for a photo case without a mask."""
-    return question.target if isinstance(question, world.Query) else question.mask
-
-
-def question_support(question: Question) -> tuple[np.ndarray, np.ndarray]:
-    """(support image (h, w, 3) uint8, support mask (h, w) bool) of a one-shot question: a
-    world image query's support, or a masked photo case showing its own object."""
-    if isinstance(question, world.Query):
-        support = question.support_image, question.support_mask
-    else:
-        support = question.image, question.mask
-    if support[1] is None:
-        raise ValueError(f"{question.prompt!r} has no support image and mask for a one-shot prompt")
-    return support
-
-
-def distortion_sweep(
-    segmenter: Segmenter,
-    questions: Sequence[Question],
-    *,
-    distortions: Sequence[str] = DISTORTIONS,
-    severities: Sequence[int] = DEFAULT_SEVERITIES,
-    seed: int = 0,
-    threshold: float = 0.5,
-) -> dict:
-    """Distort each input image, predict its prompts again, and score the masks.
-
-    Image g (numbered in order of first appearance) is distorted with seed `seed + g`.
-    Severity 0 (always included) is the identity and reuses the clean prediction. Returns
-    {"rows": a row per (distortion, severity) with mean "iou_gt" and "iou_vs_clean",
-    "summary": the contract's headline numbers, "n_cases"}.
-    """
-    severities = _check_sweep(distortions, severities)
-    scores = _empty_scores(distortions, severities)
-    for group, (image, indices) in enumerate(_group_by_image(questions)):
-        members = [questions[i] for i in indices]
-        prompts = [question.prompt for question in members]
-        clean = segmenter.predict(segmenter.encode_image(image), prompts) > threshold
-        for name in distortions:
-            for level in severities:
-                masks = clean if level == 0 else segmenter.predict(
-                    segmenter.encode_image(distort(image, name, level, seed=seed + group)), prompts
-                ) > threshold
-                for question, mask, clean_mask in zip(members, masks, clean, strict=True):
-                    target = question_target(question)
-                    moved = None if target is None else distort_mask(target, name, level)
-                    _record(scores[name, level], mask, clean_mask, moved)
-    return _sweep_results(scores, len(questions))
-
-
-def prompt_distortion_sweep(
-    segmenter: Segmenter,
-    questions: Sequence[Question],
-    *,
-    distortions: Sequence[str] = DISTORTIONS,
-    severities: Sequence[int] = DEFAULT_SEVERITIES,
-    seed: int = 0,
-    threshold: float = 0.5,
-    engineering: str = DEFAULT_ENGINEERING,
-) -> dict:
-    """Keep each query image clean and distort its support image (and mask) instead.
-
-    World queries use their support image; a photo case with a mask is its own support.
-    Question i's support is distorted with seed `seed + i`; its image is encoded once and every
-    prompt variant decoded from that encoding. Returns the shape of `distortion_sweep`.
-    """
-    severities = _check_sweep(distortions, severities)
-    scores = _empty_scores(distortions, severities)
-    variants = [(name, level) for name in distortions for level in severities if level > 0]
-    for index, question in enumerate(questions):
-        prompts = [distorted_prompt(question, name, level, seed=seed + index,
-                                    engineering=engineering)
-                   for name, level in [(distortions[0], 0), *variants]]
-        encoding = segmenter.encode_image(question_image(question))
-        masks = segmenter.predict(encoding, prompts) > threshold
-        by_variant = dict(zip(variants, masks[1:], strict=True))
-        for name in distortions:
-            for level in severities:
-                mask = masks[0] if level == 0 else by_variant[name, level]
-                _record(scores[name, level], mask, masks[0], question_target(question))
-    return _sweep_results(scores, len(questions))
+    return kept[:n_cases]
 
 
 def distorted_prompt(
@@ -171,83 +82,109 @@ def distorted_prompt(
     return ImagePrompt(distort(support_image, name, level, seed=seed), mask, engineering)
 
 
-def engineering_comparison(
-    segmenter: Segmenter,
-    questions: Sequence[Question],
-    *,
-    engineerings: Sequence[str] = ("none", DEFAULT_ENGINEERING),
-    threshold: float = 0.5,
-) -> dict:
-    """mIoU of one-shot questions with clean supports under each visual prompt engineering.
-
-    Returns {"rows": [{"engineering", "miou"}], "n_cases"}; questions without ground truth
-    are left out.
-    """
-    scored = [question for question in questions if question_target(question) is not None]
-    if not scored or not engineerings:
-        raise ValueError("engineering_comparison needs engineerings and questions with a target")
-    values: dict[str, list[float]] = {name: [] for name in engineerings}
-    for question in scored:
-        prompts = [ImagePrompt(*question_support(question), name) for name in values]
-        encoding = segmenter.encode_image(question_image(question))
-        masks = segmenter.predict(encoding, prompts) > threshold
-        for name, mask in zip(values, masks, strict=True):
-            values[name].append(iou(mask, question_target(question)))
-    rows = [{"engineering": name, "miou": float(np.mean(v))} for name, v in values.items()]
-    return {"rows": rows, "n_cases": len(scored)}
+def sweep_cells(distortions: Sequence[str], severities: Sequence[int]) -> list[tuple[str, int]]:
+    """Every (distortion, severity) of a sweep, severity 0 (the clean input) always included,
+    severities sorted; a ValueError names an unknown distortion or a bad severity."""
+    unknown = [name for name in distortions if name not in DISTORTIONS]
+    if unknown or not distortions:
+        raise ValueError(f"distortions {list(distortions)}: unknown {unknown} or none given; "
+                         f"choose from {DISTORTIONS}")
+    bad = [level for level in severities
+           if isinstance(level, bool) or not isinstance(level, int | np.integer)
+           or not 0 <= level <= MAX_SEVERITY]
+    if bad or not severities:
+        raise ValueError(f"severities {list(severities)}: each must be an integer in "
+                         f"0..{MAX_SEVERITY} (bad: {bad})")
+    levels = sorted({0, *(int(level) for level in severities)})
+    return [(name, level) for name in dict.fromkeys(distortions) for level in levels]
 
 
-def extract_layer_table(
-    segmenter: Segmenter,
-    questions: Sequence[Question],
-    *,
-    triples: Sequence[Sequence[int]] = POSTER_TRIPLES,
-    reference: Sequence[int] = PAPER_REFERENCE,
-    n_prompts: int = 4,
-    threshold: float = 0.5,
-) -> dict:
-    """IoU between masks decoded from other extract layers and from `reference`.
+def empty_scores(
+    distortions: Sequence[str], severities: Sequence[int]
+) -> dict[tuple[str, int], dict[str, list[float]]]:
+    """Per-case score lists to fill, one per `sweep_cells` cell and metric of `METRICS`."""
+    cells = sweep_cells(distortions, severities)
+    return {cell: {metric: [] for metric in METRICS} for cell in cells}
 
-    One backbone pass per image, deep enough for every triple. Returns {"rows": the poster's
-    table (a row per triple, then the reference; a column "Prompt k" per one of the first
-    `n_prompts` questions), "prompts": each column's prompt, "mean_rows": a row per triple
-    with "iou_vs_reference" and "iou_gt" averaged over all questions, "summary", "reference",
-    "trained_layers" (the layers the decoder was trained to read), "n_cases"}.
-    """
-    layer_sets = check_triples(segmenter, [*triples, reference])
-    reference = layer_sets[-1]
-    layer_sets = list(dict.fromkeys(layer_sets))
-    if len(layer_sets) < 2 or n_prompts < 1:
-        raise ValueError(f"triples {list(triples)} must hold one besides the reference "
-                         f"{reference}, and n_prompts ({n_prompts}) must be at least 1")
-    deepest = max(max(layers) for layers in layer_sets) + 1
-    vs_reference = {layers: [float("nan")] * len(questions) for layers in layer_sets}
-    vs_truth = {layers: [float("nan")] * len(questions) for layers in layer_sets}
-    for image, indices in _group_by_image(questions):
-        encoding = segmenter.encode_image(image, max_layer=deepest)
-        prompts = [questions[i].prompt for i in indices]
-        masks = {layers: segmenter.predict(encoding, prompts, extract_layers=layers) > threshold
-                 for layers in layer_sets}
-        for row, index in enumerate(indices):
-            target = question_target(questions[index])
-            for layers in layer_sets:
-                vs_reference[layers][index] = iou(masks[layers][row], masks[reference][row])
-                if target is not None:
-                    vs_truth[layers][index] = iou(masks[layers][row], target)
-    shown = range(min(n_prompts, len(questions)))
-    rows = [{"extract_layers": layer_label(layers)}
-            | {f"Prompt {i + 1}": vs_reference[layers][i] for i in shown} for layers in layer_sets]
-    mean_rows = [{"extract_layers": layer_label(layers),
-                  "iou_vs_reference": _mean(vs_reference[layers]),
-                  "iou_gt": _mean(vs_truth[layers])} for layers in layer_sets]
-    summary = {
-        "mean_iou_vs_reference": {layer_key(key): _mean(vs_reference[key]) for key in layer_sets},
-        "iou_gt": {layer_key(key): _mean(vs_truth[key]) for key in layer_sets},
-    }
-    prompts = [{"column": f"Prompt {i + 1}", "prompt": questions[i].prompt} for i in shown]
-    return {"rows": rows, "prompts": prompts, "mean_rows": mean_rows,
-            "summary": summary, "reference": layer_key(reference),
-            "trained_layers": layer_key(segmenter.extract_layers), "n_cases": len(questions)}
+
+def sweep_rows(scores: Mapping[tuple[str, int], Mapping[str, Sequence[float]]], *,
+               seed: int = 0) -> list[dict]:
+    """The results' "sweep": a row per cell, ``{"distortion", "severity", "iou_gt",
+    "iou_vs_clean", "per_case"}`` where each metric is `stats.mean_ci`'s Estimate as a dict
+    (None when no case has that reference) and "per_case" keeps the values it came from."""
+    rows = []
+    for (name, level), values in scores.items():
+        row = {"distortion": name, "severity": level}
+        for metric in METRICS:
+            row[metric] = mean_ci(values[metric], seed=seed).as_dict() if values[metric] else None
+        rows.append(row | {"per_case": {metric: list(values[metric]) for metric in METRICS}})
+    return rows
+
+
+def severity_table(sweep: Sequence[Mapping], metric: str) -> list[dict]:
+    """Rows of one metric of a sweep: a row per distortion, a column per severity, each cell
+    an Estimate dict (plotting.show_table prints mean [interval] n)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} must be one of {METRICS}")
+    table: dict[str, dict] = {}
+    for row in sweep:
+        table.setdefault(row["distortion"], {"distortion": row["distortion"]})
+        table[row["distortion"]][f"severity {row['severity']}"] = row[metric]
+    return list(table.values())
+
+
+def distortion_finding(sweep: Sequence[Mapping], *, what: str = "input image",
+                       seed: int = 0) -> str:
+    """Sentences on slight (severity 1) distortion of `what`, judged per distortion: which
+    distortions lower the IoU with the ground truth (paired bootstrap interval of the
+    per-case change from the clean input below 0), and how far the masks move from the clean
+    ones (interval of the IoU with the clean prediction)."""
+    cells = {(row["distortion"], row["severity"]): row for row in sweep}
+    names = list(dict.fromkeys(row["distortion"] for row in sweep))
+    if any((name, 1) not in cells for name in names):
+        raise ValueError("distortion_finding needs severity 1 in the sweep")
+    clean = cells[names[0], 0]
+    if clean["iou_gt"] is None:
+        truth = "no case has a ground truth"
+    else:
+        changes = {name: paired_difference_ci(cells[name, 1]["per_case"]["iou_gt"],
+                                              clean["per_case"]["iou_gt"], seed=seed)
+                   for name in names}
+        lower = [name for name in names if changes[name].ci_high < 0]
+        listed = "; ".join(f"{name} {changes[name]}" for name in lower)
+        truth = (f"from the clean {what}'s IoU with the ground truth, "
+                 f"{_estimate(clean['iou_gt'])}, "
+                 + (f"slight distortion lowers it for {_join(lower)} (change {listed}) and "
+                    f"not detectably for the others" if lower
+                    else "no slight distortion lowers it detectably (paired intervals)"))
+    slight = {name: cells[name, 1] for name in names}
+    changed = min(names, key=lambda name: slight[name]["iou_vs_clean"]["mean"])
+    stable = [name for name in names if slight[name]["iou_vs_clean"]["ci_low"] >= 0.9]
+    return (
+        f"At severity 1, {truth}. The masks stay close to the clean ones (interval of the IoU "
+        f"with the clean prediction above 0.9) for {_join(stable) if stable else 'no distortion'}; "
+        f"{changed} moves them most ({_estimate(slight[changed]['iou_vs_clean'])})."
+    )
+
+
+def engineering_finding(per_case: Mapping[str, Sequence[float]], *, seed: int = 0) -> str:
+    """What cropping and background dimming do to one-shot mIoU on clean supports, judged on
+    paired bootstrap intervals of the difference over the same cases (variants "none",
+    "crop", "blur_highlight", "crop_blur_highlight" where present)."""
+    effects = []
+    for change, after, before in (("cropping to the object", "crop", "none"),
+                                  ("dimming the background", "blur_highlight", "none"),
+                                  ("dimming the background of a crop", "crop_blur_highlight",
+                                   "crop")):
+        if after in per_case and before in per_case:
+            difference = paired_difference_ci(per_case[after], per_case[before], seed=seed)
+            verdict = ("raises" if difference.ci_low > 0 else "lowers" if difference.ci_high < 0
+                       else "does not detectably change")
+            effects.append(f"{change} {verdict} the mIoU ({after} - {before}: {difference})")
+    if not effects:
+        raise ValueError(f"engineering_finding needs the 'none' and 'crop' variants, "
+                         f"got {list(per_case)}")
+    return "On clean supports, " + "; ".join(effects) + "."
 
 
 def check_triples(segmenter: Segmenter, triples: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
@@ -269,134 +206,67 @@ def check_triples(segmenter: Segmenter, triples: Sequence[Sequence[int]]) -> lis
 
 def layer_label(layers: Sequence[int]) -> str:
     """How tables and figures name extract layers: "(3,7,9)"."""
-    return f"({layer_key(layers)})"
+    return f"({','.join(str(layer) for layer in layers)})"
 
 
-def layer_key(layers: Sequence[int]) -> str:
-    """How results files key extract layers: "3,7,9"."""
-    return ",".join(str(layer) for layer in layers)
+def prompt_table(ious: Mapping[tuple[int, ...], Sequence[float]], n_prompts: int) -> list[dict]:
+    """The poster's table: a row per triple, a column "Prompt k" per one of the first
+    `n_prompts` cases, from per-case IoUs (triple -> values in case order)."""
+    return [{"extract_layers": layer_label(layers)}
+            | {f"Prompt {i + 1}": float(values[i]) for i in range(min(n_prompts, len(values)))}
+            for layers, values in ious.items()]
 
 
-def severity_table(results: dict, metric: str) -> list[dict]:
-    """Rows of one metric ("iou_gt" or "iou_vs_clean"): a row per distortion plus their mean,
-    a column per severity."""
-    if metric not in ("iou_gt", "iou_vs_clean"):
-        raise ValueError(f"metric {metric!r} must be 'iou_gt' or 'iou_vs_clean'")
-    table: dict[str, dict] = {}
-    for row in results["rows"]:
-        table.setdefault(row["distortion"], {"distortion": row["distortion"]})
-        table[row["distortion"]][f"severity {row['severity']}"] = row[metric]
-    columns = [key for key in next(iter(table.values())) if key != "distortion"]
-    mean = {"distortion": "mean"} | {
-        column: _mean([row[column] for row in table.values()]) for column in columns
-    }
-    return [*table.values(), mean]
+def mean_table(ious: Mapping[tuple[int, ...], Mapping[str, Sequence[float]]], *,
+               seed: int = 0) -> list[dict]:
+    """A row per triple, a column per measure: `mean_ci` Estimate dicts (None without values)."""
+    return [{"extract_layers": layer_label(layers)}
+            | {measure: mean_ci(values, seed=seed).as_dict() if len(values) else None
+               for measure, values in measures.items()}
+            for layers, measures in ious.items()]
 
 
-def distortion_finding(results: dict, *, what: str = "input image") -> str:
-    """One sentence: what slight (severity 1) and strong (5) distortion of `what` cost."""
-    summary = results["summary"]
-    clean, slight = summary["iou_gt_clean"], summary["iou_gt_severity1"]
-    strongest = max(row["severity"] for row in results["rows"])
-    worst = min((row for row in results["rows"] if row["severity"] == strongest),
-                key=lambda row: row["iou_vs_clean"])
-    return (
-        f"A slightly distorted {what} (severity 1) moves the mean IoU with the ground truth "
-        f"from {clean:.3f} to {slight:.3f} ({slight - clean:+.3f}), and its masks overlap the "
-        f"clean ones with IoU {summary['iou_vs_clean_severity1']:.3f}; at severity 5 these are "
-        f"{summary['iou_gt_severity5']:.3f} and {summary['iou_vs_clean_severity5']:.3f}, and "
-        f"{worst['distortion']} at severity {strongest} changes the masks most (IoU with the "
-        f"clean masks {worst['iou_vs_clean']:.3f})."
-    )
+def extract_layer_finding(rows: Sequence[Mapping], *, reference: Sequence[int],
+                          measure: str) -> str:
+    """One sentence: which triples give masks closest to and farthest from `reference`'s,
+    from `mean_table` rows and their `measure` column."""
+    others = [row for row in rows if row["extract_layers"] != layer_label(reference)]
+    closest = max(others, key=lambda row: row[measure]["mean"])
+    farthest = min(others, key=lambda row: row[measure]["mean"])
+    return (f"Against {layer_label(reference)}, the masks are closest when the decoder reads "
+            f"{closest['extract_layers']} ({_estimate(closest[measure])}) and farthest when it "
+            f"reads {farthest['extract_layers']} ({_estimate(farthest[measure])}).")
 
 
-def engineering_finding(comparison: dict) -> str:
-    """One sentence ranking the visual prompt engineering variants on clean supports."""
-    ranked = sorted(comparison["rows"], key=lambda row: row["miou"], reverse=True)
-    best, worst = ranked[0], ranked[-1]
-    if round(best["miou"], 3) == round(worst["miou"], 3):
-        return (f"On clean supports, every engineering variant gives the same mIoU to three "
-                f"decimals ({best['miou']:.3f}): the support's presentation does not matter here.")
-    return (
-        f"On clean supports, engineering {best['engineering']!r} gives the best mIoU "
-        f"({best['miou']:.3f}) and {worst['engineering']!r} the worst ({worst['miou']:.3f})."
-    )
-
-
-def extract_layer_finding(results: dict) -> str:
-    """One sentence: which triples reproduce the reference masks, and which fit the truth."""
-    closeness, truth = results["summary"]["mean_iou_vs_reference"], results["summary"]["iou_gt"]
-    others = [key for key in closeness if key != results["reference"]]
-    closest, farthest = max(others, key=closeness.get), min(others, key=closeness.get)
-    scored = {key: value for key, value in truth.items() if not np.isnan(value)}
-    if not scored:
-        fit = "no case has a ground-truth mask"
-    elif len({round(value, 3) for value in scored.values()}) == 1:
-        fit = f"every triple fits the ground truth equally (IoU {next(iter(scored.values())):.3f})"
+def released_layers_finding(ious: Mapping[tuple[int, ...], Mapping[str, Sequence[float]]], *,
+                            model: str, trained_layers: Sequence[int], seed: int = 0) -> str:
+    """One sentence on which triple a decoder expects, (3, 6, 9) (transformers' config of the
+    released weights) or (3, 7, 9) (the original repository's training config), judged on the
+    paired interval of the per-case difference of their IoU with the ground truth
+    (`ious[layers]["iou_gt"]`, the same cases in the same order)."""
+    released, original = tuple(RELEASED_CONFIG_LAYERS), tuple(PAPER_REFERENCE)
+    sources = (f"transformers' config of the released weights (CIDAS/clipseg-rd64-refined) says "
+               f"{layer_label(released)}, the original repository's training config "
+               f"(experiments/phrasecut.yaml) says {layer_label(original)}")
+    if not all(len(ious.get(layers, {}).get("iou_gt", ())) for layers in (released, original)):
+        return f"{sources}; without both readings and a ground truth these cases cannot tell."
+    first, second = (mean_ci(ious[layers]["iou_gt"], seed=seed) for layers in (released, original))
+    difference = paired_difference_ci(ious[released]["iou_gt"], ious[original]["iou_gt"], seed=seed)
+    if difference.ci_low > 0 or difference.ci_high < 0:
+        preferred = released if difference.mean > 0 else original
+        judgement = f"the ground truth prefers {layer_label(preferred)}"
     else:
-        best = max(scored, key=scored.get)
-        fit = f"({best}) fits the ground truth best (IoU {scored[best]:.3f})"
+        judgement = "the paired interval holds 0, so these cases cannot tell the two apart"
     return (
-        f"Over {results['n_cases']} cases, the decoder (trained on layers "
-        f"({results['trained_layers']})) gives masks closest to those of the reference "
-        f"({results['reference']}) when it reads ({closest}) (mean IoU {closeness[closest]:.3f}) "
-        f"and farthest when it reads ({farthest}) ({closeness[farthest]:.3f}); {fit}."
+        f"{sources}; {model}'s decoder, configured for {layer_label(trained_layers)}, reaches IoU "
+        f"with the ground truth {first} reading {layer_label(released)} and {second} reading "
+        f"{layer_label(original)}, a paired difference of {difference}: {judgement}."
     )
 
 
-def _check_sweep(distortions: Sequence[str], severities: Sequence[int]) -> tuple[int, ...]:
-    """Validate the sweep's axes; return the severities sorted, deduplicated and with 0 (the
-    clean input, every sweep's baseline) included."""
-    unknown = [name for name in distortions if name not in DISTORTIONS]
-    if unknown or not distortions:
-        raise ValueError(f"distortions {list(distortions)}: unknown {unknown} or none given; "
-                         f"choose from {DISTORTIONS}")
-    bad = [level for level in severities
-           if isinstance(level, bool) or not isinstance(level, int | np.integer)
-           or not 0 <= level <= MAX_SEVERITY]
-    if bad or not severities:
-        raise ValueError(f"severities {list(severities)}: each must be an integer in "
-                         f"0..{MAX_SEVERITY} (bad: {bad})")
-    return tuple(sorted({0, *(int(level) for level in severities)}))
+def _estimate(value: Mapping | None) -> Estimate | None:
+    return None if value is None else Estimate(**value)
 
 
-def _group_by_image(questions: Sequence[Question]) -> list[tuple[np.ndarray, list[int]]]:
-    """(image, indices of its questions) in order of first appearance: one encoding each."""
-    if not questions:
-        raise ValueError("questions is empty: give at least one query or case")
-    groups: dict[int, tuple[np.ndarray, list[int]]] = {}
-    for index, question in enumerate(questions):
-        image = question_image(question)
-        groups.setdefault(id(image), (image, []))[1].append(index)
-    return list(groups.values())
-
-
-def _empty_scores(distortions, severities) -> dict[tuple[str, int], dict[str, list[float]]]:
-    return {(name, level): {"iou_gt": [], "iou_vs_clean": []}
-            for name in distortions for level in severities}
-
-
-def _record(scores: dict[str, list[float]], mask, clean_mask, target) -> None:
-    scores["iou_vs_clean"].append(iou(mask, clean_mask))
-    if target is not None:
-        scores["iou_gt"].append(iou(mask, target))
-
-
-def _mean(values: Sequence[float]) -> float:
-    values = [value for value in values if not np.isnan(value)]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def _sweep_results(scores: dict, n_cases: int) -> dict:
-    rows = [{"distortion": name, "severity": level, "iou_gt": _mean(values["iou_gt"]),
-             "iou_vs_clean": _mean(values["iou_vs_clean"])}
-            for (name, level), values in scores.items()]
-
-    def at(metric: str, level: int) -> float:
-        return _mean([row[metric] for row in rows if row["severity"] == level])
-
-    summary = {"iou_gt_clean": at("iou_gt", 0), "iou_gt_severity1": at("iou_gt", 1),
-               "iou_gt_severity5": at("iou_gt", 5),
-               "iou_vs_clean_severity1": at("iou_vs_clean", 1),
-               "iou_vs_clean_severity5": at("iou_vs_clean", 5)}
-    return {"rows": rows, "summary": summary, "n_cases": n_cases}
+def _join(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -13,16 +13,15 @@ from matplotlib.figure import Figure
 
 from clipseg_lib.analysis import plotting
 from clipseg_lib.analysis.distortions import distort, distort_mask
-from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, iou
+from clipseg_lib.experiments.inputs import Question, question_image, question_target
 from clipseg_lib.experiments.robustness import (
+    METRICS,
     PAPER_REFERENCE,
     POSTER_TRIPLES,
-    Question,
     check_triples,
     distorted_prompt,
     layer_label,
-    question_image,
-    question_target,
 )
 from clipseg_lib.model.prompts import DEFAULT_ENGINEERING
 from clipseg_lib.model.segmenter import Segmenter
@@ -32,19 +31,27 @@ METRIC_LABELS = {"iou_gt": "IoU with ground truth", "iou_vs_clean": "IoU with cl
 SUPPORT_COLOUR = (1.0, 0.0, 1.0)
 
 
-def severity_curves(results: dict, *, title: str) -> Figure:
-    """Two panels (IoU with ground truth, IoU with the clean prediction) over severity, a line
-    per distortion, from the rows of `robustness.distortion_sweep` or its prompt twin."""
-    severities = sorted({row["severity"] for row in results["rows"]})
+def severity_curves(sweep: Sequence[dict], *, title: str) -> Figure:
+    """Two panels (IoU with ground truth, IoU with the clean prediction) over severity: a line
+    per distortion through the means of `robustness.sweep_rows`, its 95% interval shaded."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, (metric, label) in zip(axes, METRIC_LABELS.items(), strict=True):
-        curves: dict[str, list[float]] = {}
-        for row in results["rows"]:
-            curves.setdefault(row["distortion"], []).append(row[metric])
-        plotting.plot_curves(severities, curves, xlabel="severity", ylabel=label, ax=ax)
+    for ax, metric in zip(axes, METRICS, strict=True):
+        by_distortion: dict[str, list[dict]] = {}
+        for row in sweep:
+            if row[metric] is not None:
+                by_distortion.setdefault(row["distortion"], []).append(row)
+        curves = {name: [row[metric]["mean"] for row in rows]
+                  for name, rows in by_distortion.items()}
+        for name, rows in by_distortion.items():
+            severities = [row["severity"] for row in rows]
+            plotting.plot_curves(severities, {name: curves[name]}, xlabel="severity",
+                                 ylabel=METRIC_LABELS[metric], ax=ax)
+            ax.fill_between(severities, [row[metric]["ci_low"] for row in rows],
+                            [row[metric]["ci_high"] for row in rows],
+                            color=ax.get_lines()[-1].get_color(), alpha=0.15, linewidth=0)
     axes[0].get_legend().remove()
     axes[1].legend(fontsize=7, loc="lower left")
-    figure.suptitle(title)
+    figure.suptitle(f"{title} (mean and 95% interval)")
     figure.tight_layout()
     return figure
 
@@ -56,7 +63,7 @@ def distortion_examples(
     distortions: Sequence[str],
     severities: Sequence[int] = (1, 5),
     seed: int = 0,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> Figure:
     """A row per distortion: the clean image, then the image at each severity, each with its
     predicted mask; titles give the IoU with the (moved) ground truth where there is one."""
@@ -83,7 +90,7 @@ def prompt_distortion_examples(
     severities: Sequence[int] = (1, 5),
     seed: int = 0,
     engineering: str = DEFAULT_ENGINEERING,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> Figure:
     """A row per distortion; for the clean support and each severity, two panels: the support
     image with its (moved) mask, and the query image with the mask that prompt predicts."""
@@ -98,7 +105,7 @@ def prompt_distortion_examples(
         for column, (level, prompt, mask) in enumerate(zip(levels, prompts, masks, strict=True)):
             label = "clean" if level == 0 else f"{name} {level}"
             _panel(row[2 * column], prompt.image, prompt.mask, f"support, {label}",
-                   outline=True)
+                   colour=SUPPORT_COLOUR)
             _panel(row[2 * column + 1], question_image(question), mask,
                    f"prediction\n{_score(mask, target)}")
     figure.suptitle(f'one-shot prompt: "{question.prompt}" shown by an example image')
@@ -112,7 +119,7 @@ def extract_layer_grid(
     *,
     triples: Sequence[Sequence[int]] = POSTER_TRIPLES,
     reference: Sequence[int] = PAPER_REFERENCE,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> Figure:
     """Rows: the ground truth, then each triple and the reference; a column per question.
 
@@ -129,7 +136,8 @@ def extract_layer_grid(
                  > threshold for layers in layer_sets}
         truth = np.zeros(image.shape[:2], bool) if target is None else target
         prompt = textwrap.shorten(question.prompt, width=26, placeholder="...")
-        _panel(axes[0][column], image, truth, f"Prompt {column + 1}, truth\n{prompt}")
+        _panel(axes[0][column], image, truth, f"Prompt {column + 1}, truth\n{prompt}",
+               colour=plotting.TARGET_COLOUR)
         for row, layers in enumerate(layer_sets, start=1):
             title = f"{layer_label(layers)}: IoU {iou(masks[layers], masks[reference]):.2f}"
             _panel(axes[row][column], image, masks[layers], title)
@@ -142,16 +150,11 @@ def _grid(rows: int, columns: int) -> tuple[Figure, np.ndarray]:
                         squeeze=False)
 
 
-def _panel(
-    ax: Axes, image: np.ndarray, mask: np.ndarray, title: str, *, outline: bool = False
-) -> None:
-    """`image` with `mask` filled in the overlay colour, or outlined (for support masks, whose
-    object colour a fill would hide)."""
+def _panel(ax: Axes, image: np.ndarray, mask: np.ndarray, title: str, *,
+           colour: Sequence[float] = plotting.DEFAULT_COLOUR) -> None:
+    """`image` with `mask` outlined in `colour`."""
     ax.imshow(image)
-    if outline:
-        ax.contour(mask.astype(float), levels=[0.5], colors=[SUPPORT_COLOUR], linewidths=1.5)
-    else:
-        plotting.show_mask(mask, ax)
+    plotting.show_mask(mask, ax, colour=colour)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ChannelDimension
 
 from clipseg_lib import world
 from clipseg_lib.model.prompts import ImagePrompt
@@ -160,7 +160,9 @@ def conditional_embeddings(
     supports = [
         ImagePrompt(queries[i].support_image, queries[i].support_mask).engineered() for i in shown
     ]
-    inputs = processor.image_processor(images=supports, return_tensors="pt")
+    inputs = processor.image_processor(
+        images=supports, return_tensors="pt", input_data_format=ChannelDimension.LAST
+    )
     images = model.clip.get_image_features(inputs["pixel_values"]).pooler_output
     text_weight = torch.from_numpy(
         np.where(rng.random(len(shown)) < 0.5, 0.0, rng.random(len(shown)))

@@ -15,9 +15,12 @@ The paper's recipe in miniature, in four seeded stages with data drawn on the fl
 3. finetune: everything trained (plus the object-class loss), each tower at its own
    learning rate.
 
-`python -m clipseg_lib.mini.train --output data/mini` writes what `load_segmenter` reads
-(config, fp16 safetensors, processor, tokenizer) plus `training_summary.json` (settings, wall
-time, losses, held-out metrics of the saved weights). `--smoke` trains a tiny model briefly.
+`python -m clipseg_lib.mini.train --output DIR` writes what `load_segmenter` reads (config,
+fp16 safetensors, processor, tokenizer) plus `training_summary.json` (settings, wall time,
+losses, held-out metrics of the saved weights) into DIR, and nothing anywhere else. DIR must
+be new or empty (or hold only the state of a killed run, with --resume); --force writes into
+any directory (`--output data/mini --force` retrains the bundled model). `--smoke` trains a
+tiny model briefly. Every argument is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import argparse
 import copy
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -36,16 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import (
-    CLIPSegConfig,
-    CLIPSegForImageSegmentation,
-    CLIPSegProcessor,
-    CLIPTokenizer,
-    ViTImageProcessor,
-)
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer
 
-from clipseg_lib import world
 from clipseg_lib.mini.evaluation import held_out_metrics
 from clipseg_lib.mini.losses import (
     TRAIN_KIND_WEIGHTS,
@@ -55,137 +52,26 @@ from clipseg_lib.mini.losses import (
     segmentation_loss,
     text_features,
 )
+from clipseg_lib.mini.recipe import (
+    SMOKE_ARCHITECTURE,
+    SMOKE_SCHEDULE,
+    Architecture,
+    Schedule,
+    build_model,
+    build_processor,
+)
+from clipseg_lib.mini.training_state import (
+    TrainingStateError,
+    load_training_state,
+    save_training_state,
+)
 from clipseg_lib.model.loading import file_sha256, load_segmenter
-from clipseg_lib.model.vocabulary import END, START, write_tokenizer
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "data" / "mini"
-#: Words of the world's prompts and captions besides its colours, shapes, words and expressions.
-PHRASE_WORDS = (
-    "a an the all object shape shapes left right on largest biggest smallest tiniest above below "
-    "word sign signs that says saying text face faces cartoon not everything except and no two "
-    "three four five six seven eight plain background gradient noisy texture stripes of photo "
-    "in image picture this there is are with"
-).split()
-STATE_FILE = "training_state.pt"
+STATE_FILE = "training_state.safetensors"
+#: What older versions wrote with pickle; never loaded.
+PICKLED_STATE_FILE = "training_state.pt"
+PROG = "python -m clipseg_lib.mini.train"
 SPREAD_PROMPTS = ["red", "blue", "red triangle", "blue circle", "the word CAT"]
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Sizes of the CLIPSeg model (transformers' classes; no complex transposed convolution)."""
-
-    image_size: int = 96
-    patch_size: int = 8
-    hidden_size: int = 64
-    vision_layers: int = 12
-    text_layers: int = 4
-    attention_heads: int = 4
-    max_text_tokens: int = 32
-    projection_dim: int = 64
-    reduce_dim: int = 64
-    extract_layers: tuple[int, ...] = (3, 6, 9)
-    decoder_attention_heads: int = 4
-    decoder_intermediate_size: int = 256
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Steps, batch sizes, peak learning rates (warmup + cosine per stage), seed and threads.
-
-    Decoder and finetune batches hold `batch_size` scenes, each asked `prompts_per_scene`
-    prompts (its world query plus text prompts about its objects). With `object_class_loss`,
-    the objects stage runs and pretraining and finetuning add `ObjectClassHead`'s loss.
-    """
-
-    steps_objects: int = 2500
-    steps_pretrain: int = 400
-    steps_decoder: int = 200
-    steps_finetune: int = 4000
-    pretrain_batch_size: int = 32
-    batch_size: int = 16
-    prompts_per_scene: int = 6
-    seed: int = 0
-    threads: int = 1
-    lr_objects: float = 3e-3
-    lr_pretrain: float = 1e-3
-    lr_pretrain_vision: float = 1e-3
-    lr_decoder: float = 1e-3
-    lr_finetune_decoder: float = 5e-4
-    lr_finetune_text: float = 1e-3
-    lr_finetune_vision: float = 1e-3
-    object_class_loss: bool = True
-    log_every: int = 50
-
-
-SMOKE_ARCHITECTURE = Architecture(
-    image_size=64, hidden_size=32, vision_layers=4, text_layers=2, attention_heads=2,
-    projection_dim=32, reduce_dim=32, extract_layers=(1, 2, 3), decoder_attention_heads=2,
-    decoder_intermediate_size=64,
-)
-SMOKE_SCHEDULE = Schedule(
-    steps_objects=8, steps_pretrain=8, steps_decoder=30, steps_finetune=8, pretrain_batch_size=16,
-    batch_size=8, prompts_per_scene=2, lr_decoder=3e-3, log_every=5,
-)
-
-
-def world_words() -> list[str]:
-    """Every word (lower case) the world's prompts and captions use, plus a few common ones."""
-    shapes = list(world.SHAPES)
-    words = [*world.COLOURS, *shapes, *(f"{s}s" for s in shapes), *world.WORDS,
-             *world.EXPRESSIONS, *PHRASE_WORDS]
-    return sorted({word.lower() for word in words})
-
-
-def build_processor(directory: Path, architecture: Architecture) -> CLIPSegProcessor:
-    """Write the world's CLIP tokenizer into `directory`; return it with a CLIP-normalising
-    image processor at the model's resolution."""
-    tokenizer = write_tokenizer(directory, world_words())
-    side = architecture.image_size
-    image_processor = ViTImageProcessor(
-        size={"height": side, "width": side}, image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
-    )
-    return CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
-
-
-def build_model(
-    architecture: Architecture, tokenizer: CLIPTokenizer
-) -> CLIPSegForImageSegmentation:
-    """A randomly initialised CLIPSeg of `architecture` whose text side fits `tokenizer`."""
-    a = architecture
-    shared = {
-        "hidden_size": a.hidden_size, "intermediate_size": 4 * a.hidden_size,
-        "num_attention_heads": a.attention_heads,
-    }
-    special = {
-        "bos_token_id": tokenizer.convert_tokens_to_ids(START),
-        "eos_token_id": tokenizer.convert_tokens_to_ids(END),
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    config = CLIPSegConfig(
-        text_config={
-            **shared, **special, "vocab_size": len(tokenizer), "num_hidden_layers": a.text_layers,
-            "max_position_embeddings": a.max_text_tokens,
-        },
-        vision_config={
-            **shared, "image_size": a.image_size, "patch_size": a.patch_size,
-            "num_hidden_layers": a.vision_layers,
-        },
-        projection_dim=a.projection_dim,
-        reduce_dim=a.reduce_dim,
-        extract_layers=list(a.extract_layers),
-        decoder_num_attention_heads=a.decoder_attention_heads,
-        decoder_intermediate_size=a.decoder_intermediate_size,
-        use_complex_transposed_convolution=False,
-    )
-    model = CLIPSegForImageSegmentation(config)
-    # CLIPSegConfig has no initializer_range, so transformers draws these layers from N(0, 1);
-    # give them PyTorch's default initialisation, as the original CLIPSeg code has.
-    decoder = model.decoder
-    for layer in (decoder.film_mul, decoder.film_add, decoder.transposed_convolution,
-                  *decoder.reduces):
-        layer.reset_parameters()
-    return model
 
 
 def warmup_cosine(step: int, steps: int) -> float:
@@ -265,12 +151,13 @@ def train(
 ) -> dict:
     """Run the stages, save the model into `output` and return the training summary.
 
-    Progress is saved to `output/training_state.pt` every `checkpoint_every` steps; with
-    `resume` a killed run continues from there and ends exactly as an uninterrupted one."""
+    Progress is saved to `output/training_state.safetensors` every `checkpoint_every` steps;
+    with `resume` a killed run continues from there and ends exactly as an uninterrupted one.
+    Nothing is written into `output` before the first checkpoint."""
     started = time.perf_counter()
     torch.manual_seed(schedule.seed)
-    output.mkdir(parents=True, exist_ok=True)
-    processor = build_processor(output, architecture)
+    with tempfile.TemporaryDirectory() as scratch:
+        processor = build_processor(Path(scratch), architecture)
     model = build_model(architecture, processor.tokenizer).train()
     clip, decoder = model.clip, model.decoder
     head = ObjectClassHead(architecture.hidden_size, architecture.patch_size)
@@ -302,12 +189,14 @@ def train(
             spread),
     ]
     state_file = output / STATE_FILE
-    saved = _load_state(state_file, schedule) if resume and state_file.is_file() else None
+    saved = _load_state(output, schedule) if resume else None
     losses: dict[str, list[float]] = saved["completed"] if saved else {}
     earlier_seconds = saved["seconds"] if saved else 0.0
     if saved:
         model.load_state_dict(saved["model"])
         head.load_state_dict(saved["head"])
+        torch.set_rng_state(saved["torch_rng"])
+    output.mkdir(parents=True, exist_ok=True)
     for index, stage in enumerate(stages):
         if saved and index < saved["stage"]:
             continue
@@ -315,17 +204,16 @@ def train(
         def save_state(stage_state: dict, index: int = index) -> None:
             seconds = earlier_seconds + time.perf_counter() - started
             state = {"schedule": asdict(schedule), "stage": index, "model": model.state_dict(),
-                     "head": head.state_dict(),
+                     "head": head.state_dict(), "torch_rng": torch.get_rng_state(),
                      "completed": losses, "seconds": seconds, **stage_state}
-            torch.save(state, state_file.with_suffix(".tmp"))
-            state_file.with_suffix(".tmp").replace(state_file)
+            save_training_state(state_file, state)
 
         clip.requires_grad_(stage.train_encoders)
         resumed = saved if saved and index == saved["stage"] else None
         losses[stage.name] = run_stage(
             stage, schedule.log_every, checkpoint_every, save_state, resumed
         )
-    save(model, processor, output)
+    save(model, build_processor(output, architecture), output)
     state_file.unlink(missing_ok=True)
     train_seconds = earlier_seconds + time.perf_counter() - started
     metrics = held_out_metrics(load_segmenter(output), n=n_eval) if n_eval else {}
@@ -344,10 +232,19 @@ def train(
     return summary
 
 
-def _load_state(state_file: Path, schedule: Schedule) -> dict:
-    state = torch.load(state_file, weights_only=False)
+def _load_state(output: Path, schedule: Schedule) -> dict | None:
+    """The state a killed run left in `output` (None if there is none), made by `schedule`."""
+    if (output / PICKLED_STATE_FILE).exists():
+        raise TrainingStateError(
+            f"{output / PICKLED_STATE_FILE} was written with pickle by an older version and is "
+            "never loaded: delete it and train afresh"
+        )
+    state_file = output / STATE_FILE
+    if not state_file.is_file():
+        return None
+    state = load_training_state(state_file)
     if state["schedule"] != asdict(schedule):
-        raise ValueError(
+        raise TrainingStateError(
             f"{state_file} was saved by a run with schedule {state['schedule']}, not "
             f"{asdict(schedule)}: resume with the same options or delete the file"
         )
@@ -367,39 +264,72 @@ _OVERRIDES = (
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    """The command line; a step count, batch size or thread count out of range is refused."""
-    parser = argparse.ArgumentParser(prog="python -m clipseg_lib.mini.train", description=__doc__,
+    """The command line, checked: step counts, batch size and thread count in range, and an
+    output directory that is new, empty, or (with --resume) holds only a killed run's state,
+    unless --force."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = Schedule()
     for name in _OVERRIDES:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int,
                             help=f"default {getattr(defaults, name)}")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="directory to write the model into (default data/mini)")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="directory to write the model into (new or empty, see --force)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into OUTPUT even if it holds other files (overwriting a model)")
     parser.add_argument("--eval-queries", type=int, default=48,
                         help="held-out queries per kind scored after training (0: none)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue a killed run from OUTPUT/training_state.pt")
+                        help=f"continue a killed run from OUTPUT/{STATE_FILE}")
     parser.add_argument("--smoke", action="store_true", help="tiny model, a few steps (CI)")
     arguments = parser.parse_args(argv)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     for name in (*_OVERRIDES, "eval_queries"):
         value = getattr(arguments, name)
         minimum = 1 if name in ("batch_size", "threads") else 0
         if value is not None and value < minimum:
             parser.error(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+    if arguments.threads is not None and arguments.threads > (cpus or 1):
+        parser.error(f"--threads must be <= {cpus} (the CPUs available), got {arguments.threads}")
+    problem = output_problem(arguments.output, resume=arguments.resume, force=arguments.force)
+    if problem:
+        parser.error(problem)
     return arguments
 
 
+def output_problem(output: Path, *, resume: bool, force: bool) -> str | None:
+    """Why training may not write into `output` (None if it may)."""
+    if output.exists() and not output.is_dir():
+        return f"--output {output} is a file, not a directory"
+    if force or not output.exists():
+        return None
+    ours = {STATE_FILE, Path(STATE_FILE).with_suffix(".tmp").name} if resume else set()
+    others = sorted(path.name for path in output.iterdir() if path.name not in ours)
+    if not others:
+        return None
+    held = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+    model = " (a model)" if "config.json" in others else ""
+    return (f"--output {output} already holds {held}{model}: choose a new or empty directory, "
+            "or pass --force to write into it")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    """Train as the command line says; print and return the training summary."""
+    """Train as the command line says; print and return the training summary.
+
+    Bad arguments exit with status 2 before anything is written; so does a training state
+    that cannot be resumed from (one line on stderr)."""
     arguments = parse_arguments(argv)
     architecture = SMOKE_ARCHITECTURE if arguments.smoke else Architecture()
     schedule = SMOKE_SCHEDULE if arguments.smoke else Schedule()
     overrides = {n: getattr(arguments, n) for n in _OVERRIDES if getattr(arguments, n) is not None}
     schedule = replace(schedule, **overrides)
     torch.set_num_threads(schedule.threads)
-    summary = train(architecture, schedule, arguments.output, n_eval=arguments.eval_queries,
-                    resume=arguments.resume)
+    try:
+        summary = train(architecture, schedule, arguments.output, n_eval=arguments.eval_queries,
+                        resume=arguments.resume)
+    except TrainingStateError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
     shown = ("train_wall_seconds", "held_out_metrics", "weights_sha256")
     print(json.dumps({key: summary[key] for key in shown}, indent=1))
     return summary

@@ -1,14 +1,13 @@
 """Find CLIPSeg weights and build a `Segmenter`: bundled `mini`, local dirs, the hub, `.pth`.
 
-Offline first. A local directory or a Hugging Face cache hit never touches the network; a
-download is tried only for a hub id that is not cached and only when HF_HUB_OFFLINE is not
-set, with short timeouts. A model that cannot be found raises `ModelNotFoundError` saying how
-to get it, and that `mini` (bundled with this project) works offline.
+Offline first (see `clipseg_lib.model.hub`). A model that cannot be found raises
+`ModelNotFoundError` saying how to get it, and that `mini` (bundled with this project) works
+offline. Weights must fit their config exactly: a missing, unexpected or misshapen tensor
+raises `ValueError` naming it, as does a weights file that cannot be read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,23 +17,26 @@ import torch
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 from transformers.utils import logging as transformers_logging
 
+from clipseg_lib.model.hub import DEFAULT_MODEL, HUB_MODELS, download_command, hub_snapshot
+from clipseg_lib.model.model_files import (
+    ModelNotFoundError,
+    file_sha256,
+    files_sha256,
+    missing_model_files,
+    missing_processor_files,
+    weights_files,
+)
+from clipseg_lib.model.original_checkpoint import load_original_checkpoint
 from clipseg_lib.model.segmenter import Segmenter
 
-#: The real checkpoints of the paper's authors, converted by transformers.
-HUB_MODELS = ("CIDAS/clipseg-rd64-refined", "CIDAS/clipseg-rd64", "CIDAS/clipseg-rd16")
-DEFAULT_MODEL = HUB_MODELS[0]
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 #: Models shipped in `data/`: name -> (directory, sha256 of model.safetensors).
 BUNDLED_MODELS = {
     "mini": (DATA_DIR / "mini", "d3458f5bd96fb682b2c353ab82dcb2aa0584a1e1a3e02dee271ea7f14c0cde30"),
 }
 WEIGHTS_FILE = "model.safetensors"
-#: Seconds to wait for the hub before giving up (HF_HUB_ETAG_TIMEOUT / DOWNLOAD_TIMEOUT).
-HUB_TIMEOUT_S = 10
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """No weights for the requested model could be found or fetched."""
+#: Shown in errors when a local directory lacks files.
+_DIRECTORY_HINT = "save the model and its processor there with save_pretrained"
 
 
 class WeightsChecksumError(ValueError):
@@ -46,65 +48,96 @@ def available_models() -> list[str]:
     return [*BUNDLED_MODELS, *HUB_MODELS]
 
 
+def model_kind(source: str | os.PathLike) -> str:
+    """Which kind of model `source` names, as `Segmenter.provenance["kind"]` records it:
+    "bundled", "original_checkpoint" (a `.pth` decoder), "directory" or "hub"."""
+    name = os.fspath(source)
+    if name in BUNDLED_MODELS:
+        return "bundled"
+    path = Path(name).expanduser()
+    if path.suffix == ".pth":
+        return "original_checkpoint"
+    return "directory" if path.is_dir() else "hub"
+
+
 def load_segmenter(
     source: str | os.PathLike = DEFAULT_MODEL,
     *,
     device: str = "cpu",
     dtype: torch.dtype | str | None = None,
     clip_weights: str | os.PathLike | None = None,
+    processor: str | os.PathLike | None = None,
 ) -> Segmenter:
     """Load a CLIPSeg model and its processor as a `Segmenter`.
 
     `source`: "mini" (bundled), a Hugging Face id (e.g. "CIDAS/clipseg-rd64-refined"), a
     directory saved with `save_pretrained`, or an original-repository decoder checkpoint
     (`rd64-uni.pth`, `rd64-uni-refined.pth`, `rd16-uni.pth`) together with `clip_weights`,
-    a CLIP ViT-B/16 state dict. `dtype`: None (float32) or e.g. torch.bfloat16 / "bfloat16".
+    a CLIP ViT-B/16 state dict. `processor`: a directory or hub id to take the processor from
+    instead of the model's own; for a `.pth` only its tokenizer is used (default: the
+    tokenizer of DEFAULT_MODEL). `dtype`: None (float32) or e.g. torch.bfloat16 / "bfloat16".
     """
     dtype = _as_dtype(dtype)
     name = os.fspath(source)
-    if name in BUNDLED_MODELS:
-        sha256 = verify_bundled_weights(name)
-        return _from_directory(
-            BUNDLED_MODELS[name][0], name=name, sha256=sha256, device=device, dtype=dtype
+    kind = model_kind(name)
+    if kind == "original_checkpoint":
+        return _from_original_checkpoint(name, clip_weights, processor, device, dtype)
+    if kind == "bundled":
+        verify_bundled_weights(name)
+        directory, hint = BUNDLED_MODELS[name][0], "restore it from the repository"
+    else:
+        directory, hint = _local_directory(name, "model")
+    _require(directory, missing_model_files(directory), f"model {name!r}", hint)
+    if processor is None:
+        processor_directory = directory
+        _require(directory, missing_processor_files(directory), f"model {name!r}", hint)
+    else:
+        processor_directory = processor_source_directory(processor)
+    with _quiet_transformers():
+        model = _read_model(directory, name)
+        loaded_processor = CLIPSegProcessor.from_pretrained(
+            processor_directory, local_files_only=True
         )
-    path = Path(name).expanduser()
-    if path.suffix == ".pth":
-        from clipseg_lib.model.original_checkpoint import load_original_checkpoint
-
-        if not path.is_file():
-            raise ModelNotFoundError(f"decoder checkpoint {name!r}: no such file")
-        model, processor = load_original_checkpoint(path, clip_weights)
-        return Segmenter(
-            model,
-            processor,
-            name=path.name,
-            weights_sha256=file_sha256(path),
-            device=device,
-            dtype=dtype,
-        )
-    if path.is_dir():
-        return _from_directory(
-            path, name=name, sha256=_weights_sha256(path), device=device, dtype=dtype
-        )
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelNotFoundError(
-            f"model {name!r}: not a directory saved with save_pretrained, nor a .pth checkpoint"
-        )
-    directory = _hub_snapshot(name)
-    return _from_directory(
-        directory, name=name, sha256=_weights_sha256(directory), device=device, dtype=dtype
+    return _segmenter(
+        model, loaded_processor, name=name, kind=kind, weights=weights_files(directory),
+        device=device, dtype=dtype,
     )
 
 
+def processor_source_directory(source: str | os.PathLike) -> Path:
+    """The local directory of a processor source (a directory, or a hub id from the cache or
+    downloaded); it must hold a processor config and a CLIP tokenizer."""
+    name = os.fspath(source)
+    directory, hint = _local_directory(name, "processor")
+    _require(directory, missing_processor_files(directory), f"processor {name!r}", hint)
+    return directory
+
+
+def _local_directory(name: str, role: str) -> tuple[Path, str]:
+    """(directory, how to complete it) for a local directory or a hub id (cache or download);
+    `role` ("model" or "processor") is how errors call it."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path, _DIRECTORY_HINT
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        also = ", nor a .pth checkpoint" if role == "model" else ""
+        raise ModelNotFoundError(
+            f"{role} {name!r}: not a directory saved with save_pretrained{also}"
+        )
+    return hub_snapshot(name, role=role), f"complete the cache with `{download_command(name)}`"
+
+
 def resolve_model_source(source: str) -> str:
-    """Turn "auto" into the real CIDAS model when it can be had (cache or download), else "mini"."""
+    """Turn "auto" into the real CIDAS model when a complete copy can be had (cache or
+    download), else "mini"."""
     if source != "auto":
         return source
     try:
-        _hub_snapshot(DEFAULT_MODEL)
+        directory = hub_snapshot(DEFAULT_MODEL)
     except ModelNotFoundError:
         return "mini"
-    return DEFAULT_MODEL
+    complete = not missing_model_files(directory) and not missing_processor_files(directory)
+    return DEFAULT_MODEL if complete else "mini"
 
 
 def verify_bundled_weights(name: str) -> str:
@@ -126,37 +159,100 @@ def verify_bundled_weights(name: str) -> str:
     return actual
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _from_directory(
-    directory: Path, *, name: str, sha256: str | None, device: str, dtype: torch.dtype | None
+def _from_original_checkpoint(
+    name: str,
+    clip_weights: str | os.PathLike | None,
+    processor: str | os.PathLike | None,
+    device: str,
+    dtype: torch.dtype | None,
 ) -> Segmenter:
-    processor_files = ("processor_config.json", "preprocessor_config.json")
-    if not (directory / "config.json").is_file() or not any(
-        (directory / f).is_file() for f in processor_files
-    ):
-        raise ModelNotFoundError(
-            f"model {name!r}: {directory} needs config.json and a processor config; save both "
-            "the model and its processor there with save_pretrained"
-        )
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ModelNotFoundError(f"decoder checkpoint {name!r}: no such file")
+    tokenizer_source = None if processor is None else _tokenizer_directory(processor)
     with _quiet_transformers():
-        try:
-            model = CLIPSegForImageSegmentation.from_pretrained(
-                directory, local_files_only=True, dtype=torch.float32
-            )
-        except (RuntimeError, ValueError, OSError) as error:
-            raise ValueError(
-                f"model {name!r}: the weights in {directory} do not fit its config ({error})"
-            ) from error
-        processor = CLIPSegProcessor.from_pretrained(directory, local_files_only=True)
-    return Segmenter(model, processor, name=name, weights_sha256=sha256, device=device, dtype=dtype)
+        model, loaded_processor = load_original_checkpoint(
+            path, clip_weights, processor_source=tokenizer_source
+        )
+    return _segmenter(
+        model, loaded_processor, name=path.name, kind="original_checkpoint",
+        weights=[path, Path(clip_weights)], device=device, dtype=dtype,
+    )
+
+
+def _tokenizer_directory(source: str | os.PathLike) -> Path:
+    """Like `processor_source_directory`, but only a CLIP tokenizer is needed."""
+    name = os.fspath(source)
+    directory, hint = _local_directory(name, "processor")
+    missing = missing_processor_files(directory, image_processor=False)
+    _require(directory, missing, f"processor {name!r}", hint)
+    return directory
+
+
+def _segmenter(
+    model: CLIPSegForImageSegmentation,
+    processor: CLIPSegProcessor,
+    *,
+    name: str,
+    kind: str,
+    weights: list[Path],
+    device: str,
+    dtype: torch.dtype | None,
+) -> Segmenter:
+    """Check that the tokenizer fits the text tower, then wrap both with their provenance."""
+    vocabulary, rows = len(processor.tokenizer), model.config.text_config.vocab_size
+    if vocabulary > rows:
+        raise ValueError(
+            f"model {name!r}: its tokenizer has {vocabulary} tokens but the text embedding "
+            f"only {rows} rows: the tokenizer belongs to another model"
+        )
+    return Segmenter(
+        model, processor, name=name, kind=kind, weights_sha256=files_sha256(weights),
+        weights_files=[path.name for path in weights], device=device, dtype=dtype,
+    )
+
+
+def _require(directory: Path, missing: list[str], label: str, hint: str) -> None:
+    if missing:
+        raise ModelNotFoundError(f"{label}: {directory} lacks {', '.join(missing)}; {hint}")
+
+
+def _read_model(directory: Path, name: str) -> CLIPSegForImageSegmentation:
+    """transformers' own loading, then an exact comparison of the weights with the config."""
+    files = ", ".join(str(path) for path in weights_files(directory))
+    try:
+        model, info = CLIPSegForImageSegmentation.from_pretrained(
+            directory, local_files_only=True, dtype=torch.float32,
+            output_loading_info=True, ignore_mismatched_sizes=True,
+        )
+    except Exception as error:  # noqa: BLE001 - safetensors, pickle and OS errors alike
+        raise ValueError(
+            f"model {name!r}: the weights {files} cannot be read (corrupt or truncated?): "
+            f"{type(error).__name__}: {str(error)[:200]}"
+        ) from error
+    problems = [
+        f"{label} {_some(keys)}"
+        for label, keys in (
+            ("missing keys", sorted(info["missing_keys"])),
+            ("unexpected keys", sorted(info["unexpected_keys"])),
+            ("shape mismatches", [
+                f"{key} {tuple(saved)} vs {tuple(expected)}"
+                for key, saved, expected in sorted(info["mismatched_keys"])
+            ]),
+            ("errors", list(info["error_msgs"])),
+        )
+        if keys
+    ]
+    if problems:
+        raise ValueError(
+            f"model {name!r}: the weights {files} do not fit its config: {'; '.join(problems)}"
+        )
+    return model
+
+
+def _some(items: list[str], shown: int = 4) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 @contextmanager
@@ -172,40 +268,6 @@ def _quiet_transformers() -> Iterator[None]:
         transformers_logging.set_verbosity(previous)
         if bars:
             transformers_logging.enable_progress_bar()
-
-
-def _weights_sha256(directory: Path) -> str | None:
-    weights = directory / WEIGHTS_FILE
-    return file_sha256(weights) if weights.is_file() else None
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _hub_snapshot(repo_id: str) -> Path:
-    """The local snapshot of a hub model: from the cache, else downloaded (if allowed)."""
-    from huggingface_hub import snapshot_download
-
-    patterns = ["*.json", "*.txt", "*.safetensors"]
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns))
-    except Exception as cache_miss:  # noqa: BLE001 - every failure means "not cached"
-        reason = f"not in the Hugging Face cache ({type(cache_miss).__name__})"
-    if not _hub_offline():
-        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_TIMEOUT_S))
-        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(HUB_TIMEOUT_S))
-        try:
-            return Path(snapshot_download(repo_id, allow_patterns=patterns))
-        except Exception as download_error:  # noqa: BLE001 - reported to the user below
-            reason += f"; download failed ({type(download_error).__name__}: {download_error})"
-    else:
-        reason += "; HF_HUB_OFFLINE is set, so no download was tried"
-    raise ModelNotFoundError(
-        f"model {repo_id!r}: {reason}. To get it, run once with network access "
-        f"`huggingface-cli download {repo_id}` (or save it with save_pretrained and pass the "
-        "directory). The bundled model 'mini' works offline: load_segmenter('mini')."
-    )
 
 
 def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:

@@ -14,14 +14,19 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from transformers import (
     CLIPSegConfig,
     CLIPSegForImageSegmentation,
     CLIPSegProcessor,
     CLIPSegTextConfig,
     CLIPSegVisionConfig,
+    CLIPTokenizer,
     ViTImageProcessor,
 )
+
+from clipseg_lib.model.hub import DEFAULT_MODEL, hub_snapshot
+from clipseg_lib.model.model_files import ModelNotFoundError
 
 #: The original repository normalises with ImageNet statistics at 352 x 352.
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -62,6 +67,11 @@ _UNUSED = ("reduce.weight", "reduce.bias")
 
 def config_for_decoder(decoder_state: dict[str, torch.Tensor]) -> CLIPSegConfig:
     """The CLIPSeg (ViT-B/16) config that fits an original decoder state dict."""
+    if "film_mul.weight" not in decoder_state:
+        raise ValueError(
+            "decoder state has no 'film_mul.weight' (the FiLM layer every CLIPSeg decoder "
+            f"has): not an original CLIPSeg decoder; its keys start {sorted(decoder_state)[:4]}"
+        )
     reduce_dim = decoder_state["film_mul.weight"].shape[0]
     refined = "trans_conv.0.weight" in decoder_state
     depth = len({k.split(".")[1] for k in decoder_state if k.startswith("reduces.")})
@@ -104,26 +114,42 @@ def load_original_checkpoint(
     *,
     processor_source: str | os.PathLike | None = None,
 ) -> tuple[CLIPSegForImageSegmentation, CLIPSegProcessor]:
-    """Build a model from an original decoder `.pth` and a CLIP ViT-B/16 state dict."""
+    """Build a model from an original decoder `.pth` and a CLIP ViT-B/16 state dict.
+
+    The processor normalises as the original repository did (ImageNet statistics, 352 x 352);
+    its tokenizer comes from `processor_source` (a directory holding a CLIP tokenizer), by
+    default from the cached or downloaded DEFAULT_MODEL (found before any weights are read).
+    """
     if clip_weights is None:
         raise ValueError(
             f"{Path(decoder_path).name} holds only the decoder: pass clip_weights=<path to a "
             "CLIP ViT-B/16 state dict (.pt/.pth saved with torch.save(model.state_dict()) or "
             ".safetensors)>"
         )
+    tokenizer_directory = _tokenizer_directory(processor_source, decoder_path)
     decoder_state = read_state_dict(decoder_path)
     clip_state = read_state_dict(clip_weights)
-    config = config_for_decoder(decoder_state)
+    try:
+        config = config_for_decoder(decoder_state)
+    except ValueError as error:
+        raise ValueError(f"decoder checkpoint {str(decoder_path)!r}: {error}") from error
     model = CLIPSegForImageSegmentation(config)
     state = convert_original_state_dict(decoder_state, clip_state)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
+    expected = model.state_dict()
+    missing = sorted(k for k in expected.keys() - state.keys() if not k.endswith("position_ids"))
+    unexpected = sorted(state.keys() - expected.keys())
+    misshapen = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in state.keys() & expected.keys()
+        if state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or misshapen:
         raise ValueError(
             f"{decoder_path} + {clip_weights} do not fit CLIPSeg ViT-B/16: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {misshapen[:5]}"
         )
-    return model.eval(), _original_processor(processor_source)
+    model.load_state_dict(state, strict=False)
+    return model.eval(), original_processor(tokenizer_directory)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -131,16 +157,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r}: no such file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
     try:
+        if path.suffix == ".safetensors":
+            return load_file(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - unpickling errors come in many types
         raise ValueError(
-            f"weights file {str(path)!r} cannot be loaded safely (weights_only=True refused it, "
-            f"or it is not a torch file): {type(error).__name__}: {str(error)[:200]}"
+            f"weights file {str(path)!r} cannot be loaded safely (corrupt or truncated, not a "
+            f"weights file, or a pickle weights_only=True refuses): {type(error).__name__}: "
+            f"{str(error)[:200]}"
         ) from error
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -155,15 +180,28 @@ def _rename(key: str) -> str:
     return key
 
 
-def _original_processor(source: str | os.PathLike | None) -> CLIPSegProcessor:
-    """ImageNet-normalised 352 x 352 image processor with the CLIP tokenizer of `source`."""
-    from clipseg_lib.model.loading import DEFAULT_MODEL, _hub_snapshot
-
-    directory = Path(source) if source is not None else _hub_snapshot(DEFAULT_MODEL)
-    tokenizer = CLIPSegProcessor.from_pretrained(directory, local_files_only=True).tokenizer
+def original_processor(tokenizer_directory: str | os.PathLike) -> CLIPSegProcessor:
+    """ImageNet-normalised 352 x 352 image processor with the CLIP tokenizer saved in
+    `tokenizer_directory`."""
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_directory, local_files_only=True)
     image_processor = ViTImageProcessor(
         size={"height": ORIGINAL_IMAGE_SIZE, "width": ORIGINAL_IMAGE_SIZE},
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,
     )
     return CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def _tokenizer_directory(
+    source: str | os.PathLike | None, decoder_path: str | os.PathLike
+) -> Path:
+    """`source`, or DEFAULT_MODEL's snapshot, with a message saying how to name another."""
+    if source is not None:
+        return Path(source)
+    try:
+        return hub_snapshot(DEFAULT_MODEL)
+    except ModelNotFoundError as error:
+        raise ModelNotFoundError(
+            f"{Path(decoder_path).name} needs a CLIP tokenizer: pass processor=<a directory or "
+            f"hub id holding one>. The default, {DEFAULT_MODEL}, is unavailable: {error}"
+        ) from error

@@ -9,6 +9,7 @@ intensity 0.1, is the default here.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,8 +67,15 @@ class Mix:
     weight: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.weight <= 1.0:
-            raise ValueError(f"Mix weight must be in [0, 1], got {self.weight}")
+        if not isinstance(self.text, str):
+            raise ValueError(f"Mix text has type {type(self.text).__name__}: expected a string")
+        if not isinstance(self.image_prompt, ImagePrompt):
+            raise ValueError(
+                f"Mix image_prompt has type {type(self.image_prompt).__name__}: "
+                "expected an ImagePrompt"
+            )
+        if not isinstance(self.weight, numbers.Real) or not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"Mix weight must be a number in [0, 1], got {self.weight!r}")
 
 
 @dataclass(frozen=True)

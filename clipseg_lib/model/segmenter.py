@@ -18,10 +18,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+from transformers.image_utils import ChannelDimension
 
 from clipseg_lib.model.images import ImageLike, load_image
 from clipseg_lib.model.prompts import Embedding, ImagePrompt, Mix, Prompt
 from clipseg_lib.model.work import Work, WorkLog, backbone_flops, input_digest
+
+#: What `Segmenter.provenance["kind"]` says about where a model's weights come from.
+MODEL_KINDS = {
+    "bundled": "model bundled with this project, trained here on the synthetic world",
+    "hub": "checkpoint from the Hugging Face hub",
+    "directory": "local directory saved with save_pretrained",
+    "original_checkpoint": "original-repository decoder (.pth) with separate CLIP weights",
+    "in_memory": "model built in memory, not loaded from files",
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +57,9 @@ class Segmenter:
     """A CLIPSeg model with its processor, an image cache shape and a prompt-embedding cache
     (texts and support images are embedded once).
 
-    Build it with `clipseg_lib.load_segmenter`. `provenance` records which weights answer;
-    `work` what the backbone has computed.
+    Build it with `clipseg_lib.load_segmenter`. `provenance` records which weights answer:
+    `kind` (a key of MODEL_KINDS), `weights_files` (names) and `weights_sha256` (of those
+    files' bytes one after the other); `work` what the backbone has computed.
     """
 
     def __init__(
@@ -57,10 +68,16 @@ class Segmenter:
         processor: CLIPSegProcessor,
         *,
         name: str,
+        kind: str = "in_memory",
         weights_sha256: str | None = None,
+        weights_files: list[str] | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
     ) -> None:
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"model kind {kind!r} is unknown; choose one of {sorted(MODEL_KINDS)}")
+        self.kind = kind
+        self.weights_files = list(weights_files or [])
         self.dtype = dtype or torch.float32
         self.device = torch.device(device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
@@ -107,6 +124,8 @@ class Segmenter:
         """Which model and weights produced a result (recorded beside every result)."""
         return {
             "model": self.name,
+            "kind": self.kind,
+            "weights_files": self.weights_files,
             "weights_sha256": self.weights_sha256,
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
@@ -127,8 +146,7 @@ class Segmenter:
         deepest = max(self.extract_layers) + 1 if max_layer is None else max_layer
         if not 1 <= deepest <= self.num_layers:
             raise ValueError(f"max_layer must be in 1..{self.num_layers}, got {deepest}")
-        inputs = self.processor.image_processor(images=pixels, return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+        pixel_values = self.preprocess(pixels)
         started = time.perf_counter()
         vision = self.model.clip.vision_model
         hidden = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
@@ -147,6 +165,16 @@ class Segmenter:
             original_size=pixels.shape[:2],
             input_size=input_size,
         )
+
+    def preprocess(self, image: ImageLike) -> torch.Tensor:
+        """The backbone's input for `image`: pixel_values (1, 3, h, w) on the model's device
+        and dtype. The (H, W, 3) layout is stated to the processor, never guessed from the
+        shape (a 3-pixel-high image would pass for channels-first)."""
+        inputs = self.processor.image_processor(
+            images=load_image(image), return_tensors="pt",
+            input_data_format=ChannelDimension.LAST,
+        )
+        return inputs["pixel_values"].to(self.device, self.dtype)
 
     @torch.inference_mode()
     def embed_prompts(self, prompts: Prompt | list[Prompt]) -> torch.Tensor:
@@ -169,12 +197,8 @@ class Segmenter:
         `extract_layers` overrides which layers the decoder reads; the encoding must hold
         them (encode with a larger `max_layer`).
         """
-        layers = tuple(extract_layers) if extract_layers is not None else self.extract_layers
-        if len(layers) != len(self.model.decoder.reduces):
-            raise ValueError(
-                f"extract_layers {layers} must name {len(self.model.decoder.reduces)} layers"
-            )
-        if min(layers) < 0 or max(layers) + 1 > encoding.max_layer:
+        layers = self._checked_layers(extract_layers)
+        if max(layers) + 1 > encoding.max_layer:
             raise ValueError(
                 f"extract_layers {layers} need hidden states up to {max(layers) + 1}, the encoding "
                 f"holds 0..{encoding.max_layer}: encode_image(..., max_layer={max(layers) + 1})"
@@ -195,7 +219,9 @@ class Segmenter:
         """Probabilities, float32 (N, H, W) in [0, 1], at the image's own size."""
         encoding = image_or_encoding
         if not isinstance(encoding, ImageEncoding):
-            deepest = None if extract_layers is None else max(extract_layers) + 1
+            deepest = None
+            if extract_layers is not None:
+                deepest = max(self._checked_layers(extract_layers)) + 1
             encoding = self.encode_image(image_or_encoding, max_layer=deepest)
         logits = torch.from_numpy(
             self.predict_logits(encoding, prompts, extract_layers=extract_layers)
@@ -204,6 +230,22 @@ class Segmenter:
             logits[:, None], size=encoding.original_size, mode="bilinear", align_corners=False
         )
         return torch.sigmoid(resized[:, 0]).numpy()
+
+    def _checked_layers(self, extract_layers: tuple[int, ...] | None) -> tuple[int, ...]:
+        """`extract_layers` (default: the model's) after checking their count and range."""
+        if extract_layers is None:
+            return self.extract_layers
+        layers = tuple(extract_layers)
+        count = len(self.model.decoder.reduces)
+        if len(layers) != count:
+            raise ValueError(f"extract_layers {layers} must name {count} layers")
+        if not all(isinstance(layer, int | np.integer) for layer in layers) or not all(
+            0 <= layer < self.num_layers for layer in layers
+        ):
+            raise ValueError(
+                f"extract_layers {layers}: each must be a layer index in 0..{self.num_layers - 1}"
+            )
+        return tuple(int(layer) for layer in layers)
 
     def _embed_one(self, prompt: Prompt, index: int) -> torch.Tensor:
         if isinstance(prompt, str):
@@ -246,9 +288,7 @@ class Segmenter:
 
     def _embed_image_prompt(self, prompt: ImagePrompt) -> torch.Tensor:
         """The support image's CLIP embedding, computed once per distinct support input."""
-        support = prompt.engineered()
-        inputs = self.processor.image_processor(images=support, return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+        pixel_values = self.preprocess(prompt.engineered())
         digest = input_digest(pixel_values)
         if digest not in self._support_cache:
             started = time.perf_counter()
@@ -265,7 +305,10 @@ class Segmenter:
         return self._support_cache[digest]
 
     def _check_embedding(self, vector: Any, index: int) -> torch.Tensor:
-        tensor = torch.as_tensor(np.asarray(vector, dtype=np.float32))
+        try:
+            tensor = torch.as_tensor(np.asarray(vector, dtype=np.float32))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"prompt {index}: embedding is not an array of numbers") from error
         size = self.model.config.projection_dim
         if tensor.shape != (size,):
             raise ValueError(
@@ -277,13 +320,14 @@ class Segmenter:
 
 
 def _as_list(prompts: Prompt | list[Prompt]) -> list[Prompt]:
+    """A list or tuple of prompts, or one prompt, as a checked list; a 2-D array is a list of
+    embeddings. Any other type names the offending prompt's index and type."""
     if prompts is None:
         raise ValueError("prompts is None: give a prompt or a list of prompts")
-    if isinstance(prompts, str | ImagePrompt | Mix | Embedding):
-        return [prompts]
-    if isinstance(prompts, np.ndarray) and prompts.ndim == 1:
-        return [prompts]
-    prompts = list(prompts)
+    if isinstance(prompts, np.ndarray) and prompts.ndim == 2:
+        prompts = list(prompts)
+    elif not isinstance(prompts, list | tuple):
+        prompts = [prompts]
     if not prompts:
         raise ValueError("prompts is an empty list: give at least one prompt")
     for index, prompt in enumerate(prompts):
@@ -292,6 +336,6 @@ def _as_list(prompts: Prompt | list[Prompt]) -> list[Prompt]:
         if not isinstance(prompt, str | ImagePrompt | Mix | Embedding | np.ndarray):
             raise ValueError(
                 f"prompt {index} has type {type(prompt).__name__}: expected a string, "
-                "ImagePrompt, Mix or embedding"
+                "ImagePrompt, Mix, Embedding or 1-D numpy array"
             )
-    return prompts
+    return list(prompts)

@@ -3,8 +3,10 @@
 A grid maps setting names to values: ``model`` and ``dtype`` are the runner's own, any other name
 is a notebook parameter (as ``-p``). Each combination runs as a complete study (its own
 ``run.json`` and report) into ``OUTPUT/<combination>/``; ``OUTPUT/index.html`` sets the
-combinations' conclusions (``conclusion.json`` claims) side by side. Every combination is
-checked, and every distinct model loaded once, before the first notebook runs.
+combinations' conclusions (``conclusion.json`` claims) side by side, and ``OUTPUT/grid.json``
+records the combinations (no ``run.json`` there: the grid folder is not a study, and
+``clipseg-study compare OUTPUT`` takes its subfolders). Every combination is checked, and every
+distinct model loaded once, before the first notebook runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from clipseg_lib.study.model_check import check_model_loads
 from clipseg_lib.study.output_dir import OwnedOutputDir, read_manifest
 from clipseg_lib.study.parameters import StudyConfigError
 from clipseg_lib.study.results import write_json_atomic
@@ -145,12 +146,10 @@ def plan_grid(
             check_model=False,
             **options,
         )
-        model_check = (plan.model_resolved, json.dumps(plan.model_check, sort_keys=True))
-        if model_check not in checked:
-            check_model_loads(
-                plan.model_resolved, requested=plan.model_requested, **plan.model_check
-            )
-            checked.append(model_check)
+        model_load = (plan.model_resolved, plan.dtype, sorted(plan.model_options.items()))
+        if model_load not in checked:
+            plan.check_model()
+            checked.append(model_load)
         plans.append((combination, plan))
     return owned, plans
 
@@ -165,7 +164,7 @@ def run_grid(
     runs = [(combination, execute_plan(plan)) for combination, plan in plans]
     write_index(owned.path, runs)
     write_json_atomic(
-        owned.path / "run.json",
+        owned.manifest_path,
         {
             "kind": "grid",
             "identity": "grid",

@@ -38,11 +38,15 @@ def check_model_loads(
     except Exception as error:  # noqa: BLE001
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         chosen = f" (--model {requested} chose {model})" if requested != model else ""
-        advice = (
-            "; pass --model mini (bundled) or --model DIR (a complete save_pretrained directory)"
-            if requested == "auto"
-            else ""
-        )
+        advice = ""
+        if requested == "auto":
+            from_hub = (
+                "" if Path(model).exists() else f"complete the cache (hf download {model}) or "
+            )
+            advice = (
+                f"; {from_hub}pass --model mini (bundled) or --model DIR (a complete "
+                "save_pretrained directory)"
+            )
         raise StudyConfigError(
             f"model {model}{chosen} cannot be loaded: {type(error).__name__}: "
             f"{lines[0] if lines else ''}{advice}"

@@ -1,18 +1,33 @@
-"""The first and last call of every study notebook: seed and load; save numbers and figures."""
+"""The first and last call of every study notebook: seed, load and record the parameters; save
+numbers, parameters and figures.
+
+A notebook passes its namespace once, ``study.start(model, ..., parameters=globals())``, right
+after its parameters cell; :func:`notebook_parameters` picks the parameter values out of it, and
+:func:`finish` writes them beside the results, so no notebook repeats its parameter list.
+"""
 
 from __future__ import annotations
 
 import random
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib.figure
 import numpy as np
 import torch
 
 from clipseg_lib.analysis.plotting import save_figure
+from clipseg_lib.experiments.question_sets import QUICK_CASES
 from clipseg_lib.model.loading import load_segmenter
 from clipseg_lib.model.segmenter import Segmenter
 from clipseg_lib.study.results import save_results
+
+#: Names IPython puts into a notebook's namespace that are not parameters.
+IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
+_SCALARS = (bool, int, float, str, type(None))
+_recorded: dict[str, Any] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -23,10 +38,62 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def start(model: str, *, device: str = "cpu", seed: int = 0, dtype: str = "float32") -> Segmenter:
-    """Seed everything, load the model (in `dtype`) and print which weights answer."""
+def _is_parameter_value(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return all(isinstance(item, _SCALARS) for item in value)
+    return isinstance(value, _SCALARS)
+
+
+def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter values in a notebook's namespace (its ``globals()`` after the parameters
+    cell): public names bound to numbers, strings, booleans, None or lists of them, sorted.
+
+    Modules, functions, IPython's own names (``In``, ``Out``...) and ``_private`` names are left
+    out. ``quick`` is added unless the notebook has it: True when ``n_cases`` is at most
+    `QUICK_CASES` (the runner's ``--quick``), False otherwise.
+    """
+    parameters = {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in sorted(namespace.items())
+        if not name.startswith("_") and name not in IPYTHON_NAMES and _is_parameter_value(value)
+    }
+    if "quick" not in parameters:
+        n_cases = parameters.get("n_cases")
+        parameters["quick"] = isinstance(n_cases, int) and n_cases <= QUICK_CASES
+    return parameters
+
+
+def record_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Remember the notebook's parameters (see `notebook_parameters`) for `finish`; return them.
+
+    For a notebook that loads no model; `start` calls it for the others.
+    """
+    global _recorded
+    _recorded = notebook_parameters(namespace)
+    return dict(_recorded)
+
+
+def start(
+    model: str,
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    dtype: str = "float32",
+    clip_weights: str | None = None,
+    processor: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> Segmenter:
+    """Seed everything, record the notebook's `parameters` (pass ``globals()``), load the model
+    (in `dtype`; `clip_weights` and `processor` for an original-repository ``.pth`` decoder, see
+    `load_segmenter`) and print which weights answer."""
+    global _recorded
+    _recorded = None
+    if parameters is not None:
+        record_parameters(parameters)
     seed_everything(seed)
-    segmenter = load_segmenter(model, device=device, dtype=dtype)
+    segmenter = load_segmenter(
+        model, device=device, dtype=dtype, clip_weights=clip_weights, processor=processor
+    )
     digest = (segmenter.weights_sha256 or "unknown")[:12]
     print(
         f"Model: {segmenter.name} (weights sha256 {digest}..., {segmenter.provenance['dtype']}, "
@@ -44,10 +111,19 @@ def finish(
     seed: int,
     figures: dict[str, matplotlib.figure.Figure] | None = None,
 ) -> None:
-    """Write `<output_dir>/<name>.json` (with provenance) and `<name>_<figure>.png` files.
+    """Write `<output_dir>/<name>.json` (with the recorded parameters and the provenance) and
+    `<name>_<figure>.png` files.
 
-    Returns nothing, so a notebook cell ending in this call shows no output.
+    Without recorded parameters (no ``start(..., parameters=globals())`` or
+    ``record_parameters`` first) it warns and saves ``"parameters": null``, which the
+    conclusion refuses. Returns nothing, so a notebook cell ending in this call shows no output.
     """
+    if _recorded is None:
+        warnings.warn(
+            f"{name}: no parameters recorded; call study.start(..., parameters=globals()) "
+            "after the parameters cell",
+            stacklevel=2,
+        )
     for label, figure in (figures or {}).items():
         save_figure(figure, Path(output_dir) / f"{name}_{label}.png")
-    save_results(output_dir, name, results, segmenter=segmenter, seed=seed)
+    save_results(output_dir, name, results, segmenter=segmenter, seed=seed, parameters=_recorded)

@@ -1,8 +1,9 @@
 """The runner's output directory: which one it may use, what it wrote there, what it may delete.
 
-A run records every file it wrote in its manifest (``run.json``, key ``written_files``: owner ->
-paths relative to the directory, the owner being a notebook stem or `RUN_OWNER`), and deletes
-only files recorded there. It refuses, before writing anything:
+A run records every file it wrote in its manifest (a study's ``run.json``, a grid's
+``grid.json``; key ``written_files``: owner -> paths relative to the directory, the owner being
+a notebook stem or `RUN_OWNER`), and deletes only files recorded there. It refuses, before
+writing anything:
 
 - a directory that holds the notebooks being run (e.g. the repository root), even with --force;
 - a non-empty directory without a manifest of ours (sources, someone else's files), or one
@@ -22,7 +23,8 @@ from typing import Any
 from clipseg_lib.study.parameters import StudyConfigError
 from clipseg_lib.study.results import RUN_MANIFEST_NAME
 
-MANIFEST_FILE = f"{RUN_MANIFEST_NAME}.json"
+MANIFEST_FILES = {"study": f"{RUN_MANIFEST_NAME}.json", "grid": "grid.json"}
+"""Kind of run -> its manifest's file name."""
 RUN_OWNER = "_run"
 """Owner of the files no single notebook wrote (the report index, the manifest itself)."""
 SOURCE_MARKERS = (".git", "pyproject.toml", "setup.py", "notebooks")
@@ -41,14 +43,16 @@ class Interval:
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
-    """The runner's manifest in ``directory``, or None when there is none of ours."""
-    try:
-        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("written_files"), dict):
-        return None
-    return manifest
+    """The runner's manifest in ``directory`` with its ``kind`` ("study" or "grid"), or None
+    when there is none of ours."""
+    for kind, name in MANIFEST_FILES.items():
+        try:
+            manifest = json.loads((directory / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(manifest, dict) and isinstance(manifest.get("written_files"), dict):
+            return {**manifest, "kind": kind}
+    return None
 
 
 def snapshot(directory: Path) -> Snapshot:
@@ -68,8 +72,15 @@ def snapshot(directory: Path) -> Snapshot:
 class OwnedOutputDir:
     """An output directory the runner has checked it may write into (see the module doc)."""
 
-    def __init__(self, path: Path, previous_files: Mapping[str, Sequence[str]], replace_all: bool):
+    def __init__(
+        self,
+        path: Path,
+        kind: str,
+        previous_files: Mapping[str, Sequence[str]],
+        replace_all: bool,
+    ):
         self.path = path
+        self.manifest_path = path / MANIFEST_FILES[kind]
         self.previous_files = {owner: list(paths) for owner, paths in previous_files.items()}
         self.replace_all = replace_all
         self.before: Snapshot = {}
@@ -90,7 +101,7 @@ class OwnedOutputDir:
                 "choose a directory of its own, e.g. results/"
             )
         if not path.is_dir():
-            return cls(path, {}, replace_all=False)
+            return cls(path, kind, {}, replace_all=False)
         manifest = read_manifest(path)
         if manifest is None:
             entries = sorted(entry.name for entry in path.iterdir())
@@ -101,14 +112,14 @@ class OwnedOutputDir:
                     f"output dir {path} holds {what} this runner did not write ({shown}); choose "
                     "a new or empty directory, or pass --force to write beside them"
                 )
-            return cls(path, {}, replace_all=False)
-        previous = manifest.get("kind", "study"), str(manifest.get("identity"))
+            return cls(path, kind, {}, replace_all=False)
+        previous = manifest["kind"], str(manifest.get("identity"))
         if previous != (kind, identity) and not force:
             raise StudyConfigError(
                 f"output dir {path} holds the results of another {previous[0]} "
                 f"({previous[1]}); choose another directory, or pass --force to replace them"
             )
-        return cls(path, manifest["written_files"], replace_all=previous != (kind, identity))
+        return cls(path, kind, manifest["written_files"], replace_all=previous != (kind, identity))
 
     def prepare(self, rerun: Iterable[str]) -> None:
         """Create the directory and delete the files earlier runs recorded for the notebooks in
@@ -140,7 +151,7 @@ class OwnedOutputDir:
                 continue
             owner = _owner(relative, mtime_ns / 1e9, intervals, earlier.get(relative))
             owners.setdefault(owner, set()).add(relative)
-        owners.setdefault(RUN_OWNER, set()).add(MANIFEST_FILE)
+        owners.setdefault(RUN_OWNER, set()).add(self.manifest_path.name)
         return {owner: sorted(paths) for owner, paths in sorted(owners.items())}
 
 

@@ -1,13 +1,16 @@
-"""The study's HTML report: executed notebooks without their code, and an index page.
+"""The study's front page, ``<output_dir>/report/index.html``, and one page per notebook.
 
-``<output_dir>/report/index.html`` names the model that was actually used (from ``run.json``),
-shows the conclusion table (from ``conclusion.json``) and links to one page per notebook.
-Pages are self-contained: figures are embedded as data URIs.
+The front page holds the conclusion (each claim's evidence with intervals, its control and its
+verdict on the named model, coloured by verdict), a caveat naming the model with a link to its
+card, then one section per notebook: its key figure, its main table (the extract-layer table
+beside the poster's), sample sizes and a link to the notebook's page. Only results of the run
+recorded in ``run.json`` are shown (see `run_records`): a notebook that failed shows as failed,
+with no older numbers beside it. Figures are embedded as data URIs, so the report is one folder
+that reads offline and prints.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from html import escape
 from pathlib import Path
@@ -15,146 +18,256 @@ from typing import Any
 
 import nbformat
 from nbconvert import HTMLExporter
+from nbconvert.filters import markdown2html
 
-from clipseg_lib.study.results import RUN_MANIFEST_NAME
+from clipseg_lib.study.model_description import ModelDescription, describe_model
+from clipseg_lib.study.poster import poster_table_for
+from clipseg_lib.study.report_html import (
+    format_value,
+    is_interval,
+    main_table,
+    page,
+    png_data_uri,
+    rows_table,
+    verdict_class,
+)
+from clipseg_lib.study.run_records import (
+    ClaimRecord,
+    NotebookRecord,
+    RunRecord,
+    conclusion_of,
+    read_run,
+)
 
-CONCLUSION_NAME = "conclusion"
-CLAIM_COLUMNS = ("claim", "evidence", "verdict")
-MODEL_DESCRIPTIONS = {"mini": "mini (bundled, trained on the synthetic world)"}
-
-_STYLE = """
-body { font-family: sans-serif; max-width: 60rem; margin: 2rem auto; line-height: 1.4; }
-.banner { padding: 1rem; border: 2px solid #444; background: #f3f3f3; font-size: 1.3rem; }
-.quick { color: #a00; }
-table { border-collapse: collapse; } td, th { border: 1px solid #999; padding: 0.4rem; }
-.failed { color: #a00; }
-"""
+REPORT_DIR_NAME = "report"
+CARD_PAGE = "model_card.html"
+CLAIM_COLUMNS = ("claim", "evidence", "control", "verdict", "n")
+#: nbconvert's lab template without CDN scripts and without mid-word wrapping of output text.
+NOTEBOOK_PAGE_TEMPLATE = Path(__file__).parent / "templates" / "offline_page.html.j2"
+SHOWN_STATUSES = ("ok", "earlier", "unverified")
 
 
-def _render_notebook(notebook: Path, page: Path) -> bool:
-    """Write ``notebook`` as HTML without inputs to ``page``; False when it cannot be rendered."""
-    exporter = HTMLExporter(
-        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True
-    )
-    # A partially written notebook from a killed run must not take the whole report down.
+def notebook_title(executed: Path, fallback: str) -> str:
+    """The first Markdown heading of ``executed`` (``05 · A specific word``), else ``fallback``."""
     try:
-        body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+        notebook = nbformat.read(executed, as_version=4)
+    except (OSError, ValueError, AttributeError) as error:
+        warnings.warn(f"could not read {executed}: {error}", stacklevel=2)
+        return fallback
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip() or fallback
+    return fallback
+
+
+def render_notebook(executed: Path, target: Path, title: str) -> bool:
+    """Write ``executed`` as HTML titled ``title``, inputs and prompts hidden; False on failure."""
+    exporter = HTMLExporter(
+        template_file=str(NOTEBOOK_PAGE_TEMPLATE), exclude_input=True, exclude_input_prompt=True,
+        exclude_output_prompt=True, embed_images=True,
+    )
+    # A half-written notebook from a killed run must not take the whole report down.
+    try:
+        body, _ = exporter.from_notebook_node(
+            nbformat.read(executed, as_version=4), resources={"metadata": {"name": title}}
+        )
     except Exception as error:  # noqa: BLE001
-        warnings.warn(f"could not render {notebook}: {error}", stacklevel=2)
+        warnings.warn(f"could not render {executed}: {error}", stacklevel=2)
         return False
-    page.write_text(body, encoding="utf-8")
+    target.write_text(body, encoding="utf-8")
     return True
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None (with a warning) when it is missing or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        warnings.warn(f"could not read {path}: {error}", stacklevel=2)
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def _banner(manifest: dict[str, Any] | None) -> str:
-    if manifest is None:
-        return '<p class="banner">Model: unknown (no run.json in this output dir)</p>'
-    model = str(manifest.get("model_resolved"))
-    description = MODEL_DESCRIPTIONS.get(model, f"{model} (pretrained CLIPSeg weights)")
-    requested = str(manifest.get("model_requested"))
-    lines = [f"Model: {escape(description)}"]
-    if requested != model:
-        lines.append(f"<small>(requested: {escape(requested)})</small>")
-    if manifest.get("quick"):
-        lines.append(
-            '<br><span class="quick">Quick run: too few cases to conclude anything.</span>'
-        )
-    return f'<p class="banner">{" ".join(lines)}</p>'
-
-
-def _claims_table(conclusion: dict[str, Any]) -> str:
-    """The claims of ``conclusion.json`` as an HTML table (ValueError if they are malformed)."""
-    claims = conclusion.get("results", {}).get("claims")
-    if not isinstance(claims, list) or not all(
-        isinstance(claim, dict) and set(CLAIM_COLUMNS) <= claim.keys() for claim in claims
-    ):
-        raise ValueError(f"results['claims'] must be a list of dicts with keys {CLAIM_COLUMNS}")
-    header = "".join(f"<th>{column.capitalize()}</th>" for column in CLAIM_COLUMNS)
-    rows = [
-        "<tr>"
-        + "".join(f"<td>{escape(str(claim[column]))}</td>" for column in CLAIM_COLUMNS)
-        + "</tr>"
-        for claim in claims
-    ]
-    return f"<table>\n<tr>{header}</tr>\n" + "\n".join(rows) + "\n</table>"
-
-
-def _conclusion_section(output_dir: Path) -> str:
-    conclusion = _read_json(output_dir / f"{CONCLUSION_NAME}.json")
-    if conclusion is None:
-        return ""
-    try:
-        table = _claims_table(conclusion)
-    except (ValueError, AttributeError) as error:
-        table = f"<p>conclusion.json could not be shown: {escape(str(error))}</p>"
-    return f"<h2>Conclusion</h2>\n{table}"
-
-
-def _status_text(stem: str, outcomes: dict[str, dict[str, Any]]) -> str:
-    outcome = outcomes.get(stem)
-    if outcome is None:
-        return "from an earlier run"
-    if outcome.get("status") == "ok":
-        return f"ok ({outcome.get('seconds', 0):.1f} s)"
-    return (
-        f'<span class="failed">failed: {escape(str(outcome.get("error_type")))}: '
-        f"{escape(str(outcome.get('error_message')))}</span>"
+def _first_provenance(run: RunRecord, key: str) -> Any:
+    return next(
+        (payload.get("provenance", {}).get(key) for payload in run.current_results().values()
+         if payload.get("provenance", {}).get(key)),
+        None,
     )
 
 
+def _run_banner(run: RunRecord) -> str:
+    if run.manifest is None:
+        return ('<div class="box caveat">No <code>run.json</code> here: which run produced '
+                "these results, and with which parameters, is unknown.</div>")
+    lines = []
+    provenance = run.manifest.get("provenance") or {}
+    versions = ", ".join(f"{name} {provenance[name]}" for name in ("torch", "transformers")
+                         if provenance.get(name))
+    seed = next((s for s in (provenance.get("seed"), run.shared_parameters.get("seed"))
+                 if s is not None), None)
+    seed_text = f" · seed {seed}" if seed is not None else ""
+    requested = run.manifest.get("model_requested")
+    requested_text = f" (requested: {requested})" if requested not in (None, run.model) else ""
+    lines.append(escape(f"Run of {run.model}{requested_text}{seed_text} · {versions}"))
+    if run.quick:
+        lines.append('<span class="quick">Quick run: a few cases per experiment, enough to '
+                     "exercise every notebook, not to conclude anything.</span>")
+    if run.interrupted:
+        lines.append('<span class="quick">A later run in this directory did not finish: '
+                     f"{escape('; '.join(run.interrupted))}. Its notebooks are not shown as ok."
+                     "</span>")
+    return '<div class="box">' + "<br>".join(lines) + "</div>"
+
+
+def _caveat(description: ModelDescription, card_link: str | None) -> str:
+    card = f' <a href="{escape(card_link)}">Model card</a>.' if card_link else ""
+    return (f'<div class="box caveat"><b>Every verdict here is about one model:</b> '
+            f"{escape(description.sentence.rstrip('.'))}.{card}</div>")
+
+
+def _card_link(description: ModelDescription, report_dir: Path) -> str | None:
+    """A link to the model's card: rendered into the report when it is a local file."""
+    if description.card_file is not None:
+        markdown = description.card_file.read_text(encoding="utf-8")
+        (report_dir / CARD_PAGE).write_text(
+            page(f"Model card: {description.card_file.parent.name}", [markdown2html(markdown)]),
+            encoding="utf-8",
+        )
+        return CARD_PAGE
+    return description.card_url
+
+
+def _conclusion(run: RunRecord, model: str) -> tuple[str, str | None]:
+    """(the conclusion section, the stem of the notebook that wrote it, if any)."""
+    conclusion = conclusion_of(run)
+    if conclusion is None:
+        return ('<h2 id="conclusion">Conclusion</h2><p class="stale">No conclusion from this run '
+                "(the conclusion notebook did not run, failed, or its results are not current)."
+                "</p>", None)
+    header = "".join(f"<th>{column.capitalize()}</th>" for column in CLAIM_COLUMNS)
+    rows = "\n".join(_claim_row(claim, run.model) for claim in conclusion.claims)
+    summary = conclusion.results.get("summary")
+    stale = sum(not claim.current for claim in conclusion.claims)
+    summary_html = f"<p>{_summary_text(summary)}</p>" if summary else ""
+    if stale:
+        summary_html = (f'<p class="stale">The conclusion\'s summary is not shown: {stale} of its '
+                        f"{len(conclusion.claims)} claims are not current.</p>")
+    return (f'<h2 id="conclusion">Conclusion: the poster\'s claims on {escape(model)}</h2>\n'
+            f'<table class="claims">\n<tr>{header}</tr>\n{rows}\n</table>\n{summary_html}',
+            conclusion.stem)
+
+
+def _summary_text(summary: Any) -> str:
+    """The conclusion's summary: text as is; counts (``{"verdicts": {"mixed": 1}}``) in words."""
+    if isinstance(summary, dict):
+        return "; ".join(
+            ", ".join(f"{count} {escape(str(name))}" for name, count in value.items())
+            if isinstance(value, dict) else f"{escape(str(key))}: {format_value(value)}"
+            for key, value in summary.items()
+        )
+    return escape(str(summary))
+
+
+def _claim_row(record: ClaimRecord, run_model: str | None) -> str:
+    claim, source = record.claim, record.source
+    cells = {column: format_value(claim.get(column)) for column in CLAIM_COLUMNS}
+    claim_text = cells["claim"]
+    if not record.current:
+        return (f"<tr><td>{claim_text}</td>"
+                f'<td colspan="4" class="stale">not current: {escape(record.why)}</td></tr>')
+    earlier = " from an earlier run" if source.status == "earlier" else ""
+    claim_text += (f' <small>(<a href="#{escape(source.stem)}">{escape(source.number)}</a>'
+                   f"{earlier})</small>")
+    verdict = str(claim.get("verdict"))
+    on_model = escape(str(claim.get("model") or run_model))
+    return (f"<tr><td>{claim_text}</td><td>{cells['evidence']}</td><td>{cells['control']}</td>"
+            f'<td class="verdict {verdict_class(verdict)}">{escape(verdict)}'
+            f"<br><small>on {on_model}</small></td>"
+            f'<td class="number">{cells["n"]}</td></tr>')
+
+
+def _sample_sizes(record: NotebookRecord, shown_rows: list[dict[str, Any]]) -> str:
+    """What the results say of their sample sizes: ``n_cases`` and the n of shown intervals."""
+    cases = sorted({
+        value for payload in record.results.values()
+        for holder in (payload.get("parameters"), payload.get("results"))
+        if isinstance(holder, dict)
+        for key, value in holder.items()
+        if key == "n_cases" and isinstance(value, int)
+    })
+    interval_sizes = sorted({value["n"] for row in shown_rows for value in row.values()
+                             if is_interval(value) and isinstance(value["n"], int)})
+    parts = []
+    if cases:
+        parts.append(f"Cases per condition: {', '.join(map(str, cases))}.")
+    if interval_sizes:
+        parts.append(f"Intervals are 95% over n = {', '.join(map(str, interval_sizes))}.")
+    return " ".join(parts) or "These results record no sample size."
+
+
+def _section(record: NotebookRecord, title: str, page_name: str | None, with_table: bool) -> str:
+    heading = f'<h2 id="{escape(record.stem)}">{escape(title)}</h2>'
+    link = f'<p><a href="{escape(page_name)}">The full notebook</a></p>' if page_name else ""
+    notes = "".join(f'<li class="stale">left out: {escape(note)}</li>' for note in record.left_out)
+    notes = f"<ul>{notes}</ul>" if notes else ""
+    if record.status not in SHOWN_STATUSES:
+        return (f"<section>{heading}<p class=\"stale\"><b>{escape(record.status)} in this run"
+                f"</b>: {escape(record.detail)}. No results shown.</p>{notes}{link}</section>")
+    parts = [heading]
+    if record.status == "earlier":
+        parts.append("<p><small>Not executed by this run: "
+                     + ("results of an earlier run with the same parameters." if record.results
+                        else "its earlier results do not match this run.") + "</small></p>")
+    if record.figures:
+        figure = record.figures[0]
+        parts.append(f'<figure><img src="{png_data_uri(figure)}" alt="{escape(figure.stem)}">'
+                     f"<figcaption>{escape(figure.name)}</figcaption></figure>")
+    shown_rows: list[dict[str, Any]] = []
+    for name, payload in record.results.items():
+        table = main_table(payload.get("results", {})) if with_table else None
+        if table is None:
+            continue
+        key, rows = table
+        shown_rows += rows
+        poster = poster_table_for(rows)
+        heading = f"Ours ({escape(key)})" if poster else escape(f"{name}: {key}")
+        ours = f"<div><h3>{heading}</h3>{rows_table(rows)}</div>"
+        if poster is not None:
+            ours += f"<div><h3>The poster's numbers</h3>{poster}</div>"
+        parts.append(f'<div class="side">{ours}</div>')
+    if record.results:
+        parts.append(f"<p>{_sample_sizes(record, shown_rows)}</p>")
+    elif record.status == "ok":
+        parts.append("<p>This notebook saved no results.</p>")
+    return "<section>" + "".join(parts) + notes + link + "</section>"
+
+
 def build_report(output_dir: str | Path) -> Path:
-    """Render ``<output_dir>/notebooks/*.ipynb`` to ``<output_dir>/report/``; return index.html."""
+    """Write ``<output_dir>/report/index.html`` and the notebook pages; return index.html."""
     output_dir = Path(output_dir)
-    report_dir = output_dir / "report"
+    report_dir = output_dir / REPORT_DIR_NAME
     report_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _read_json(output_dir / f"{RUN_MANIFEST_NAME}.json")
-    outcomes = {
-        outcome["stem"]: outcome
-        for outcome in (manifest or {}).get("notebooks", [])
-        if isinstance(outcome, dict) and "stem" in outcome
-    }
-    executed = {path.stem: path for path in (output_dir / "notebooks").glob("*.ipynb")}
-    items = []
-    for stem in sorted(executed.keys() | outcomes.keys()):
-        page = report_dir / f"{stem}.html"
-        link = escape(stem)
-        if stem not in executed:
-            link += " (no executed notebook)"
-        elif _render_notebook(executed[stem], page):
-            link = f'<a href="{escape(page.name)}">{link}</a>'
-        else:
-            link += " (could not be rendered)"
-        items.append(f"<li>{link}: {_status_text(stem, outcomes)}</li>")
+    run = read_run(output_dir)
+    description = describe_model(run.model, _first_provenance(run, "weights_sha256"))
+    conclusion, conclusion_stem = _conclusion(run, str(run.model))
+    sections, contents = [], []
+    for record in run.notebooks:
+        title = notebook_title(record.executed, record.stem) if record.executed else record.stem
+        page_name = None
+        if record.executed is not None and record.status != "interrupted":
+            target = report_dir / f"{record.stem}.html"
+            page_name = target.name if render_notebook(record.executed, target, title) else None
+        sections.append(_section(record, title, page_name, record.stem != conclusion_stem))
+        contents.append(f'<li><a href="#{escape(record.stem)}">{escape(title)}</a>: '
+                        f"{escape(record.status)}</li>")
+    left_out = "".join(f'<li class="stale">{escape(note)}</li>' for note in run.left_out)
     index = report_dir / "index.html"
     index.write_text(
-        "\n".join(
-            [
-                "<!DOCTYPE html>",
-                '<html lang="en"><head><meta charset="utf-8">',
-                "<title>CLIPSeg study report</title>",
-                f"<style>{_STYLE}</style></head><body>",
-                "<h1>CLIPSeg study report</h1>",
-                _banner(manifest),
-                _conclusion_section(output_dir),
-                "<h2>Notebooks</h2>",
-                "<ul>",
-                *items,
-                "</ul>",
-                "</body></html>",
-            ]
-        ),
+        page("CLIPSeg study report", [
+            "<h1>CLIPSeg study report</h1>",
+            "<p>Does CLIPSeg (Lüddecke &amp; Ecker, CVPR 2022) behave as the student poster "
+            "says? Its claims, each judged against a control, then the experiments behind "
+            "them.</p>",
+            _run_banner(run),
+            _caveat(description, _card_link(description, report_dir)),
+            conclusion,
+            f"<nav><h2>Experiments</h2><ul>{''.join(contents)}</ul></nav>",
+            *sections,
+            f"<h2>Not from this run</h2><ul>{left_out}</ul>" if left_out else "",
+        ]),
         encoding="utf-8",
     )
     return index

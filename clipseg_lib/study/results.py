@@ -1,7 +1,8 @@
 """Results files of the study: atomic JSON writes, provenance, and loading them back.
 
 A notebook saves its numbers with :func:`save_results`, which writes
-``<output_dir>/<name>.json`` = ``{"name", "results", "provenance"}``. The runner writes its
+``<output_dir>/<name>.json`` = ``{"name", "results", "parameters", "provenance"}``: the
+numbers, every parameter the notebook ran with, and what produced them. The runner writes its
 own manifest, ``run.json``, to the same directory; it is not a results file.
 """
 
@@ -115,21 +116,30 @@ def save_results(
     *,
     segmenter: Any = None,
     seed: int | None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``<output_dir>/<name>.json`` = ``{"name", "results", "provenance"}``; return its path.
+    """Write ``<output_dir>/<name>.json`` = ``{"name", "results", "parameters", "provenance"}``;
+    return its path.
 
+    ``parameters`` are the notebook's parameter values (None is saved as ``null``: unknown).
     ``name`` must be a safe file stem (ValueError otherwise); NaN values are stored as ``null``.
     """
     _check_name(name)
-    payload = {"name": name, "results": results, "provenance": provenance(segmenter, seed=seed)}
+    payload = {
+        "name": name,
+        "results": results,
+        "parameters": None if parameters is None else dict(parameters),
+        "provenance": provenance(segmenter, seed=seed),
+    }
     return write_json_atomic(Path(output_dir) / f"{name}.json", payload)
 
 
 def load_results(output_dir: str | Path) -> dict[str, dict]:
     """Every results file in ``output_dir``, keyed by name (the file stem).
 
-    Each value is the saved payload ``{"name", "results", "provenance"}``. Files that cannot be
-    read or are not results payloads are skipped with a warning; ``run.json`` is skipped.
+    Each value is the saved payload ``{"name", "results", "parameters", "provenance"}``. Files
+    that cannot be read or are not results payloads are skipped with a warning; ``run.json`` is
+    skipped.
     """
     loaded: dict[str, dict] = {}
     for path in sorted(Path(output_dir).glob("*.json")):

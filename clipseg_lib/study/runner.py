@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,16 @@ class StudyPlan:
     dtype: str | None
     cell_timeout_s: int
     scheduler: str | None
-    model_check: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, str]
+
+    def check_model(self) -> None:
+        """Load the model once as the notebooks will (StudyConfigError if it cannot load)."""
+        check_model_loads(
+            self.model_resolved,
+            requested=self.model_requested,
+            dtype=self.dtype,
+            options=self.model_options,
+        )
 
 
 def scheduler_for(jobs: int, scheduler: str | None) -> str | None:
@@ -132,10 +141,10 @@ def plan_study(
         dtype,
         cell_timeout_s,
         chosen_scheduler,
+        model_options(overrides),
     )
-    plan.model_check = {"dtype": dtype, "options": model_options(overrides)}
     if check_model:
-        check_model_loads(model_resolved, requested=model, **plan.model_check)
+        plan.check_model()
     return plan
 
 
@@ -174,9 +183,11 @@ def execute_plan(plan: StudyPlan) -> StudyRun:
     stems = [path.stem for path in plan.notebooks]
     plan.output.prepare(rerun=stems)
     (output_dir / "notebooks").mkdir(exist_ok=True)
-    manifest_path = output_dir / "run.json"
+    manifest_path = plan.output.manifest_path
     outcomes: list[NotebookRun] = []
     write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
+    # A run killed from here on must not leave the previous run's report looking current.
+    build_report(output_dir)
     runner_parameters = {"model": plan.model_resolved, "output_dir": str(output_dir)}
     kind, workers = parse_scheduler(plan.scheduler)
     bars = int(workers) if kind != "dask" else 1
@@ -202,8 +213,9 @@ def execute_plan(plan: StudyPlan) -> StudyRun:
             outcomes.append(outcome)
             outcomes.sort(key=lambda run: stems.index(run.stem))
             write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
+    write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))
     build_report(output_dir)
-    # Written twice: the report's files must be in the manifest that the report itself reads.
+    # Once more, to record the report's own files.
     write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))
     return StudyRun(
         plan.model_requested, plan.model_resolved, output_dir, plan.quick, plan.overrides, outcomes

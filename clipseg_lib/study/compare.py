@@ -1,0 +1,192 @@
+"""``clipseg-study compare RUN_A RUN_B [...] --output DIR``: the runs' conclusions side by side.
+
+Each claim gets one row: per run its verdict (coloured) and evidence, and the row is marked as a
+disagreement when the runs' current verdicts differ. A RUN that holds no ``run.json`` but
+subfolders that do (the runs of a grid) stands for those subfolders. Runs are comparable when
+they differ only in what a comparison is for (`MAY_DIFFER`: model, seed, device, dtype); any
+other parameter that differs (quick vs full, n_cases, threshold) is refused with exit status 2.
+Only current results count (`run_records`): a claim whose notebook failed reads "not current".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+
+from clipseg_lib.study.model_description import describe_model
+from clipseg_lib.study.report_html import page, verdict_class
+from clipseg_lib.study.results import RUN_MANIFEST_NAME
+from clipseg_lib.study.run_records import (
+    LOCATION_PARAMETERS,
+    RunRecord,
+    conclusion_of,
+    read_run,
+    recorded_parameters,
+)
+
+MAY_DIFFER = ("model", "seed", "device", "dtype", "clip_weights", *LOCATION_PARAMETERS)
+PAGE_NAME = "compare.html"
+GENERATOR = '<meta name="generator" content="clipseg-study compare">'
+
+
+class CompareError(ValueError):
+    """The runs cannot be compared; the message names the run and the problem."""
+
+
+def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Each path holding ``run.json``, or for a grid folder its subfolders that hold one."""
+    runs = []
+    for path in map(Path, paths):
+        if (path / f"{RUN_MANIFEST_NAME}.json").is_file():
+            runs.append(path)
+            continue
+        cells = sorted(p.parent for p in path.glob(f"*/{RUN_MANIFEST_NAME}.json"))
+        if not cells:
+            raise CompareError(f"{path}: no run.json here or in its subfolders "
+                               "(not an output dir of clipseg-study run)")
+        runs += cells
+    if len(runs) < 2:
+        raise CompareError(f"need at least two runs to compare, got {len(runs)}")
+    return runs
+
+
+def _compared_parameters(run: RunRecord) -> dict[str, object]:
+    """What must be equal across runs: the run's shared parameters, and every parameter each
+    current results file recorded (``05_specific_word.n_cases``), except `MAY_DIFFER`."""
+    compared = {"quick": run.quick}
+    compared |= {k: v for k, v in run.shared_parameters.items() if k not in MAY_DIFFER}
+    for name, payload in run.current_results().items():
+        compared |= {f"{name}.{k}": v for k, v in recorded_parameters(payload).items()
+                     if k not in MAY_DIFFER}
+    return compared
+
+
+def check_compatible(runs: Sequence[RunRecord], labels: Sequence[str]) -> None:
+    """CompareError naming the first parameter the runs were given different values of."""
+    compared = [_compared_parameters(run) for run in runs]
+    # the run's own parameters first, then those of single results files (``name.parameter``)
+    for name in sorted(set().union(*compared), key=lambda name: ("." in name, name)):
+        values = {label: params[name] for label, params in zip(labels, compared, strict=True)
+                  if name in params}
+        if len({json.dumps(value, sort_keys=True) for value in values.values()}) > 1:
+            listed = ", ".join(f"{value!r} in {label}" for label, value in values.items())
+            raise CompareError(
+                f"runs are not comparable: parameter {name} is {listed}; compare runs that "
+                f"differ only in {', '.join(MAY_DIFFER[:-1])}"
+            )
+
+
+def run_labels(paths: Sequence[Path]) -> list[str]:
+    """Short distinct names: the folder names, or paths below the common parent if they clash."""
+    names = [path.name or str(path) for path in paths]
+    if len(set(names)) == len(names):
+        return names
+    resolved = [path.resolve() for path in paths]
+    common = Path(*Path.commonpath(resolved).parts)
+    return [str(path.relative_to(common)) or str(path) for path in resolved]
+
+
+def _cell(claim_record) -> tuple[str, str | None]:
+    """(table cell, verdict or None when the claim is not current in that run)."""
+    if claim_record is None:
+        return '<td class="stale">no such claim</td>', None
+    if not claim_record.current:
+        return f'<td class="stale">not current: {escape(claim_record.why)}</td>', None
+    claim = claim_record.claim
+    verdict = str(claim.get("verdict"))
+    return (f'<td class="{verdict_class(verdict)}"><span class="verdict">{escape(verdict)}'
+            f"</span><br><small>{escape(str(claim.get('evidence', '')))}</small></td>", verdict)
+
+
+def _run_summary(run: RunRecord) -> str:
+    """The model in words, the seed and whether the run was quick, as escaped HTML."""
+    seeds = ((run.manifest or {}).get("provenance", {}).get("seed"),
+             run.shared_parameters.get("seed"))
+    seed = next((seed for seed in seeds if seed is not None), None)
+    return escape(describe_model(run.model).sentence.rstrip(".")
+                  + (f"; seed {seed}" if seed is not None else "")
+                  + ("; quick run" if run.quick else ""))
+
+
+def comparison_page(runs: Sequence[RunRecord], labels: Sequence[str]) -> tuple[str, list[str]]:
+    """(the HTML page, the claims the runs disagree on)."""
+    conclusions = [conclusion_of(run) for run in runs]
+    by_claim: dict[str, list] = {}
+    for index, conclusion in enumerate(conclusions):
+        for record in conclusion.claims if conclusion else []:
+            by_claim.setdefault(str(record.claim.get("claim")), [None] * len(runs))[index] = record
+    header = "".join(f"<th>{escape(label)}</th>" for label in labels)
+    rows, disagreements = [], []
+    for claim, records in by_claim.items():
+        cells, verdicts = zip(*(_cell(record) for record in records), strict=True)
+        disagree = len({verdict for verdict in verdicts if verdict is not None}) > 1
+        if disagree:
+            disagreements.append(claim)
+        mark = '<td class="verdict disagree">disagreement</td>' if disagree else "<td>agree</td>"
+        row_class = ' class="disagree"' if disagree else ""
+        rows.append(f"<tr{row_class}><td>{escape(claim)}</td>{''.join(cells)}{mark}</tr>")
+    about = "".join(
+        f"<li><b>{escape(label)}</b> ({escape(str(run.output_dir))}): {_run_summary(run)}"
+        f"{'' if conclusions[i] else '; <span class=stale>no current conclusion</span>'}</li>"
+        for i, (label, run) in enumerate(zip(labels, runs, strict=True))
+    )
+    verdict_line = (f"The runs disagree on {len(disagreements)} of {len(by_claim)} claims."
+                    if disagreements else f"The runs agree on all {len(by_claim)} claims.")
+    body = [
+        GENERATOR,
+        "<h1>CLIPSeg study: runs side by side</h1>",
+        f"<ul>{about}</ul>",
+        f"<p>{escape(verdict_line)}</p>",
+        f"<table class=\"compare\">\n<tr><th>Claim</th>{header}<th>Runs</th></tr>\n"
+        + "\n".join(rows) + "\n</table>",
+    ]
+    return page("CLIPSeg study: runs side by side", body), disagreements
+
+
+def compare_runs(paths: Sequence[str | Path], output: str | Path, *, force: bool = False) -> Path:
+    """Write ``<output>/compare.html`` for the runs at ``paths``; return its path.
+
+    Raises CompareError when a path is not a run (or grid), the runs are not comparable, or
+    the page would replace a file this command did not write (unless ``force``).
+    """
+    run_dirs = expand_runs(paths)
+    runs = [read_run(path) for path in run_dirs]
+    labels = run_labels(run_dirs)
+    check_compatible(runs, labels)
+    target = Path(output) / PAGE_NAME
+    if target.exists() and not force and GENERATOR not in target.read_text(errors="replace"):
+        raise CompareError(f"{target} exists and was not written by compare; use --force")
+    html, _ = comparison_page(runs, labels)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(html, encoding="utf-8")
+    except OSError as error:
+        raise CompareError(f"output {output}: {error.strerror or error}") from error
+    return target
+
+
+def add_compare_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``clipseg-study compare`` on the command line's subcommands."""
+    compare = commands.add_parser("compare", help="put the conclusions of two or more runs "
+                                  "(or the runs of a grid) side by side")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="output dirs of runs, or grids")
+    compare.add_argument("--output", required=True, type=Path, metavar="DIR",
+                         help=f"where to write {PAGE_NAME}")
+    compare.add_argument("--force", action="store_true",
+                         help=f"replace a {PAGE_NAME} this command did not write")
+    compare.set_defaults(handler=compare_command)
+
+
+def compare_command(arguments: argparse.Namespace) -> int:
+    """``clipseg-study compare``: 0 page written, 2 invalid input."""
+    try:
+        target = compare_runs(arguments.runs, arguments.output, force=arguments.force)
+    except CompareError as error:
+        print(f"clipseg-study: error: {error}", file=sys.stderr)
+        return 2
+    print(f"comparison: {target}")
+    return 0

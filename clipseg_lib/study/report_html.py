@@ -1,0 +1,158 @@
+"""HTML pieces shared by the report and the comparison page: values, tables, verdicts, the page.
+
+Tables are read generically: any list of row dicts renders, and a value that is an interval
+(`Estimate.as_dict()`: ``{"mean", "n", "ci_low", "ci_high"}``, or a hit rate with ``"rate"``)
+shows as ``mean [low, high] n=N``. Pages are standalone: one inline style sheet, with print rules.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+#: Keys that name a results file's main table, most preferred first; else its first table.
+MAIN_TABLE_KEYS = ("sweep", "rows", "mean_rows", "claims")
+MAX_TABLE_ROWS = 15
+VERDICTS = ("reproduced", "not reproduced", "mixed")
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 1.5rem auto; padding: 0 1rem;
+       line-height: 1.45; color: #1d1d1d; overflow-wrap: break-word; word-break: normal;
+       hyphens: manual; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; }
+table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.92rem; }
+td, th { border: 1px solid #bbb; padding: 0.3rem 0.5rem; vertical-align: top; text-align: left; }
+th { background: #f0f0f0; } td.number { text-align: right; white-space: nowrap; }
+.ci, .n { color: #555; font-size: 0.85em; white-space: nowrap; }
+.verdict { font-weight: 600; white-space: nowrap; }
+.verdict-reproduced { background: #dff0d8; } .verdict-not-reproduced { background: #f8dcdc; }
+.verdict-mixed { background: #fcefc7; } .verdict-other { background: #eeeeee; }
+.disagree { outline: 3px solid #7a1fa2; } .stale { color: #8a1c1c; }
+.box { border: 2px solid #444; background: #f7f7f7; padding: 0.6rem 1rem; margin: 1rem 0; }
+.caveat { border-color: #b36b00; background: #fff6e5; } .quick { color: #a00; font-weight: 600; }
+.side { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
+figure { margin: 0.5rem 0; }
+figure img { max-width: 100%; max-height: 36rem; height: auto; border: 1px solid #ddd; }
+figcaption { font-size: 0.85rem; color: #555; }
+section { margin-bottom: 2rem; }
+@media print {
+  body { max-width: none; margin: 0; font-size: 10pt; } a { color: inherit; }
+  section, table, figure, .box { break-inside: avoid; } nav { display: none; }
+  .verdict-reproduced, .verdict-not-reproduced, .verdict-mixed, .verdict-other {
+    print-color-adjust: exact; -webkit-print-color-adjust: exact; }
+}
+"""
+
+
+def is_interval(value: Any) -> bool:
+    """True for an `Estimate` or hit-rate dict: a centre, ``n``, ``ci_low`` and ``ci_high``."""
+    return (
+        isinstance(value, Mapping)
+        and {"n", "ci_low", "ci_high"} <= value.keys()
+        and ("mean" in value or "rate" in value)
+    )
+
+
+def _number(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.3f}"
+
+
+def format_value(value: Any) -> str:
+    """``value`` as escaped HTML: intervals with their n, floats at 3 decimals, None as a dash."""
+    if is_interval(value):
+        centre = value.get("mean", value.get("rate"))
+        return (
+            f"{_number(centre)} <span class=\"ci\">[{_number(value['ci_low'])}, "
+            f"{_number(value['ci_high'])}]</span> <span class=\"n\">n={value['n']}</span>"
+        )
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list)) for v in value):
+        return escape(", ".join(str(item) for item in value))
+    if isinstance(value, (dict, list)):
+        return f"<code>{escape(json.dumps(value, sort_keys=True)[:200])}</code>"
+    return escape(str(value))
+
+
+def _is_numeric(value: Any) -> bool:
+    return is_interval(value) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_ROWS) -> str:
+    """An HTML table of ``rows``: label columns first, then numbers, each in order of first
+    appearance (JSON files are written with sorted keys, which would put labels anywhere)."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    numeric = {key for key in keys if any(_is_numeric(row.get(key)) for row in rows)}
+    columns = [key for key in keys if key not in numeric] + [key for key in keys if key in numeric]
+    header = "".join(f"<th>{escape(str(column))}</th>" for column in columns)
+    body = []
+    for row in rows[:max_rows]:
+        cells = "".join(
+            f'<td class="number">{format_value(row.get(c))}</td>'
+            if _is_numeric(row.get(c))
+            else f"<td>{format_value(row.get(c))}</td>"
+            for c in columns
+        )
+        body.append(f"<tr>{cells}</tr>")
+    more = len(rows) - max_rows
+    if more > 0:
+        body.append(f'<tr><td colspan="{len(columns)}">… {more} more rows in the notebook'
+                    "</td></tr>")
+    return f"<table>\n<tr>{header}</tr>\n" + "\n".join(body) + "\n</table>"
+
+
+def tables_in(results: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Every non-empty list of dicts in ``results`` (top level and one level down), by key."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for key, value in results.items():
+        candidates = value.items() if isinstance(value, Mapping) else [("", value)]
+        for inner_key, inner in candidates:
+            if isinstance(inner, list) and inner and all(isinstance(r, Mapping) for r in inner):
+                found[f"{key}.{inner_key}" if inner_key else key] = inner
+    return found
+
+
+def main_table(results: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
+    """(key, rows) of the table that best summarises ``results``, or None when it has none."""
+    tables = tables_in(results)
+    for key in MAIN_TABLE_KEYS:
+        if key in tables:
+            return key, tables[key]
+    return next(iter(tables.items()), None)
+
+
+def verdict_class(verdict: Any) -> str:
+    """CSS class colouring a verdict: reproduced, not reproduced, mixed, or anything else."""
+    text = str(verdict).strip().lower()
+    return "verdict-" + (text.replace(" ", "-") if text in VERDICTS else "other")
+
+
+def png_data_uri(path: Path) -> str:
+    """``data:image/png;base64,...`` of the file at ``path``."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def page(title: str, body: Sequence[str]) -> str:
+    """A standalone HTML5 document titled ``title`` holding the ``body`` fragments."""
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{escape(title)}</title>",
+            f"<style>{STYLE}</style></head><body>",
+            *body,
+            "</body></html>",
+        ]
+    )

@@ -1,0 +1,135 @@
+"""Output directories as `clipseg-study run` leaves them, written by hand for the report tests.
+
+Three notebooks (04 extract layers, 05 specific word, 10 conclusion) with executed copies,
+results JSON in the shared schemas (Estimate dicts, claims), figures and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nbformat
+import numpy as np
+from PIL import Image
+
+STEMS = ("04_extract_layers", "05_specific_word", "10_conclusion")
+CLAIMS = (
+    ("Fails to segment a specific word in the image", "05_specific_word"),
+    ("Robust to other extract layers", "04_extract_layers"),
+)
+
+
+def estimate(mean: float, n: int) -> dict:
+    return {"mean": mean, "n": n, "ci_low": mean - 0.05, "ci_high": mean + 0.05}
+
+
+def declared_parameters(stem: str) -> dict:
+    """What the notebook's parameters cell declares (its defaults)."""
+    declared = {"model": "mini", "output_dir": "../results", "seed": 0}
+    return declared if stem == "10_conclusion" else {**declared, "n_cases": 16}
+
+
+def write_executed(path: Path, title: str, started: float, injected: dict | None = None) -> None:
+    """An executed notebook as papermill leaves it: a heading, the parameters cell, the
+    injected parameters (also in the metadata), one code cell with a long output line."""
+    injected = injected or {}
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell("\n".join(
+        f"{name} = {value!r}" for name, value in declared_parameters(path.stem).items()))
+    parameters.metadata["tags"] = ["parameters"]
+    injected_cell = nbformat.v4.new_code_cell("\n".join(
+        f"{name} = {value!r}" for name, value in injected.items()))
+    injected_cell.metadata["tags"] = ["injected-parameters"]
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell(f"# {title}\n\nWhat this notebook asks."),
+        parameters, injected_cell,
+        nbformat.v4.new_code_cell("print(finding)", outputs=[nbformat.v4.new_output(
+            "stream", name="stdout", text="A finding sentence " * 20 + "\n")]),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    stamp = datetime.fromtimestamp(started, UTC).isoformat()
+    notebook.metadata["papermill"] = {"start_time": stamp, "end_time": stamp,
+                                      "parameters": injected}
+    nbformat.write(notebook, path)
+
+
+def write_figure(path: Path, seed: int) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(60, 90, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def results_of(stem: str, n_cases: int, verdicts: dict[str, str]) -> dict:
+    if stem == "04_extract_layers":
+        return {"n_cases": n_cases, "rows": [
+            {"extract_layers": f"({a},{b},{c})", "Prompt 1": estimate(0.8, n_cases),
+             "Prompt 2": estimate(0.7, n_cases)}
+            for a, b, c in ((3, 5, 8), (2, 4, 7), (3, 6, 9))
+        ]}
+    if stem == "05_specific_word":
+        return {"n_cases": n_cases, "rows": [
+            {"prompt": "composite", "miou": estimate(0.88, n_cases)},
+            {"prompt": "word", "miou": estimate(0.33, n_cases)},
+        ]}
+    return {
+        "claims": [
+            {"claim": claim, "notebook": notebook, "evidence": f"mIoU 0.330 [0.280, 0.380] "
+             f"(n={n_cases})", "control": "composite prompts 0.880", "verdict": verdicts[claim],
+             "model": "mini", "n": n_cases}
+            for claim, notebook in CLAIMS
+        ],
+        "summary": "Generated from the numbers.",
+    }
+
+
+def fabricate_run(
+    directory: Path,
+    *,
+    model: str = "mini",
+    quick: bool = True,
+    seed: int = 0,
+    failed: tuple[str, ...] = (),
+    verdicts: dict[str, str] | None = None,
+    stems: tuple[str, ...] = STEMS,
+) -> Path:
+    """Write a finished run of `stems` into `directory` as the runner does (`--quick` injects
+    n_cases=4, `-p seed=N` the seed); notebooks in `failed` failed."""
+    verdicts = verdicts or {claim: "reproduced" for claim, _ in CLAIMS}
+    n_cases = 4 if quick else 16
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "notebooks").mkdir(exist_ok=True)
+    started = time.time() - 5
+    outcomes = []
+    for index, stem in enumerate(stems):
+        injected = {"model": model, "output_dir": str(directory), "seed": seed}
+        if quick and "n_cases" in declared_parameters(stem):
+            injected["n_cases"] = n_cases
+        parameters = {**declared_parameters(stem), **injected}
+        title = stem.replace("_", " ", 1)
+        write_executed(directory / "notebooks" / f"{stem}.ipynb", title, started, injected)
+        status = "failed" if stem in failed else "ok"
+        outcomes.append({"stem": stem, "status": status, "seconds": 1.5, "parameters": injected,
+                         "error_type": "ValueError" if status == "failed" else None,
+                         "error_message": "broke" if status == "failed" else None})
+        if status == "failed":
+            continue
+        name = "conclusion" if stem == "10_conclusion" else stem
+        payload = {"name": name, "parameters": parameters,
+                   "results": results_of(stem, n_cases, verdicts),
+                   "provenance": {"model": model, "seed": seed, "weights_sha256": "ab" * 32}}
+        (directory / f"{name}.json").write_text(json.dumps(payload))
+        write_figure(directory / f"{name}_figure.png", index)
+    manifest = {"model_requested": model, "model_resolved": model, "quick": quick,
+                "parameters": {}, "notebooks": outcomes, "provenance": {"seed": seed}}
+    (directory / "run.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def age(path: Path, seconds: float) -> None:
+    """Set `path`'s modification time `seconds` into the past (an older run's file)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))

@@ -1,0 +1,224 @@
+"""The study report built from fabricated output directories: its front page shows the
+conclusion, the caveat, a figure and a table per experiment, and never a stale result as current."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from fabricated_runs import CLAIMS, age, fabricate_run, write_executed
+
+from clipseg_lib.study.model_description import describe_model
+from clipseg_lib.study.report import build_report
+from clipseg_lib.study.report_html import format_value, main_table, rows_table
+from clipseg_lib.study.run_records import read_run
+
+
+class Elements(HTMLParser):
+    """Every start tag as (tag, attributes), and every table row's cell texts joined by " | "."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.rows: list[str] = []
+        self._row: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "tr":
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._row.append([])
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            self.rows.append(" | ".join(" ".join("".join(cell).split()) for cell in self._row))
+            self._row = None
+
+    def handle_data(self, data):
+        if self._row:
+            self._row[-1].append(data)
+
+
+def parse(path: Path) -> tuple[str, Elements]:
+    text = path.read_text(encoding="utf-8")
+    elements = Elements()
+    elements.feed(text)
+    return text, elements
+
+
+def section(text: str, stem: str) -> str:
+    start = text.index(f'<h2 id="{stem}">')
+    return text[start:text.index("</section>", start)]
+
+
+def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experiment(tmp_path):
+    run = fabricate_run(tmp_path / "run", verdicts={CLAIMS[0][0]: "reproduced",
+                                                    CLAIMS[1][0]: "not reproduced"})
+    index = build_report(run)
+    text, elements = parse(index)
+    claim_rows = [row for row in elements.rows if row.startswith(("Fails", "Robust"))]
+    assert claim_rows[0].startswith("Fails to segment a specific word in the image (05)")
+    assert claim_rows[0].endswith(
+        "| mIoU 0.330 [0.280, 0.380] (n=4) | composite prompts 0.880 | reproducedon mini | 4")
+    assert re.search(r'class="verdict verdict-reproduced">reproduced', text)
+    assert re.search(r'class="verdict verdict-not-reproduced">not reproduced', text)
+    assert "Quick run" in text
+    caveat = text[text.index('class="box caveat"'):]
+    assert "mini, the small model bundled with this repository" in caveat[:600]
+    assert "pretrained CLIPSeg weights" not in text.replace("not CLIPSeg's pretrained weights", "")
+    assert (index.parent / "model_card.html").is_file()
+    assert "Model card: <code>mini</code>" in (index.parent / "model_card.html").read_text()
+    for stem in ("04_extract_layers", "05_specific_word"):
+        part = section(text, stem)
+        assert part.count('<img src="data:image/png;base64,') == 1
+        assert "<table>" in part and f'href="{stem}.html"' in part
+        assert (index.parent / f"{stem}.html").is_file()
+        assert "Cases per condition: 4. Intervals are 95% over n = 4." in part
+    extract = section(text, "04_extract_layers")
+    assert "The poster's numbers" in extract
+    assert "(3,6,9) | 0.88 | 0.94 | 0.797 | 0.967" in elements.rows
+    assert "(5,7,8) | 0.56 | 0.87 | 0.00031 | 0.437" in elements.rows
+    assert "0.800 [0.750, 0.850] n=4" in " ".join(elements.rows)
+
+
+def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrapping(tmp_path):
+    run = fabricate_run(tmp_path / "run")
+    build_report(run)
+    page = (run / "report" / "05_specific_word.html").read_text()
+    assert "<title>05 specific_word</title>" in page
+    assert "print(finding)" not in page and "A finding sentence" in page
+    assert "word-break: normal" in page[page.rindex("word-break: break-all"):]
+    assert "cdnjs" not in page and "<script src=" not in page
+
+
+def test_a_notebook_that_failed_in_this_run_shows_no_older_numbers(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=True)
+    for old in run.glob("*.*"):
+        age(old, 100)
+    fabricate_run(run, quick=True, failed=("05_specific_word",))
+    text, elements = parse(build_report(run))
+    part = section(text, "05_specific_word")
+    assert "failed in this run</b>: ValueError: broke. No results shown." in part
+    assert "<table>" not in part and "<img" not in part
+    assert "left out: 05_specific_word.json: from an earlier run" in part
+    word_claim = next(row for row in elements.rows if row.startswith("Fails to segment"))
+    assert word_claim.endswith("| not current: 05_specific_word failed in this run")
+    assert "Quick run" in text
+
+
+def test_a_full_rerun_of_one_notebook_shows_no_quick_results_as_current(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=True)
+    for old in run.rglob("*.*"):
+        age(old, 100)
+    fabricate_run(run, quick=False, stems=("05_specific_word",))
+    record = read_run(run)
+    assert [(nb.stem, nb.status, bool(nb.results)) for nb in record.notebooks] == [
+        ("04_extract_layers", "earlier", False), ("05_specific_word", "ok", True),
+        ("10_conclusion", "earlier", True)]
+    assert record.notebooks[0].left_out == [
+        "04_extract_layers.json: n_cases 4 in that run vs 'its default' in this one"]
+    text, elements = parse(build_report(run))
+    assert "Quick run" not in text
+    rows = {row.split(" (")[0].split(" |")[0]: row for row in elements.rows}
+    assert rows[CLAIMS[0][0]].endswith(
+        "| not current: drawn before 05_specific_word was re-run; re-run the conclusion")
+    assert rows[CLAIMS[1][0]].endswith(
+        "| not current: 04_extract_layers was not run with this run's parameters")
+
+
+def test_results_of_another_configuration_are_left_out(tmp_path):
+    quick = fabricate_run(tmp_path / "run", quick=True)
+    full = fabricate_run(tmp_path / "full", quick=False)
+    (quick / "04_extract_layers.json").write_bytes((full / "04_extract_layers.json").read_bytes())
+    text, _ = parse(build_report(quick))
+    part = section(text, "04_extract_layers")
+    assert "n_cases 16 in the results vs 4" in part and "<table>" not in part
+    assert "<img" not in part
+
+
+def test_a_run_killed_mid_way_lists_no_deleted_page_as_ok(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=False)
+    build_report(run)
+    # what `clipseg-study run --notebooks 05` removes before it starts, then kill -9
+    (run / "notebooks" / "05_specific_word.ipynb").unlink()
+    (run / "report" / "05_specific_word.html").unlink()
+    record = read_run(run)
+    assert [nb.status for nb in record.notebooks] == ["ok", "interrupted", "ok"]
+    text, elements = parse(build_report(run))
+    assert "A later run in this directory did not finish" in text
+    assert "05_specific_word.html" not in text
+    assert "interrupted in this run" in section(text, "05_specific_word")
+    assert "Quick run" not in text
+
+
+def test_a_notebook_executed_after_the_manifest_is_not_the_runs(tmp_path):
+    run = fabricate_run(tmp_path / "run")
+    copied = read_run(run)  # a copy changes modification times, not papermill's start times
+    for path in run.rglob("*"):
+        age(path, -30)
+    assert [nb.status for nb in read_run(run).notebooks] == [nb.status for nb in copied.notebooks]
+    age(run / "run.json", 100)
+    write_executed(run / "notebooks" / "04_extract_layers.ipynb", "04 again", time.time())
+    assert read_run(run).notebooks[0].status == "interrupted"
+    assert "newer than run.json" in " ".join(read_run(run).interrupted)
+
+
+@pytest.mark.parametrize(("model", "kind", "words"), [
+    ("mini", "bundled", "not CLIPSeg's pretrained weights"),
+    ("CIDAS/clipseg-rd64-refined", "hub", "Hugging Face checkpoint CIDAS/clipseg-rd64-refined"),
+    ("rd64-uni-refined.pth", "original checkpoint", "original repository's decoder checkpoint"),
+    ("random CLIPSeg ViT-B/16 rd64-refined", "random", "say nothing about CLIPSeg"),
+    (None, "unknown", "unrecorded model"),
+])
+def test_the_model_is_described_as_what_it_is(model, kind, words):
+    description = describe_model(model, "cd" * 32)
+    assert description.kind == kind and words in description.sentence
+
+
+def test_a_local_directory_is_never_called_pretrained_weights(tmp_path):
+    (tmp_path / "README.md").write_text("# my model")
+    description = describe_model(str(tmp_path), "cd" * 32)
+    assert description.kind == "local directory"
+    assert "pretrained" not in description.sentence and "cdcdcdcdcdcd" in description.sentence
+    assert description.card_file == tmp_path / "README.md"
+
+
+def test_tables_are_read_generically_with_intervals():
+    results = {"other": [{"a": 1}], "sweep": [
+        {"distortion": "blur", "severity": 1, "iou_gt": {"mean": 0.5, "n": 8, "ci_low": 0.4,
+                                                         "ci_high": 0.6}, "note": None},
+        {"distortion": "noise", "severity": 2, "rate": 0.25},
+    ]}
+    key, rows = main_table(results)
+    assert key == "sweep"
+    html = rows_table(rows)
+    assert html.count("<tr>") == 3 and "<th>rate</th>" in html
+    assert '0.500 <span class="ci">[0.400, 0.600]</span> <span class="n">n=8</span>' in html
+    assert format_value(float("nan")) == "–" and format_value(None) == "–"
+    assert format_value("Prompts <b>matter</b>") == "Prompts &lt;b&gt;matter&lt;/b&gt;"
+    assert main_table({"summary": {"x": 1}}) is None
+    assert main_table({"nested": {"rows": [{"b": 2}]}}) == ("nested.rows", [{"b": 2}])
+
+
+def test_malformed_files_are_named_not_fatal(tmp_path):
+    run = fabricate_run(tmp_path / "run")
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["provenance"] = "garbled"
+    (run / "run.json").write_text(json.dumps(manifest))
+    payload = json.loads((run / "04_extract_layers.json").read_text())
+    (run / "04_extract_layers.json").write_text(json.dumps({**payload, "results": [1, 2]}))
+    payload = json.loads((run / "05_specific_word.json").read_text())
+    (run / "05_specific_word.json").write_text(json.dumps({**payload, "provenance": None}))
+    (run / "notebooks" / "10_conclusion.ipynb").write_text("{ half-written by a killed run")
+    age(run / "notebooks" / "10_conclusion.ipynb", -10)  # written after run.json
+    with pytest.warns(UserWarning, match="10_conclusion.ipynb"):
+        text, _ = parse(build_report(run))
+    assert "04_extract_layers.json: its &#x27;results&#x27; is not an object" in text
+    assert "<table>" in section(text, "05_specific_word")
+    assert "No conclusion from this run" in text
+    assert "interrupted in this run" in section(text, "10_conclusion")

@@ -1,0 +1,44 @@
+"""Intervals: bootstrap means, exact proportions, binomial hit rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clipseg_lib.analysis import stats
+
+
+def test_mean_ci_is_seeded_and_brackets_the_mean() -> None:
+    values = np.linspace(0.0, 1.0, 41)
+    first, second = stats.mean_ci(values, seed=1), stats.mean_ci(values, seed=1)
+    assert first == second
+    assert first.n == 41 and first.mean == pytest.approx(0.5)
+    assert 0.40 < first.ci_low < 0.5 < first.ci_high < 0.60
+    assert str(stats.mean_ci([0.25])) == "0.250 [0.250, 0.250] (n=1)"
+
+
+def test_proportion_ci_is_clopper_pearson() -> None:
+    none = stats.proportion_ci([False] * 40)
+    assert (none.mean, none.n, none.ci_low) == (0.0, 40, 0.0)
+    assert none.ci_high == pytest.approx(0.0881, abs=1e-4)
+    half = stats.proportion_ci([True, False] * 20)
+    assert (half.ci_low, half.ci_high) == pytest.approx((0.3380, 0.6620), abs=1e-4)
+    with pytest.raises(ValueError, match="at least one outcome"):
+        stats.proportion_ci([])
+
+
+def test_clearly_below_needs_disjoint_intervals() -> None:
+    low, high = stats.Estimate(0.3, 40, 0.25, 0.35), stats.Estimate(0.5, 40, 0.36, 0.6)
+    overlapping = stats.Estimate(0.4, 40, 0.34, 0.45)
+    assert low.clearly_below(high) and not high.clearly_below(low)
+    assert not low.clearly_below(overlapping) and not low.separated_from(overlapping)
+    assert low.separated_from(high) and high.separated_from(low)
+
+
+def test_hit_rate_tests_against_chance() -> None:
+    picked = stats.hit_rate([True] * 24 + [False] * 16, chance=0.352)
+    assert (picked.hits, picked.n, picked.rate) == (24, 40, 0.6)
+    assert picked.above_chance and picked.p_value < 0.002
+    assert not stats.hit_rate([True] * 15 + [False] * 25, chance=0.354).above_chance
+    with pytest.raises(ValueError, match="outside"):
+        stats.hit_rate([True], chance=1.5)
