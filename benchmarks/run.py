@@ -16,17 +16,19 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.models import full_size_segmenter, mini_segmenter, transformers_logits
+from benchmarks.scale import evaluate_throughput, full_size_hub, study_jobs
 from clipseg_lib import world
 from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.model.hardware import bf16_units
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -109,10 +111,11 @@ def bf16_comparison(fp32, bf16, images, prompts, repeats) -> dict:
 
 
 def backbone_throughput(segmenter, image, repeats) -> dict:
-    """Achieved GFLOP/s of encode_image next to a square fp32 matmul's in this process."""
-    with FlopCounterMode(display=False) as counter:
-        segmenter.encode_image(image)
-    flops = counter.get_total_flops()
+    """Achieved GFLOP/s of encode_image (FLOPs as `Segmenter.work` counts them, attention
+    included) next to a square fp32 matmul's in this process."""
+    segmenter.reset_work()
+    segmenter.encode_image(image)
+    flops = segmenter.work.flops
     seconds = best_of(lambda: segmenter.encode_image(image), repeats)
     size = 1024
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -159,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--output", type=Path, default=HERE / "results")
-    parser.add_argument("--skip-study", action="store_true", help="do not time the study")
+    parser.add_argument(
+        "--skip-study", action="store_true", help="do not time the study and evaluate runs"
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     repeats = 1 if args.smoke else 3
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "python": platform.python_version(),
             "smoke": args.smoke,
+            "bf16_units": bf16_units(),
         },
         "prompt_scaling": prompt_scaling(full, image, counts, repeats),
         "extract_layers": extract_layer_experiment(full, image, repeats),
@@ -191,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.skip_study:
         results["study_s"] = {"full": study_wall_time(False), "quick": study_wall_time(True)}
+        results["study_jobs"] = study_jobs()
+        with tempfile.TemporaryDirectory(prefix="bench-hf-") as hf_home:
+            model, environment = "mini", {}
+            if not args.smoke:
+                model, environment = "CIDAS/clipseg-rd64-refined", full_size_hub(hf_home)
+            results["evaluate"] = {
+                **evaluate_throughput(model, environment, args.smoke), "model": model
+            }
     from benchmarks.table import markdown
 
     args.output.mkdir(parents=True, exist_ok=True)

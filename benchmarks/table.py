@@ -18,7 +18,8 @@ def markdown(results: dict) -> str:
     machine = results["machine"]
     lines = [
         f"Machine: {machine['processor']}, {machine['cores']} threads, torch {machine['torch']}, "
-        f"Python {machine['python']}" + (" (smoke run: tiny sizes)" if machine["smoke"] else ""),
+        f"Python {machine['python']}, bf16 units: {', '.join(machine['bf16_units']) or 'none'}"
+        + (" (smoke run: tiny sizes)" if machine["smoke"] else ""),
         "",
         "| measurement | figure | goal | |",
         "|---|---|---|---|",
@@ -90,4 +91,38 @@ def markdown(results: dict) -> str:
             )
         )
         lines.append(_row("quick study (`--quick`)", _study_figure(quick), "-", None))
+    if "study_jobs" in results:
+        lines.append(_jobs_row(results["study_jobs"]))
+    if "evaluate" in results:
+        lines.append(_evaluate_row(results["evaluate"]))
     return "\n".join(lines) + "\n"
+
+
+def _failed(*runs: dict) -> str:
+    codes = [str(run["returncode"]) for run in runs if run["returncode"] != 0]
+    return f" (FAILED, exit status {', '.join(codes)})" if codes else ""
+
+
+def _jobs_row(jobs: dict) -> str:
+    what = "study wall time, `run --jobs 2` / serial (mini)"
+    if "missing" in jobs:
+        return _row(what, f"not measured: {jobs['missing']}", "<= 0.65x", None)
+    serial, parallel = jobs["serial"], jobs["jobs"]
+    ratio = parallel["seconds"] / serial["seconds"]
+    failed = _failed(serial, parallel)
+    figure = f"{ratio:.2f}x ({parallel['seconds']:.0f} s vs {serial['seconds']:.0f} s){failed}"
+    return _row(what, figure, "<= 0.65x", not failed and ratio <= 0.65)
+
+
+def _evaluate_row(evaluate: dict) -> str:
+    what = "`evaluate` images/s, `local:2` / serial"
+    if "missing" in evaluate:
+        return _row(what, f"not measured: {evaluate['missing']}", ">= 1.6x", None)
+    serial, local = evaluate["serial"], evaluate["local2"]
+    rates = [evaluate["images"] / run["seconds"] for run in (serial, local)]
+    failed = _failed(serial, local)
+    figure = (
+        f"{rates[1] / rates[0]:.2f}x ({rates[1]:.2f} vs {rates[0]:.2f} images/s, "
+        f"{evaluate['images']} images, {evaluate['model']}){failed}"
+    )
+    return _row(what, figure, ">= 1.6x", not failed and rates[1] / rates[0] >= 1.6)

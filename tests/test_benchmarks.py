@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.table import markdown
+from clipseg_lib.model import hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +40,8 @@ def test_smoke_run_writes_every_measurement(smoke_results):
             assert 0 < peaks["predict"] <= peaks["load"] + 1024
     assert table.count("| met |") + table.count("| missed |") == 6
     assert "study" not in table
+    assert results["machine"]["bf16_units"] == hardware.bf16_units()
+    assert ", bf16 units: " in table.splitlines()[0]
 
 
 def test_a_failed_study_is_not_counted_as_met(smoke_results):
@@ -57,3 +60,19 @@ def test_profile_names_the_operators_of_both_precisions(tmp_path):
     text = output.read_text()
     assert "## float32" in text and "## bfloat16" in text
     assert text.count("aten::") >= 8
+
+
+def test_parallel_rows_give_ratios_against_their_goals(smoke_results):
+    results, _ = smoke_results
+    run = lambda seconds, code=0: {"seconds": seconds, "returncode": code}  # noqa: E731
+    parallel = {
+        "study_jobs": {"serial": run(100.0), "jobs": run(60.0), "jobs_count": 2},
+        "evaluate": {"images": 48, "serial": run(48.0), "local2": run(32.0, 1), "model": "mini"},
+    }
+    table = markdown({**results, **parallel})
+    assert "| 0.60x (60 s vs 100 s) | <= 0.65x | met |" in table
+    assert "| 1.50x (1.50 vs 1.00 images/s, 48 images, mini) (FAILED, exit status 1) " in table
+    missing = {"study_jobs": {"missing": "no --jobs"}, "evaluate": {"missing": "no evaluate"}}
+    table = markdown({**results, **missing})
+    assert "| not measured: no --jobs | <= 0.65x |  |" in table
+    assert "| not measured: no evaluate | >= 1.6x |  |" in table

@@ -9,6 +9,7 @@ then runs only the light decoder, once per prompt, on that cache. Results equal
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from transformers.image_utils import ChannelDimension
 
 from clipseg_lib.model.images import ImageLike, load_image
 from clipseg_lib.model.prompts import Embedding, ImagePrompt, Mix, Prompt
+from clipseg_lib.model.work import Work, WorkLog, backbone_flops, input_digest
 
 #: What `Segmenter.provenance["kind"]` says about where a model's weights come from.
 MODEL_KINDS = {
@@ -52,11 +54,12 @@ class ImageEncoding:
 
 
 class Segmenter:
-    """A CLIPSeg model with its processor, an image cache shape and a text-embedding cache.
+    """A CLIPSeg model with its processor, an image cache shape and a prompt-embedding cache
+    (texts and support images are embedded once).
 
     Build it with `clipseg_lib.load_segmenter`. `provenance` records which weights answer:
     `kind` (a key of MODEL_KINDS), `weights_files` (names) and `weights_sha256` (of those
-    files' bytes one after the other).
+    files' bytes one after the other); `work` what the backbone has computed.
     """
 
     def __init__(
@@ -82,10 +85,24 @@ class Segmenter:
         self.name = name
         self.weights_sha256 = weights_sha256
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._support_cache: dict[bytes, torch.Tensor] = {}
+        self._work_log = WorkLog()
 
     def clear_text_cache(self) -> None:
-        """Forget the cached text embeddings (the next prompts are embedded again)."""
+        """Forget the cached prompt embeddings, of texts and of support images (the next
+        prompts are embedded again)."""
         self._text_cache.clear()
+        self._support_cache.clear()
+
+    @property
+    def work(self) -> Work:
+        """Backbone encodings (query images and support images), their GFLOP and seconds
+        since this segmenter was built or `reset_work` was called."""
+        return self._work_log.work
+
+    def reset_work(self) -> None:
+        """Start counting `work` from zero."""
+        self._work_log = WorkLog()
 
     @property
     def extract_layers(self) -> tuple[int, ...]:
@@ -130,16 +147,23 @@ class Segmenter:
         if not 1 <= deepest <= self.num_layers:
             raise ValueError(f"max_layer must be in 1..{self.num_layers}, got {deepest}")
         pixel_values = self.preprocess(pixels)
+        started = time.perf_counter()
         vision = self.model.clip.vision_model
         hidden = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
         states = [hidden]
         for layer in vision.encoder.layers[:deepest]:
             hidden = layer(hidden, None)
             states.append(hidden)
+        input_size = tuple(pixel_values.shape[-2:])
+        self._work_log.add_image(
+            input_digest(pixel_values),
+            backbone_flops(self.model.config.vision_config, input_size, deepest),
+            time.perf_counter() - started,
+        )
         return ImageEncoding(
             hidden_states=tuple(states),
             original_size=pixels.shape[:2],
-            input_size=tuple(pixel_values.shape[-2:]),
+            input_size=input_size,
         )
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
@@ -263,8 +287,22 @@ class Segmenter:
             self._text_cache[text] = feature.float()
 
     def _embed_image_prompt(self, prompt: ImagePrompt) -> torch.Tensor:
+        """The support image's CLIP embedding, computed once per distinct support input."""
         pixel_values = self.preprocess(prompt.engineered())
-        return self.model.clip.get_image_features(pixel_values).pooler_output[0].float()
+        digest = input_digest(pixel_values)
+        if digest not in self._support_cache:
+            started = time.perf_counter()
+            features = self.model.clip.get_image_features(pixel_values).pooler_output[0].float()
+            config = self.model.config
+            flops = backbone_flops(
+                config.vision_config,
+                tuple(pixel_values.shape[-2:]),
+                self.num_layers,
+                projection=config.projection_dim,
+            )
+            self._work_log.add_support(flops, time.perf_counter() - started)
+            self._support_cache[digest] = features
+        return self._support_cache[digest]
 
     def _check_embedding(self, vector: Any, index: int) -> torch.Tensor:
         try:
