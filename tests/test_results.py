@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from clipseg_lib.analysis.stats import hit_rate, mean_ci
 from clipseg_lib.study.results import load_results, provenance, save_results, write_json_atomic
 
 SEGMENTER = SimpleNamespace(
@@ -27,6 +28,13 @@ def test_write_json_atomic_formats_and_converts(tmp_path: Path) -> None:
     assert text.index('"a"') < text.index('"b"') < text.index('"c"')
     assert text.startswith('{\n  "a": [\n    0.5,')
     assert json.loads(text) == {"a": [0.5, 3, [1, 2]], "b": None, "c": [[1, 2]]}
+
+
+def test_write_json_atomic_writes_estimates_and_hit_rates_as_dicts(tmp_path: Path) -> None:
+    payload = {"miou": mean_ci([0.25, 0.75]), "picked": hit_rate([True, False, True], 0.5)}
+    saved = json.loads(write_json_atomic(tmp_path / "x.json", payload).read_text())
+    assert saved["miou"]["mean"] == 0.5 and saved["miou"]["n"] == 2
+    assert saved["picked"]["hits"] == 2 and saved["picked"]["chance"] == 0.5
 
 
 def test_write_json_atomic_keeps_float_precision(tmp_path: Path) -> None:

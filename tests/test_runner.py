@@ -12,7 +12,7 @@ import pytest
 from runner_helpers import FIXTURES, injected_parameters, notebooks_dir, run_main
 
 from clipseg_lib.model import loading
-from clipseg_lib.study import model_check, parameters, run_command, runner
+from clipseg_lib.study import parameters, run_command, runner
 from clipseg_lib.study.results import load_results
 
 FIXTURE_SOURCE = "pathlib.Path(output_dir"
@@ -342,18 +342,6 @@ def test_auto_picking_an_incomplete_model_names_the_choice_and_the_way_out(
     assert stderr.rstrip().endswith(
         "pass --model mini (bundled) or --model DIR (a complete save_pretrained directory)"
     )
-
-
-def test_bf16_warning_follows_the_cpu_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f\n")
-    assert model_check.cpu_lacks_bf16_units(cpuinfo) is True
-    cpuinfo.write_text("processor : 0\nflags : fpu avx512f avx512_bf16\n")
-    assert model_check.cpu_lacks_bf16_units(cpuinfo) is False
-    assert model_check.cpu_lacks_bf16_units(tmp_path / "absent") is None
-    monkeypatch.setattr(model_check, "cpu_lacks_bf16_units", lambda: True)
-    assert "no avx512_bf16 or amx_bf16 units" in model_check.bf16_warning("bfloat16")
-    assert model_check.bf16_warning("float32") is None
 
 
 def test_concurrent_notebooks_give_the_serial_results(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Before the notebooks start: load the model once (fail fast) and warn about slow bf16."""
+"""Before the notebooks start: resolve the model and load it once (fail fast)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from clipseg_lib.study.parameters import StudyConfigError
-
-CPUINFO = Path("/proc/cpuinfo")
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-"""x86 flags of CPUs that compute bfloat16 natively; without them torch emulates it (slower)."""
 
 
 def resolve_model(model: str) -> str:
@@ -51,34 +47,3 @@ def check_model_loads(
             f"model {model}{chosen} cannot be loaded: {type(error).__name__}: "
             f"{lines[0] if lines else ''}{advice}"
         ) from error
-
-
-def cpu_lacks_bf16_units(cpuinfo: Path = CPUINFO) -> bool | None:
-    """True when the CPU's flags show no native bfloat16 (see `BF16_CPU_FLAGS`), None when the
-    flags cannot be read (not Linux)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    flags = {
-        flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()
-    }
-    return not any(flag in flags for flag in BF16_CPU_FLAGS)
-
-
-def bf16_warning(dtype: str | None, device: str = "cpu") -> str | None:
-    """A warning line when ``dtype`` is bfloat16 on a CPU without bf16 units, else None."""
-    if dtype != "bfloat16" or device != "cpu":
-        return None
-    lacks = cpu_lacks_bf16_units()
-    if lacks is None:
-        return (
-            "warning: could not read the CPU's flags; bfloat16 is slower than float32 on CPUs "
-            "without avx512_bf16 or amx_bf16 units"
-        )
-    if lacks:
-        return (
-            "warning: this CPU has no avx512_bf16 or amx_bf16 units: bfloat16 is emulated and "
-            "will be slower than float32"
-        )
-    return None

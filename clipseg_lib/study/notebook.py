@@ -116,7 +116,8 @@ def finish(
 
     Without recorded parameters (no ``start(..., parameters=globals())`` or
     ``record_parameters`` first) it warns and saves ``"parameters": null``, which the
-    conclusion refuses. Returns nothing, so a notebook cell ending in this call shows no output.
+    conclusion refuses. Prints the segmenter's backbone work (encodings, GFLOP) and stores it
+    under ``"work"``.
     """
     if _recorded is None:
         warnings.warn(
@@ -124,6 +125,10 @@ def finish(
             "after the parameters cell",
             stacklevel=2,
         )
+    if segmenter is not None:
+        # What the backbone computed: the cost a full-size model pays for these numbers.
+        print(f"Backbone work: {segmenter.work}")
+        results = {**results, "work": segmenter.work.as_dict()}
     for label, figure in (figures or {}).items():
         save_figure(figure, Path(output_dir) / f"{name}_{label}.png")
     save_results(output_dir, name, results, segmenter=segmenter, seed=seed, parameters=_recorded)

@@ -30,10 +30,13 @@ _VERSIONED_PACKAGES = ("torch", "transformers", "numpy")
 
 
 def _json_ready(value: Any, where: str) -> Any:
-    """``value`` with NaN -> None, numpy scalars/arrays -> Python, tuples -> lists.
+    """``value`` with NaN -> None, numpy scalars/arrays -> Python, tuples -> lists, and
+    `Estimate`/`HitRate` (anything with ``as_dict``) -> their dicts.
 
     Raises ValueError for +-inf, which JSON cannot represent, naming its location ``where``.
     """
+    if callable(getattr(value, "as_dict", None)):
+        value = value.as_dict()
     if isinstance(value, np.ndarray):
         value = value.tolist()
     elif isinstance(value, np.generic):

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from clipseg_lib.model.hardware import bf16_warning
 from clipseg_lib.study.execution import NotebookRun
 from clipseg_lib.study.grid import parse_grid, run_grid
-from clipseg_lib.study.model_check import bf16_warning
 from clipseg_lib.study.parameters import QUICK_CASES, StudyConfigError
 from clipseg_lib.study.runner import (
     DEFAULT_CELL_TIMEOUT_S,
@@ -110,9 +110,9 @@ def run_command(arguments: argparse.Namespace) -> int:
     try:
         grid = parse_grid(arguments.grid, arguments.grid_file)
         dtypes = {arguments.dtype, *grid.get("dtype", [])}
-        warning = bf16_warning("bfloat16" if "bfloat16" in dtypes else None)
+        warning = bf16_warning() if "bfloat16" in dtypes else None
         if warning:
-            print(warning, file=sys.stderr)
+            print(f"warning: {warning}", file=sys.stderr)
         if grid:
             runs = run_grid(
                 NOTEBOOKS_DIR, arguments.output_dir, grid, model=arguments.model, **options
