@@ -63,36 +63,31 @@ def _as_list(arrays: ArraySet, name: str) -> list[np.ndarray]:
     return items
 
 
-def _paired_masks(preds: ArraySet, targets: ArraySet) -> list[tuple[np.ndarray, np.ndarray]]:
-    pred_list, target_list = _as_list(preds, "preds"), _as_list(targets, "targets")
-    if len(pred_list) != len(target_list):
+def _paired(
+    values: ArraySet, targets: ArraySet, name: str, convert
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(converted value, bool target) pairs of equal shape; ValueError naming the bad index."""
+    value_list, target_list = _as_list(values, name), _as_list(targets, "targets")
+    if len(value_list) != len(target_list):
         raise ValueError(
-            f"preds and targets must have the same length, got {len(pred_list)} and "
+            f"{name} and targets must have the same length, got {len(value_list)} and "
             f"{len(target_list)}"
         )
     pairs = []
-    for index, (pred, target) in enumerate(zip(pred_list, target_list, strict=True)):
-        pred = _as_mask(pred, f"preds[{index}]")
+    for index, (value, target) in enumerate(zip(value_list, target_list, strict=True)):
+        value = convert(value, f"{name}[{index}]")
         target = _as_mask(target, f"targets[{index}]")
-        _check_same_shape(pred, target, f"preds[{index}] and targets[{index}]")
-        pairs.append((pred, target))
+        _check_same_shape(value, target, f"{name}[{index}] and targets[{index}]")
+        pairs.append((value, target))
     return pairs
+
+
+def _paired_masks(preds: ArraySet, targets: ArraySet) -> list[tuple[np.ndarray, np.ndarray]]:
+    return _paired(preds, targets, "preds", _as_mask)
 
 
 def _paired_probs(probs: ArraySet, targets: ArraySet) -> list[tuple[np.ndarray, np.ndarray]]:
-    prob_list, target_list = _as_list(probs, "probs"), _as_list(targets, "targets")
-    if len(prob_list) != len(target_list):
-        raise ValueError(
-            f"probs and targets must have the same length, got {len(prob_list)} and "
-            f"{len(target_list)}"
-        )
-    pairs = []
-    for index, (prob, target) in enumerate(zip(prob_list, target_list, strict=True)):
-        prob = _as_probs(prob, f"probs[{index}]")
-        target = _as_mask(target, f"targets[{index}]")
-        _check_same_shape(prob, target, f"probs[{index}] and targets[{index}]")
-        pairs.append((prob, target))
-    return pairs
+    return _paired(probs, targets, "probs", _as_probs)
 
 
 def _ratio(intersection: int, union: int) -> float:
