@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from clipseg_lib.study.finetune_command import add_finetune_command
 from clipseg_lib.study.runner import add_run_command
 
 
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_command(commands)
+    add_finetune_command(commands)
     return parser
 
 

@@ -1,0 +1,216 @@
+"""Fine-tuning: CLIP stays frozen, saved models load to the same logits, a killed run resumes
+to the same weights, pickled states and bad inputs are refused without writing anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from clipseg_lib import load_segmenter, world
+from clipseg_lib.finetune import (
+    FinetuneConfig,
+    OutputDirError,
+    finetune,
+    open_data,
+    query_samples,
+    read_folder,
+    world_queries,
+    write_folder,
+)
+from clipseg_lib.finetune import trainer as trainer_module
+from clipseg_lib.finetune.batches import BatchPlan
+from clipseg_lib.finetune.state import STATE_JSON
+from clipseg_lib.model.loading import file_sha256
+from clipseg_lib.model.random_models import random_model, save_random_model
+from clipseg_lib.study.cli import main
+
+#: Composite prompts: every word is in the random models' vocabulary.
+SCENE_SIZE = 64
+
+
+def composite_folder(directory: Path, n: int = 4) -> Path:
+    """The folder format written from `n` synthetic composite queries (one image each)."""
+    return write_folder(
+        query_samples(world.make_queries("composite", n, seed=1, size=SCENE_SIZE, split="train")),
+        directory,
+    )
+
+
+@pytest.fixture(scope="module")
+def full_size_dir(tmp_path_factory) -> Path:
+    """A randomly initialised ViT-B/16 rd64-refined CLIPSeg, saved with its 352 px processor."""
+    return save_random_model(tmp_path_factory.mktemp("full-size"))
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory) -> Path:
+    """The tiny random CLIPSeg of the smoke config (64 px), saved."""
+    return save_random_model(tmp_path_factory.mktemp("smoke"), smoke=True)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return composite_folder(tmp_path_factory.mktemp("data") / "folder")
+
+
+def test_full_size_finetune_keeps_clip_and_saves_what_loads(full_size_dir, tmp_path):
+    config = FinetuneConfig(steps=2, batch_size=2, prompts_per_image=1, heldout=0.0)
+    two_images = read_folder(composite_folder(tmp_path / "data", n=2))
+    result = finetune(full_size_dir, two_images, tmp_path / "out", config, progress=False)
+    original = random_model()
+    tuned = result.segmenter.model
+    clip_before, clip_after = original.clip.state_dict(), tuned.clip.state_dict()
+    assert all(torch.equal(clip_before[k], clip_after[k]) for k in clip_before)
+    decoder_before = original.decoder.state_dict()
+    changed = [k for k, v in tuned.decoder.state_dict().items()
+               if not torch.equal(v, decoder_before[k])]
+    assert len(changed) > 10
+    loaded = load_segmenter(tmp_path / "out")
+    image = np.asarray(Image.open(tmp_path / "data" / "images" / "image_00000.png"))
+    prompts = ["red circle", "blue square"]
+    expected = result.segmenter.predict_logits(result.segmenter.encode_image(image), prompts)
+    np.testing.assert_array_equal(loaded.predict_logits(loaded.encode_image(image), prompts),
+                                  expected)
+    record = json.loads((tmp_path / "out" / "finetune.json").read_text())
+    assert record["source_sha256"] == file_sha256(full_size_dir / "model.safetensors")
+    assert record["weights_sha256"] == loaded.weights_sha256
+    assert record["config"]["steps"] == 2 and len(record["losses"]) == 2
+    assert record["heldout"]["before"] is None and record["n_images"] == 2
+    assert not (tmp_path / "out" / STATE_JSON).exists()
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(directory / "model.safetensors")
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(smoke_dir, folder, tmp_path, monkeypatch):
+    config = FinetuneConfig(steps=6, batch_size=3, negatives=0.5, image_prompts=0.5,
+                            checkpoint_every=2, heldout=0.25, seed=3)
+    samples = read_folder(folder)
+    whole = finetune(smoke_dir, samples, tmp_path / "whole", config, progress=False)
+
+    real_loss, calls = trainer_module.batch_loss, []
+
+    def dies_at_step_five(*arguments):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_loss(*arguments)
+
+    monkeypatch.setattr(trainer_module, "batch_loss", dies_at_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(smoke_dir, samples, tmp_path / "killed", config, progress=False)
+    assert json.loads((tmp_path / "killed" / STATE_JSON).read_text())["step"] == 4
+    monkeypatch.setattr(trainer_module, "batch_loss", real_loss)
+    with pytest.raises(OutputDirError, match="--resume"):
+        finetune(smoke_dir, samples, tmp_path / "killed", config, progress=False)
+    resumed = finetune(smoke_dir, samples, tmp_path / "killed", config, resume=True,
+                       progress=False)
+    assert resumed.losses == whole.losses
+    first, second = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert resumed.after == whole.after
+
+
+def test_resume_refuses_other_options_and_pickled_states(smoke_dir, folder, tmp_path, monkeypatch):
+    config = FinetuneConfig(steps=4, batch_size=2, checkpoint_every=2, heldout=0.25)
+    samples = read_folder(folder)
+    real_loss, calls = trainer_module.batch_loss, []
+
+    def dies_at_step_three(*arguments):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_loss(*arguments)
+
+    monkeypatch.setattr(trainer_module, "batch_loss", dies_at_step_three)
+    output = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(smoke_dir, samples, output, config, progress=False)
+    monkeypatch.setattr(trainer_module, "batch_loss", real_loss)
+    with pytest.raises(OutputDirError, match=r"another config.lr \(saved 0.001, now 0.0005\)"):
+        finetune(smoke_dir, samples, output, FinetuneConfig(**{**config.__dict__, "lr": 5e-4}),
+                 resume=True, progress=False)
+    tensors_file = output / json.loads((output / STATE_JSON).read_text())["tensors_file"]
+    torch.save({"decoder": torch.zeros(1)}, tensors_file)
+    with pytest.raises(OutputDirError, match="pickle"):
+        finetune(smoke_dir, samples, output, config, resume=True, progress=False)
+    (output / "training_state.pt").write_bytes(tensors_file.read_bytes())
+    with pytest.raises(OutputDirError, match="training_state.pt, a pickled"):
+        finetune(smoke_dir, samples, output, config, resume=True, progress=False)
+    assert not (output / "model.safetensors").exists()
+
+
+def test_bad_inputs_are_named_and_nothing_is_written(smoke_dir, folder, tmp_path):
+    samples = read_folder(folder)
+    wrong = composite_folder(tmp_path / "wrong", n=2)
+    Image.new("L", (10, 12)).save(wrong / "masks" / "mask_00001.png")
+    with pytest.raises(ValueError, match=r"line 3: the mask is 10x12 pixels but the image is "
+                                         r"64x64"):
+        finetune(smoke_dir, read_folder(wrong), tmp_path / "never", progress=False)
+    (wrong / "images" / "image_00000.png").unlink()
+    with pytest.raises(ValueError, match=r"do not exist: line 2: image .*image_00000.png"):
+        read_folder(wrong)
+    other = save_random_model(tmp_path / "other", smoke=True, seed=1)
+    digest = file_sha256(other / "model.safetensors")
+    with pytest.raises(OutputDirError, match=r"another model \(config.json, model.safetensors\)"):
+        finetune(smoke_dir, samples, other, progress=False)
+    with pytest.raises(OutputDirError, match="a model this run reads"):
+        finetune(smoke_dir, samples, smoke_dir, force=True, progress=False)
+    assert file_sha256(other / "model.safetensors") == digest
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(ValueError, match="no such directory"):
+        open_data(str(tmp_path / "missing"))
+
+
+def test_command_line_finetunes_and_reports_errors(smoke_dir, folder, tmp_path, capsys):
+    output = tmp_path / "cli"
+    arguments = ["finetune", "--model", str(smoke_dir), "--data", str(folder), "--output",
+                 str(output), "--steps", "2", "--batch-size", "2", "--heldout", "0.25"]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "Held-out mIoU before:" in printed and "(n=1)" in printed
+    assert load_segmenter(output).weights_sha256 == file_sha256(output / "model.safetensors")
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("clipseg-study: error: output") and "a finished fine-tune" in error
+    assert len(error.splitlines()) == 1
+    assert main([*arguments[:4], "world:colour", *arguments[5:], "--force"]) == 2
+    assert "unknown or no kinds ['colour']" in capsys.readouterr().err
+
+
+def test_world_queries_hold_names_out_of_training():
+    train = world_queries("word", 30, seed=0, held_out=["MAP", "BOX"])
+    test = world_queries("word", 20, seed=0, split="test", held_out=["MAP", "BOX"],
+                         asking_held_out=True)
+    shown = {o.name for q in train for o in q.scene.objects}
+    assert not shown & {"MAP", "BOX"} and len(train) == 30
+    assert all(q.prompt.split()[-1] in {"MAP", "BOX"} for q in test) and len(test) == 20
+    assert [q.prompt for q in world_queries("word", 5, seed=0)] == [
+        q.prompt for q in world.make_queries("word", 5, seed=0, split="train")
+    ]
+
+
+def test_batch_plan_negatives_name_absent_prompts_and_the_plan_resumes():
+    prompts = ["cat", "dog", "cat", "sun", "map", "sun"]
+    groups = [[0, 1], [2, 3], [4, 5]]
+    options = {"batch_size": 4, "prompts_per_image": 2, "negatives": 0.5, "image_prompts": 0.5}
+    plan = BatchPlan(prompts, groups, seed=0, **options)
+    rows = [row for _ in range(50) for row in plan.next_batch()]
+    negatives = [row for row in rows if row.negative]
+    assert 0.35 < len(negatives) / len(rows) < 0.65
+    assert all(prompts[r.sample] not in {prompts[s] for s in groups[r.image]} for r in negatives)
+    mixed = [row for row in rows if row.support is not None]
+    assert mixed and all(prompts[r.support] == prompts[r.sample] for r in mixed)
+    assert all(r.support not in groups[r.image] and 0 <= r.text_weight <= 1 for r in mixed)
+    state = json.loads(json.dumps(plan.state()))
+    expected = [plan.next_batch() for _ in range(3)]
+    other = BatchPlan(prompts, groups, seed=99, **options)
+    other.load_state(state)
+    assert [other.next_batch() for _ in range(3)] == expected
