@@ -4,6 +4,7 @@ to the same weights, pickled states and bad inputs are refused without writing a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,12 @@ from clipseg_lib import load_segmenter, world
 from clipseg_lib.finetune import (
     FinetuneConfig,
     OutputDirError,
+    failure_study,
     finetune,
     open_data,
     query_samples,
     read_folder,
+    world_data,
     world_queries,
     write_folder,
 )
@@ -214,3 +217,51 @@ def test_batch_plan_negatives_name_absent_prompts_and_the_plan_resumes():
     other = BatchPlan(prompts, groups, seed=99, **options)
     other.load_state(state)
     assert [other.next_batch() for _ in range(3)] == expected
+
+
+def _result(held_out: tuple, seen: tuple, control: tuple) -> failure_study.FailureResult:
+    """Synthetic per-case IoUs: each group is (before, after) means over 20 spread cases."""
+    spread = np.linspace(-0.05, 0.05, 20)
+    return failure_study.FailureResult("specific word", 400, {
+        group: ((before + spread).tolist(), (after + spread[::-1]).tolist())
+        for group, (before, after) in zip(failure_study.GROUPS, (held_out, seen, control),
+                                          strict=True)
+    })
+
+
+def test_failure_findings_follow_the_numbers():
+    fixed = failure_study.failure_finding(_result((0.2, 0.7), (0.2, 0.8), (0.8, 0.8)), "mini")
+    assert "the decoder can fix it, and on names it never saw" in fixed
+    assert "The composite control held (0.800 -> 0.800" in fixed
+    memorised = failure_study.failure_finding(_result((0.3, 0.3), (0.3, 0.6), (0.8, 0.5)), "m")
+    assert "learned the names it was trained on but not the held-out ones" in memorised
+    assert "The composite control fell (0.800 -> 0.500" in memorised
+    stuck = failure_study.failure_finding(_result((0.3, 0.31), (0.3, 0.29), (0.8, 0.8)), "m")
+    assert "the decoder alone did not fix it" in stuck
+    solved = failure_study.failure_finding(_result((0.95, 0.95), (0.95, 0.95), (0.8, 0.8)), "m")
+    assert "nothing to fix" in solved
+
+
+def test_training_queries_replay_other_kinds_without_held_out_names():
+    queries = failure_study.training_queries("facial expression", 12, seed=0)
+    kinds = [q.kind for q in queries]
+    assert kinds.count("expression") == 12 and len(queries) == 24
+    assert all(kinds.count(k) == 2 for k in failure_study.REPLAY_KINDS if k != "expression")
+    assert set(kinds) == set(failure_study.REPLAY_KINDS)
+    assert not any("angry" in world_data.scene_names(q.scene) | world_data.prompt_names(q.prompt)
+                   for q in queries)
+
+
+def test_activation_reuse_changes_the_backbone_passes_not_the_weights(smoke_dir, tmp_path):
+    queries = world.make_queries("composite", 3, seed=2, size=SCENE_SIZE, split="train")
+    samples = [sample for q in queries for sample in query_samples([q, q])]
+    samples[1::2] = [replace(s, prompt="square") for s in samples[1::2]]
+    config = FinetuneConfig(steps=3, batch_size=4, prompts_per_image=2, heldout=0.0)
+    passes, weights = [], []
+    for name, reuse, cache_mb in (("row", False, 0), ("batch", True, 0), ("run", True, 64)):
+        result = finetune(smoke_dir, samples, tmp_path / name, config, reuse_activations=reuse,
+                          cache_mb=cache_mb, progress=False)
+        passes.append(result.record["training_backbone_passes"])
+        weights.append(_weights(tmp_path / name))
+    assert passes == [12, 6, 3]
+    assert all(torch.equal(weights[0][k], other[k]) for other in weights[1:] for k in weights[0])

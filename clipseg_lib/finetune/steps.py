@@ -64,7 +64,8 @@ class ActivationCache:
     def batch(self, rows: Sequence[Row]) -> list[torch.Tensor]:
         """Per extract layer, the (len(rows), T, D) activations of the rows' images."""
         if self.reuse:
-            per_image = {row.image: self.activations(row.image) for row in rows}
+            images = dict.fromkeys(row.image for row in rows)
+            per_image = {image: self.activations(image) for image in images}
             per_row = [per_image[row.image] for row in rows]
         else:
             per_row = [self.activations(row.image) for row in rows]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -165,6 +166,7 @@ def finetune(
     if resumed is None:
         before = heldout_ious(segmenter, samples, heldout_groups)
         losses: list[float] = []
+        earlier_seconds = 0.0
     else:
         decoder.load_state_dict(
             {k.removeprefix("decoder."): v for k, v in resumed.tensors.items()
@@ -174,11 +176,13 @@ def finetune(
         torch.set_rng_state(resumed.tensors["rng.torch"])
         plan.load_state(resumed.record["plan"])
         before, losses = resumed.record["before_ious"], list(resumed.record["losses"])
+        earlier_seconds = float(resumed.record["train_seconds"])
     cache = ActivationCache(
         segmenter, samples, plan.groups, reuse=reuse_activations, limit_mb=cache_mb
     )
     bar = tqdm(range(len(losses), config.steps), total=config.steps, initial=len(losses),
                desc="fine-tune", file=sys.stdout, disable=not progress, dynamic_ncols=True)
+    started = time.perf_counter()
     decoder.train()
     for step in bar:
         for group in optimizer.param_groups:
@@ -190,10 +194,13 @@ def finetune(
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-            _save_progress(output, segmenter, optimizer, plan, run, before, losses)
+            seconds = earlier_seconds + time.perf_counter() - started
+            _save_progress(output, segmenter, optimizer, plan, run, before, losses, seconds)
+    seconds = earlier_seconds + time.perf_counter() - started
     decoder.eval()
     after = heldout_ious(segmenter, samples, heldout_groups)
-    result = _save_model(output, segmenter, run, losses, before, after, len(prints.groups))
+    result = _save_model(output, segmenter, run, losses, before, after, len(prints.groups),
+                         seconds, cache.encodings)
     remove_state(output)
     if progress:
         print(result.summary())
@@ -208,19 +215,19 @@ def _flat(run: dict) -> dict:
 
 def _save_progress(
     output: Path, segmenter: Segmenter, optimizer: torch.optim.Optimizer, plan: BatchPlan,
-    run: dict, before: list[float], losses: list[float],
+    run: dict, before: list[float], losses: list[float], seconds: float,
 ) -> None:
     tensors = {f"decoder.{k}": v.detach() for k, v in segmenter.model.decoder.state_dict().items()}
     tensors.update(optimizer_tensors(optimizer))
     tensors["rng.torch"] = torch.get_rng_state()
     record = {"step": len(losses), "run": run, "plan": plan.state(), "losses": losses,
-              "before_ious": before}
+              "before_ious": before, "train_seconds": seconds}
     save_state(output, TrainingState(tensors, record))
 
 
 def _save_model(
     output: Path, segmenter: Segmenter, run: dict, losses: list[float], before: list[float],
-    after: list[float], n_images: int,
+    after: list[float], n_images: int, seconds: float, encodings: int,
 ) -> FinetuneResult:
     with _quiet_transformers():
         segmenter.model.save_pretrained(output, safe_serialization=True)
@@ -234,6 +241,8 @@ def _save_model(
         "weights_sha256": file_sha256(output / "model.safetensors"),
         "frozen": "clip (vision and text towers); decoder trained",
         "n_images": n_images,
+        "train_seconds": round(seconds, 3),
+        "training_backbone_passes": encodings,  # of this process (after a resume: since it)
         "losses": losses,
         "heldout": {
             "metric": f"IoU of probability > {DEFAULT_THRESHOLD} with the mask, per sample",
