@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from clipseg_lib.datasets.export import add_export_world_command
+from clipseg_lib.study.evaluate import add_evaluate_command
 from clipseg_lib.study.finetune_command import add_finetune_command
 from clipseg_lib.study.runner import add_run_command
 
@@ -21,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_command(commands)
+    add_evaluate_command(commands)
+    add_export_world_command(commands)
     add_finetune_command(commands)
     return parser
 

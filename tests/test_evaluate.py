@@ -1,0 +1,161 @@
+"""`evaluate` on exported worlds: it scores as the world does, whatever runs it, and resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from clipseg_lib import load_segmenter
+from clipseg_lib.analysis.benchmark_metrics import benchmark_scores, reported_scores
+from clipseg_lib.datasets.export import export_world, world_images
+from clipseg_lib.datasets.pascal5i import fold_classes
+from clipseg_lib.study.cli import main
+from clipseg_lib.study.evaluate import REPORT_THRESHOLDS, EvaluationError, evaluate, score_image
+
+N_IMAGES = {"phrasecut": 6, "refcoco": 4, "pascal5i": 24}
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("worlds")
+    return {name: export_world(name, root / name, n_images=n) for name, n in N_IMAGES.items()}
+
+
+def _world_scores(name: str) -> dict[str, float]:
+    """The world's own scoring: in-memory images and exact masks, no files."""
+    segmenter = load_segmenter("mini")
+    counts, classes = [], []
+    for image in world_images(name, N_IMAGES[name]):
+        samples = tuple(
+            s for s in image.samples if name != "pascal5i" or s.class_id in fold_classes(0)
+        )
+        if samples:
+            counts += score_image(segmenter, image.image, samples)
+            classes += [s.class_id for s in samples]
+    return reported_scores(benchmark_scores(np.array(counts), classes), REPORT_THRESHOLDS[name])
+
+
+@pytest.mark.parametrize("name", ["phrasecut", "refcoco", "pascal5i"])
+def test_adapter_path_scores_as_the_world_does(exports, tmp_path, name):
+    options = {"folds": [0], "shots": 0} if name == "pascal5i" else {}
+    result = evaluate(name, exports[name], model="mini", output=tmp_path / "r.json", **options)
+    world = _world_scores(name)
+    for metric in ("miou", "fgiou", "biniou", "ap"):
+        assert abs(result[metric]["mean"] - world[metric]) < 0.01, metric
+        assert result[metric]["ci_low"] <= result[metric]["mean"] <= result[metric]["ci_high"]
+    assert result["n"] == sum(
+        len([s for s in image.samples if name != "pascal5i" or s.class_id in fold_classes(0)])
+        for image in world_images(name, N_IMAGES[name])
+    )
+    assert len(result["model"]["weights_sha256"]) == 64
+    assert all(len(digest) == 64 for digest in result["dataset"]["files"].values())
+    assert json.loads((tmp_path / "r.json").read_text()) == result
+
+
+def test_scores_do_not_depend_on_texts_embedded_before():
+    image = world_images("phrasecut", 2)[0]
+    fresh = load_segmenter("mini")
+    used = load_segmenter("mini")
+    used.embed_prompts([s.prompt for s in image.samples] + ["the word CAT on a long sign"])
+    before = used._text_cache[image.samples[0].prompt].clone()
+    first = score_image(fresh, image.image, image.samples)
+    second = score_image(used, image.image, image.samples)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    alone = used._text_cache[image.samples[0].prompt]
+    assert np.array_equal(fresh._text_cache[image.samples[0].prompt], alone)
+    assert not np.array_equal(before, alone)  # the batch embedding did differ
+
+
+def test_one_shot_pascal_runs_on_supports(exports, tmp_path):
+    result = evaluate("pascal5i", exports["pascal5i"], model="mini", output=tmp_path / "r.json",
+                      folds=[2], limit=4)
+    assert result["parameters"]["shots"] == 1 and result["folds"][0]["n_images"] == 4
+    assert 0.0 < result["miou"]["mean"] < 1.0
+    assert any("never saw the fold's classes" in note for note in result["caveats"])
+
+
+def test_cli_prints_the_paper_beside_ours(exports, tmp_path, capsys):
+    output = tmp_path / "cli.json"
+    status = main(["evaluate", "--dataset", "phrasecut", "--root", str(exports["phrasecut"]),
+                   "--model", "mini", "--output", str(output)])
+    printed = capsys.readouterr().out
+    assert status == 0
+    result = json.loads(output.read_text())
+    assert f"{100 * result['miou']['mean']:.1f}" in printed and "43.4" in printed
+    assert "caveat: model 'mini' is not the paper's" in printed
+    status = main(["evaluate", "--dataset", "phrasecut", "--root", str(exports["phrasecut"]),
+                   "--model", "mini", "--output", str(output), "--fold", "1"])
+    assert status == 2 and "clipseg-study: error: --fold" in capsys.readouterr().out
+
+
+def test_rerun_skips_finished_shards_and_refuses_foreign_output(exports, tmp_path):
+    output = tmp_path / "r.json"
+    first = evaluate("phrasecut", exports["phrasecut"], model="mini", output=output, shard_size=2)
+    shards = sorted((tmp_path / "r.json.shards").glob("*.json"))
+    assert len(shards) == 3
+    shards[1].unlink()
+    kept = {path: path.stat().st_mtime_ns for path in (shards[0], shards[2])}
+    second = evaluate("phrasecut", exports["phrasecut"], model="mini", output=output, shard_size=2)
+    assert second == first
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept and shards[1].is_file()
+    with pytest.raises(EvaluationError, match="--force"):
+        evaluate("phrasecut", exports["phrasecut"], model="mini", output=output, limit=2)
+
+
+def test_local_cluster_gives_the_same_json_as_serial(exports, tmp_path):
+    serial = evaluate("phrasecut", exports["phrasecut"], model="mini",
+                      output=tmp_path / "serial.json", shard_size=2)
+    dask = evaluate("phrasecut", exports["phrasecut"], model="mini",
+                    output=tmp_path / "dask.json", shard_size=2, scheduler="local:2")
+    assert dask == serial
+    assert (tmp_path / "dask.json").read_bytes() == (tmp_path / "serial.json").read_bytes()
+
+
+def _spawned_workers(process: psutil.Process) -> list[psutil.Process]:
+    workers = []
+    for child in process.children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                workers.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return workers
+
+
+def test_a_killed_worker_still_yields_the_same_json(tmp_path):
+    root = export_world("phrasecut", tmp_path / "world", n_images=12)
+    command = [sys.executable, "-m", "clipseg_lib", "evaluate", "--dataset", "phrasecut",
+               "--root", str(root), "--model", "mini", "--shard-size", "1"]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen([*command, "--output", str(tmp_path / "dask.json"),
+                            "--scheduler", "local:2"], env=environment, cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    shard_dir, killed, finished_at_kill = tmp_path / "dask.json.shards", None, None
+    deadline = time.monotonic() + 240
+    while killed is None and run.poll() is None and time.monotonic() < deadline:
+        finished = list(shard_dir.glob("fold*.json")) if shard_dir.is_dir() else []
+        workers = _spawned_workers(psutil.Process(run.pid))
+        if finished and workers:
+            killed, finished_at_kill = workers[0].pid, len(finished)
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.02)
+    log = run.communicate(timeout=300)[0].decode()
+    assert killed is not None and finished_at_kill < 12, log
+    if run.returncode != 0:  # the rerun resumes from the shards that were written
+        subprocess.run([*command, "--output", str(tmp_path / "dask.json")], env=environment,
+                       cwd=REPO, check=True, capture_output=True)
+    subprocess.run([*command, "--output", str(tmp_path / "serial.json")], env=environment,
+                   cwd=REPO, check=True, capture_output=True)
+    dask, serial = (json.loads((tmp_path / f"{name}.json").read_text())
+                    for name in ("dask", "serial"))
+    assert dask == serial, [key for key in serial if dask.get(key) != serial[key]]
