@@ -127,8 +127,14 @@ def fingerprint(samples: Sequence[Sample]) -> Fingerprint:
     """Hash every image and mask once; group the samples by image content."""
     total = hashlib.sha256()
     by_image: dict[str, list[int]] = {}
+    image_digests: dict[str | int, str] = {}
     for index, sample in enumerate(samples):
-        image_digest, mask_digest = _digest(sample.image), _digest(sample.mask)
+        # An image file or array shared by many prompts is hashed once.
+        key = (os.fspath(sample.image) if isinstance(sample.image, str | os.PathLike)
+               else id(sample.image))
+        if key not in image_digests:
+            image_digests[key] = _digest(sample.image)
+        image_digest, mask_digest = image_digests[key], _digest(sample.mask)
         by_image.setdefault(image_digest, []).append(index)
         total.update(f"{image_digest}\n{sample.prompt}\n{mask_digest}\n".encode())
     return Fingerprint(total.hexdigest(), tuple(tuple(g) for g in by_image.values()))
