@@ -240,6 +240,8 @@ def test_failure_findings_follow_the_numbers():
     memorised = failure_study.failure_finding(_result((0.3, 0.3), (0.3, 0.6), (0.8, 0.5)), "m")
     assert "learned the names it was trained on but not the held-out ones" in memorised
     assert "The composite control fell (0.800 -> 0.500" in memorised
+    traded = failure_study.failure_finding(_result((0.2, 0.7), (0.2, 0.8), (0.8, 0.4)), "m")
+    assert "learned it only by unlearning plain prompts" in traded
     stuck = failure_study.failure_finding(_result((0.3, 0.31), (0.3, 0.29), (0.8, 0.8)), "m")
     assert "the decoder alone did not fix it" in stuck
     solved = failure_study.failure_finding(_result((0.95, 0.95), (0.95, 0.95), (0.8, 0.8)), "m")

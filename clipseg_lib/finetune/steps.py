@@ -109,16 +109,28 @@ def row_targets(
     return targets.to(device)
 
 
+def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over maps of 1 - soft Dice (smoothed by 1) of sigmoid(logits) (N, h, w) vs targets."""
+    probabilities = torch.sigmoid(logits)
+    overlap = (probabilities * targets).sum((1, 2))
+    sizes = probabilities.sum((1, 2)) + targets.sum((1, 2))
+    return (1 - (2 * overlap + 1) / (sizes + 1)).mean()
+
+
 def batch_loss(
-    segmenter: Segmenter, cache: ActivationCache, rows: Sequence[Row], samples: Sequence[Sample]
+    segmenter: Segmenter, cache: ActivationCache, rows: Sequence[Row], samples: Sequence[Sample],
+    *, dice: bool = False,
 ) -> torch.Tensor:
-    """Binary cross-entropy of the decoder's logits for `rows` against their targets."""
+    """Binary cross-entropy of the decoder's logits for `rows` against their targets; with
+    `dice`, plus the soft Dice loss (`mini`'s training loss, which keeps small objects from
+    sinking below the threshold)."""
     activations = cache.batch(rows)
     conditionals = segmenter.embed_prompts([row_prompt(row, samples) for row in rows]).clone()
     logits = segmenter.model.decoder(activations, conditionals).logits
     logits = logits.reshape(len(rows), *logits.shape[-2:])
     targets = row_targets(rows, samples, tuple(logits.shape[-2:]), logits.device)
-    return F.binary_cross_entropy_with_logits(logits, targets)
+    loss = F.binary_cross_entropy_with_logits(logits, targets)
+    return loss + soft_dice_loss(logits, targets) if dice else loss
 
 
 def heldout_ious(

@@ -60,9 +60,10 @@ _VERSIONED = ("torch", "transformers", "safetensors", "numpy")
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Hyper-parameters; the defaults are the paper's (AdamW, lr 1e-3 -> 1e-4 cosine, batch
-    64, 20% negatives). A batch takes up to `prompts_per_image` rows per image; `heldout` is
-    the share of images scored and never trained on; `image_prompts` the share of rows whose
-    text is mixed with an image prompt of the same text."""
+    64, 20% negatives, BCE only; `dice` adds the soft Dice loss). A batch takes up to
+    `prompts_per_image` rows per image; `heldout` is the share of images scored and never
+    trained on; `image_prompts` the share of rows whose text is mixed with an image prompt of
+    the same text."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -72,6 +73,7 @@ class FinetuneConfig:
     negatives: float = 0.2
     image_prompts: float = 0.0
     prompts_per_image: int = 4
+    dice: bool = False
     heldout: float = 0.1
     seed: int = 0
     checkpoint_every: int = 100
@@ -135,10 +137,10 @@ def finetune(
     protected = [directory for directory, _ in BUNDLED_MODELS.values()]
     if Path(model).expanduser().is_dir():
         protected.append(Path(model).expanduser())
-    resumed = prepare_output(output, resume=resume, force=force, protected=protected)
     train_groups, heldout_groups = split_groups(prints.groups, config.heldout, seed=config.seed)
     if not train_groups:
         raise ValueError("no training images are left after the held-out split")
+    resumed = prepare_output(output, resume=resume, force=force, protected=protected)
     run = {
         "source_model": segmenter.name, "source_sha256": segmenter.weights_sha256,
         "data": data_name, "data_checksum": prints.checksum, "config": asdict(config),
@@ -187,7 +189,7 @@ def finetune(
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, config.steps, config.lr, config.min_lr)
-        loss = batch_loss(segmenter, cache, plan.next_batch(), samples)
+        loss = batch_loss(segmenter, cache, plan.next_batch(), samples, dice=config.dice)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
