@@ -104,11 +104,11 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(smoke_dir, folder, tmp_
 
     real_loss, calls = trainer_module.batch_loss, []
 
-    def dies_at_step_five(*arguments):
+    def dies_at_step_five(*arguments, **options):
         calls.append(1)
         if len(calls) == 5:
             raise KeyboardInterrupt
-        return real_loss(*arguments)
+        return real_loss(*arguments, **options)
 
     monkeypatch.setattr(trainer_module, "batch_loss", dies_at_step_five)
     with pytest.raises(KeyboardInterrupt):
@@ -130,11 +130,11 @@ def test_resume_refuses_other_options_and_pickled_states(smoke_dir, folder, tmp_
     samples = read_folder(folder)
     real_loss, calls = trainer_module.batch_loss, []
 
-    def dies_at_step_three(*arguments):
+    def dies_at_step_three(*arguments, **options):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_loss(*arguments)
+        return real_loss(*arguments, **options)
 
     monkeypatch.setattr(trainer_module, "batch_loss", dies_at_step_three)
     output = tmp_path / "run"
