@@ -38,6 +38,8 @@ def add_finetune_command(commands: argparse._SubParsersAction) -> None:
                         help="share of rows asked a prompt of another image, empty target")
     parser.add_argument("--image-prompts", type=float, default=_DEFAULTS.image_prompts,
                         help="share of rows whose text is mixed with an image prompt")
+    parser.add_argument("--dice", action="store_true",
+                        help="add the soft Dice loss to BCE (for decoders trained with it)")
     parser.add_argument("--heldout", type=float, default=_DEFAULTS.heldout,
                         help="share of images held out and scored before and after")
     parser.add_argument("--seed", type=int, default=_DEFAULTS.seed)
@@ -55,7 +57,7 @@ def finetune_command(arguments: argparse.Namespace) -> int:
         config = FinetuneConfig(
             steps=arguments.steps, batch_size=arguments.batch_size, lr=arguments.lr,
             min_lr=arguments.min_lr, negatives=arguments.negatives,
-            image_prompts=arguments.image_prompts, heldout=arguments.heldout,
+            image_prompts=arguments.image_prompts, dice=arguments.dice, heldout=arguments.heldout,
             seed=arguments.seed, checkpoint_every=arguments.checkpoint_every,
         )
         finetune(
