@@ -93,7 +93,7 @@ def load_segmenter(
         _require(directory, missing_processor_files(directory), f"model {name!r}", hint)
     else:
         processor_directory = processor_source_directory(processor)
-    with _quiet_transformers():
+    with quiet_transformers():
         model = _read_model(directory, name)
         loaded_processor = CLIPSegProcessor.from_pretrained(
             processor_directory, local_files_only=True
@@ -170,7 +170,7 @@ def _from_original_checkpoint(
     if not path.is_file():
         raise ModelNotFoundError(f"decoder checkpoint {name!r}: no such file")
     tokenizer_source = None if processor is None else _tokenizer_directory(processor)
-    with _quiet_transformers():
+    with quiet_transformers():
         model, loaded_processor = load_original_checkpoint(
             path, clip_weights, processor_source=tokenizer_source
         )
@@ -256,7 +256,7 @@ def _some(items: list[str], shown: int = 4) -> str:
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' advice ("install torchvision") and progress bars while loading."""
     previous = transformers_logging.get_verbosity()
     bars = transformers_logging.is_progress_bar_enabled()

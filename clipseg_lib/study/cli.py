@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from clipseg_lib.datasets.export import add_export_world_command
 from clipseg_lib.study.compare import add_compare_command
 from clipseg_lib.study.evaluate import add_evaluate_command
+from clipseg_lib.study.finetune_command import add_finetune_command
 from clipseg_lib.study.run_command import add_run_command
 
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(commands)
     add_evaluate_command(commands)
     add_export_world_command(commands)
+    add_finetune_command(commands)
     add_compare_command(commands)
     return parser
 

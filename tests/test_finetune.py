@@ -1,0 +1,273 @@
+"""Fine-tuning: CLIP stays frozen, saved models load to the same logits, a killed run resumes
+to the same weights, pickled states and bad inputs are refused without writing anything."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from clipseg_lib import load_image, load_segmenter, world
+from clipseg_lib.datasets.export import export_world
+from clipseg_lib.finetune import (
+    FinetuneConfig,
+    OutputDirError,
+    failure_study,
+    finetune,
+    open_data,
+    query_samples,
+    read_folder,
+    world_data,
+    world_queries,
+    write_folder,
+)
+from clipseg_lib.finetune import trainer as trainer_module
+from clipseg_lib.finetune.batches import BatchPlan
+from clipseg_lib.finetune.state import STATE_JSON
+from clipseg_lib.model.loading import file_sha256
+from clipseg_lib.model.random_models import random_model, save_random_model
+from clipseg_lib.study.cli import main
+
+#: Composite prompts: every word is in the random models' vocabulary.
+SCENE_SIZE = 64
+
+
+def composite_folder(directory: Path, n: int = 4) -> Path:
+    """The folder format written from `n` synthetic composite queries (one image each)."""
+    return write_folder(
+        query_samples(world.make_queries("composite", n, seed=1, size=SCENE_SIZE, split="train")),
+        directory,
+    )
+
+
+@pytest.fixture(scope="module")
+def full_size_dir(tmp_path_factory) -> Path:
+    """A randomly initialised ViT-B/16 rd64-refined CLIPSeg, saved with its 352 px processor."""
+    return save_random_model(tmp_path_factory.mktemp("full-size"))
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory) -> Path:
+    """The tiny random CLIPSeg of the smoke config (64 px), saved."""
+    return save_random_model(tmp_path_factory.mktemp("smoke"), smoke=True)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return composite_folder(tmp_path_factory.mktemp("data") / "folder")
+
+
+def test_full_size_finetune_on_phrasecut_keeps_clip_and_saves_what_loads(full_size_dir, tmp_path):
+    phrasecut = export_world("phrasecut", tmp_path / "phrasecut", n_images=2)
+    config = FinetuneConfig(steps=2, batch_size=2, prompts_per_image=1, heldout=0.0)
+    data = open_data(f"phrasecut:{phrasecut}")
+    assert len({sample.image for sample in data}) == 2 and len(data) > 2
+    result = finetune(full_size_dir, data, tmp_path / "out", config, progress=False)
+    original = random_model()
+    tuned = result.segmenter.model
+    clip_before, clip_after = original.clip.state_dict(), tuned.clip.state_dict()
+    assert all(torch.equal(clip_before[k], clip_after[k]) for k in clip_before)
+    decoder_before = original.decoder.state_dict()
+    changed = [k for k, v in tuned.decoder.state_dict().items()
+               if not torch.equal(v, decoder_before[k])]
+    assert len(changed) > 10
+    loaded = load_segmenter(tmp_path / "out")
+    image = load_image(data[0].image)
+    prompts = ["red circle", "blue square"]
+    result.segmenter.clear_text_cache()  # its texts were embedded padded with the data's
+    expected = result.segmenter.predict_logits(result.segmenter.encode_image(image), prompts)
+    np.testing.assert_array_equal(loaded.predict_logits(loaded.encode_image(image), prompts),
+                                  expected)
+    record = json.loads((tmp_path / "out" / "finetune.json").read_text())
+    assert record["source_sha256"] == file_sha256(full_size_dir / "model.safetensors")
+    assert record["weights_sha256"] == loaded.weights_sha256
+    assert record["config"]["steps"] == 2 and len(record["losses"]) == 2
+    assert record["heldout"]["before"] is None and record["n_images"] == 2
+    assert not (tmp_path / "out" / STATE_JSON).exists()
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(directory / "model.safetensors")
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(smoke_dir, folder, tmp_path, monkeypatch):
+    config = FinetuneConfig(steps=6, batch_size=3, negatives=0.5, image_prompts=0.5,
+                            checkpoint_every=2, heldout=0.25, seed=3)
+    samples = read_folder(folder)
+    whole = finetune(smoke_dir, samples, tmp_path / "whole", config, progress=False)
+
+    real_loss, calls = trainer_module.batch_loss, []
+
+    def dies_at_step_five(*arguments, **options):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_loss(*arguments, **options)
+
+    monkeypatch.setattr(trainer_module, "batch_loss", dies_at_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(smoke_dir, samples, tmp_path / "killed", config, progress=False)
+    assert json.loads((tmp_path / "killed" / STATE_JSON).read_text())["step"] == 4
+    monkeypatch.setattr(trainer_module, "batch_loss", real_loss)
+    with pytest.raises(OutputDirError, match="--resume"):
+        finetune(smoke_dir, samples, tmp_path / "killed", config, progress=False)
+    resumed = finetune(smoke_dir, samples, tmp_path / "killed", config, resume=True,
+                       progress=False)
+    assert resumed.losses == whole.losses
+    first, second = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert resumed.after == whole.after
+
+
+def test_resume_refuses_other_options_and_pickled_states(smoke_dir, folder, tmp_path, monkeypatch):
+    config = FinetuneConfig(steps=4, batch_size=2, checkpoint_every=2, heldout=0.25)
+    samples = read_folder(folder)
+    real_loss, calls = trainer_module.batch_loss, []
+
+    def dies_at_step_three(*arguments, **options):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_loss(*arguments, **options)
+
+    monkeypatch.setattr(trainer_module, "batch_loss", dies_at_step_three)
+    output = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(smoke_dir, samples, output, config, progress=False)
+    monkeypatch.setattr(trainer_module, "batch_loss", real_loss)
+    with pytest.raises(OutputDirError, match=r"another config.lr \(saved 0.001, now 0.0005\)"):
+        finetune(smoke_dir, samples, output, FinetuneConfig(**{**config.__dict__, "lr": 5e-4}),
+                 resume=True, progress=False)
+    tensors_file = output / json.loads((output / STATE_JSON).read_text())["tensors_file"]
+    torch.save({"decoder": torch.zeros(1)}, tensors_file)
+    with pytest.raises(OutputDirError, match="pickle"):
+        finetune(smoke_dir, samples, output, config, resume=True, progress=False)
+    (output / "training_state.pt").write_bytes(tensors_file.read_bytes())
+    with pytest.raises(OutputDirError, match="training_state.pt, a pickled"):
+        finetune(smoke_dir, samples, output, config, resume=True, progress=False)
+    assert not (output / "model.safetensors").exists()
+
+
+def test_bad_inputs_are_named_and_nothing_is_written(smoke_dir, folder, tmp_path):
+    samples = read_folder(folder)
+    wrong = composite_folder(tmp_path / "wrong", n=2)
+    Image.new("L", (10, 12)).save(wrong / "masks" / "mask_00001.png")
+    with pytest.raises(ValueError, match=r"line 3: the mask is 10x12 pixels but the image is "
+                                         r"64x64"):
+        finetune(smoke_dir, read_folder(wrong), tmp_path / "never", progress=False)
+    (wrong / "images" / "image_00000.png").unlink()
+    with pytest.raises(ValueError, match=r"do not exist: line 2: image .*image_00000.png"):
+        read_folder(wrong)
+    other = save_random_model(tmp_path / "other", smoke=True, seed=1)
+    digest = file_sha256(other / "model.safetensors")
+    with pytest.raises(OutputDirError, match=r"another model \(config.json, model.safetensors\)"):
+        finetune(smoke_dir, samples, other, progress=False)
+    with pytest.raises(OutputDirError, match="a model this run reads"):
+        finetune(smoke_dir, samples, smoke_dir, force=True, progress=False)
+    assert file_sha256(other / "model.safetensors") == digest
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(ValueError, match="no such directory"):
+        open_data(str(tmp_path / "missing"))
+
+
+def test_command_line_finetunes_and_reports_errors(smoke_dir, folder, tmp_path, capsys):
+    output = tmp_path / "cli"
+    arguments = ["finetune", "--model", str(smoke_dir), "--data", str(folder), "--output",
+                 str(output), "--steps", "2", "--batch-size", "2", "--heldout", "0.25"]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "Held-out mIoU before:" in printed and "(n=1)" in printed
+    assert load_segmenter(output).weights_sha256 == file_sha256(output / "model.safetensors")
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("clipseg-study: error: output") and "a finished fine-tune" in error
+    assert len(error.splitlines()) == 1
+    assert main([*arguments[:4], "world:colour", *arguments[5:], "--force"]) == 2
+    assert "unknown or no kinds ['colour']" in capsys.readouterr().err
+
+
+def test_world_queries_hold_names_out_of_training():
+    train = world_queries("word", 30, seed=0, held_out=["MAP", "BOX"])
+    test = world_queries("word", 20, seed=0, split="test", held_out=["MAP", "BOX"],
+                         asking_held_out=True)
+    shown = {o.name for q in train for o in q.scene.objects}
+    assert not shown & {"MAP", "BOX"} and len(train) == 30
+    assert all(q.prompt.split()[-1] in {"MAP", "BOX"} for q in test) and len(test) == 20
+    assert [q.prompt for q in world_queries("word", 5, seed=0)] == [
+        q.prompt for q in world.make_queries("word", 5, seed=0, split="train")
+    ]
+
+
+def test_batch_plan_negatives_name_absent_prompts_and_the_plan_resumes():
+    prompts = ["cat", "dog", "cat", "sun", "map", "sun"]
+    groups = [[0, 1], [2, 3], [4, 5]]
+    options = {"batch_size": 4, "prompts_per_image": 2, "negatives": 0.5, "image_prompts": 0.5}
+    plan = BatchPlan(prompts, groups, seed=0, **options)
+    rows = [row for _ in range(50) for row in plan.next_batch()]
+    negatives = [row for row in rows if row.negative]
+    assert 0.35 < len(negatives) / len(rows) < 0.65
+    assert all(prompts[r.sample] not in {prompts[s] for s in groups[r.image]} for r in negatives)
+    mixed = [row for row in rows if row.support is not None]
+    assert mixed and all(prompts[r.support] == prompts[r.sample] for r in mixed)
+    assert all(r.support not in groups[r.image] and 0 <= r.text_weight <= 1 for r in mixed)
+    state = json.loads(json.dumps(plan.state()))
+    expected = [plan.next_batch() for _ in range(3)]
+    other = BatchPlan(prompts, groups, seed=99, **options)
+    other.load_state(state)
+    assert [other.next_batch() for _ in range(3)] == expected
+
+
+def _result(held_out: tuple, seen: tuple, control: tuple) -> failure_study.FailureResult:
+    """Synthetic per-case IoUs: each group is (before, after) means over 20 spread cases."""
+    spread = np.linspace(-0.05, 0.05, 20)
+    return failure_study.FailureResult("specific word", 400, {
+        group: ((before + spread).tolist(), (after + spread[::-1]).tolist())
+        for group, (before, after) in zip(failure_study.GROUPS, (held_out, seen, control),
+                                          strict=True)
+    })
+
+
+def test_failure_findings_follow_the_numbers():
+    fixed = failure_study.failure_finding(_result((0.2, 0.7), (0.2, 0.8), (0.8, 0.8)), "mini")
+    assert "the decoder can fix it, and on names it never saw" in fixed
+    assert "The composite control held (0.800 -> 0.800" in fixed
+    memorised = failure_study.failure_finding(_result((0.3, 0.3), (0.3, 0.6), (0.8, 0.5)), "m")
+    assert "learned the names it was trained on but not the held-out ones" in memorised
+    assert "The composite control fell (0.800 -> 0.500" in memorised
+    traded = failure_study.failure_finding(_result((0.2, 0.7), (0.2, 0.8), (0.8, 0.4)), "m")
+    assert "learned it only by unlearning plain prompts" in traded
+    stuck = failure_study.failure_finding(_result((0.3, 0.31), (0.3, 0.29), (0.8, 0.8)), "m")
+    assert "the decoder alone did not fix it" in stuck
+    solved = failure_study.failure_finding(_result((0.95, 0.95), (0.95, 0.95), (0.8, 0.8)), "m")
+    assert "nothing to fix" in solved
+
+
+def test_training_queries_replay_other_kinds_without_held_out_names():
+    queries = failure_study.training_queries("facial expression", 12, seed=0)
+    kinds = [q.kind for q in queries]
+    assert kinds.count("expression") == 12 and len(queries) == 24
+    assert all(kinds.count(k) == 2 for k in failure_study.REPLAY_KINDS if k != "expression")
+    assert set(kinds) == set(failure_study.REPLAY_KINDS)
+    assert not any("angry" in world_data.scene_names(q.scene) | world_data.prompt_names(q.prompt)
+                   for q in queries)
+
+
+def test_activation_reuse_changes_the_backbone_passes_not_the_weights(smoke_dir, tmp_path):
+    queries = world.make_queries("composite", 3, seed=2, size=SCENE_SIZE, split="train")
+    samples = [sample for q in queries for sample in query_samples([q, q])]
+    samples[1::2] = [replace(s, prompt="square") for s in samples[1::2]]
+    config = FinetuneConfig(steps=3, batch_size=4, prompts_per_image=2, heldout=0.0)
+    passes, weights = [], []
+    for name, reuse, cache_mb in (("row", False, 0), ("batch", True, 0), ("run", True, 64)):
+        result = finetune(smoke_dir, samples, tmp_path / name, config, reuse_activations=reuse,
+                          cache_mb=cache_mb, progress=False)
+        passes.append(result.record["training_backbone_passes"])
+        weights.append(_weights(tmp_path / name))
+    assert passes == [12, 6, 3]
+    assert all(torch.equal(weights[0][k], other[k]) for other in weights[1:] for k in weights[0])
