@@ -18,6 +18,7 @@ from pathlib import Path
 from clipseg_lib.datasets.samples import (
     DatasetError,
     ImageSamples,
+    ImagesById,
     Sample,
     image_size,
     rasterise_polygons,
@@ -33,7 +34,7 @@ SKIPPED_IMAGE_IDS = frozenset({
 """Images whose annotated size differs from the file's; the original evaluation skips them."""
 
 
-class PhraseCut:
+class PhraseCut(ImagesById):
     """PhraseCut tasks of one split, grouped by image (see the module docstring)."""
 
     name = "phrasecut"
@@ -48,20 +49,16 @@ class PhraseCut:
             int(image["image_id"]): (int(image["height"]), int(image["width"]))
             for image in read_json(self._images_file, list)
         }
-        self._tasks: dict[int, list[dict]] = {}
+        self._by_image: dict[int, list[dict]] = {}
         for task in read_json(self._tasks_file, list):
             image_id = int(task["image_id"])
             if image_id not in SKIPPED_IMAGE_IDS:
-                self._tasks.setdefault(image_id, []).append(task)
-        unknown = sorted(set(self._tasks) - set(self._sizes))
+                self._by_image.setdefault(image_id, []).append(task)
+        unknown = sorted(set(self._by_image) - set(self._sizes))
         if unknown:
             raise DatasetError(
                 f"{self._images_file} lacks images {unknown[:5]} named in {self._tasks_file}"
             )
-
-    def image_ids(self) -> list[str]:
-        """Image ids with at least one task, in numeric order."""
-        return [str(image_id) for image_id in sorted(self._tasks)]
 
     def annotation_files(self) -> list[Path]:
         """The split's task file and the image table."""
@@ -88,7 +85,7 @@ class PhraseCut:
                 ),
                 class_id=str(task["task_id"]),
             )
-            for task in self._tasks[key]
+            for task in self._by_image[key]
         )
         return ImageSamples(str(key), path, samples)
 

@@ -26,6 +26,7 @@ from typing import Any
 from clipseg_lib.datasets.samples import (
     DatasetError,
     ImageSamples,
+    ImagesById,
     Sample,
     image_size,
     rasterise_polygons,
@@ -64,7 +65,7 @@ def load_plain_pickle(path: Path) -> Any:
         raise DatasetError(f"{path}: not a plain-data pickle ({error})") from error
 
 
-class RefCOCO:
+class RefCOCO(ImagesById):
     """Referring expressions of one split, grouped by image (see the module docstring)."""
 
     name = "refcoco"
@@ -80,15 +81,15 @@ class RefCOCO:
         if not isinstance(refs, list) or not all(isinstance(ref, dict) for ref in refs):
             raise DatasetError(f"{self._refs_file}: expected a list of ref dicts")
         splits = sorted({str(ref.get("split")) for ref in refs})
-        self._refs: dict[int, list[dict]] = {}
+        self._by_image: dict[int, list[dict]] = {}
         for ref in refs:
             if ref.get("split") == split:
-                self._refs.setdefault(int(ref["image_id"]), []).append(ref)
-        if not self._refs:
+                self._by_image.setdefault(int(ref["image_id"]), []).append(ref)
+        if not self._by_image:
             raise DatasetError(f"{self._refs_file}: no refs of split {split!r} (has {splits})")
         instances = read_json(self._instances_file, dict)
         self._images = {int(image["id"]): image for image in instances["images"]}
-        needed = {int(ref["ann_id"]) for refs_of in self._refs.values() for ref in refs_of}
+        needed = {int(ref["ann_id"]) for refs_of in self._by_image.values() for ref in refs_of}
         self._annotations = {
             int(annotation["id"]): annotation
             for annotation in instances["annotations"]
@@ -97,10 +98,6 @@ class RefCOCO:
         missing = sorted(needed - set(self._annotations))
         if missing:
             raise DatasetError(f"{self._instances_file} lacks annotations {missing[:5]}")
-
-    def image_ids(self) -> list[str]:
-        """COCO image ids with refs in the split, in numeric order."""
-        return [str(image_id) for image_id in sorted(self._refs)]
 
     def annotation_files(self) -> list[Path]:
         """instances.json and the refs pickle read."""
@@ -115,7 +112,7 @@ class RefCOCO:
         if image_size(path) != (height, width):
             raise DatasetError(f"{path}: size {image_size(path)} differs from instances.json's")
         samples = []
-        for ref in self._refs[key]:
+        for ref in self._by_image[key]:
             target = self._mask(int(ref["ann_id"]), height, width)
             for sentence in ref["sentences"]:
                 sample_id = f"{ref['ref_id']}:{sentence['sent_id']}"

@@ -68,6 +68,16 @@ class Dataset(Protocol):
         """The files whose checksums identify the annotations evaluated."""
 
 
+class ImagesById:
+    """Shared by formats that index their annotations by an integer image id."""
+
+    _by_image: dict[int, list[dict]]
+
+    def image_ids(self) -> list[str]:
+        """Image ids with at least one annotation in the split, in numeric order."""
+        return [str(image_id) for image_id in sorted(self._by_image)]
+
+
 def rasterise_polygons(polygons: Iterable[Sequence[Sequence[float]]], height: int, width: int):
     """(H, W) bool union of polygons given as sequences of (x, y) vertices."""
     canvas = Image.new("L", (width, height), 0)
