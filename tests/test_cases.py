@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from clipseg_lib.experiments.cases import QUICK_CASES_FILE, CasesError, by_image, load_cases
+from clipseg_lib.datasets.export import export_world
+from clipseg_lib.experiments.cases import (
+    QUICK_CASES_FILE,
+    CasesError,
+    by_image,
+    dataset_cases,
+    load_cases,
+)
 
 
 @pytest.fixture
@@ -123,3 +133,28 @@ def test_images_in_sub_folders_of_the_images_dir_are_fine(folder):
     Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(folder / "images" / "sub" / "b.png")
     [case] = load_cases(write(folder, "image,prompt\nsub/b.png,dark\n"), folder / "images")
     assert case.image.shape == (5, 6, 3) and case.name == "sub/b.png"
+
+
+
+def test_dataset_cases_turn_a_phrasecut_export_into_cases_with_its_checksums(tmp_path):
+    root = export_world("phrasecut", tmp_path / "export", n_images=6)
+    drawn, provenance = dataset_cases("phrasecut", root, limit=5, seed=0)
+    assert len(drawn) == 5
+    assert {"dataset": "phrasecut", "split": "test"}.items() <= provenance.items()
+    tasks = root / "refer_test.json"
+    assert provenance["files"]["refer_test.json"] == hashlib.sha256(tasks.read_bytes()).hexdigest()
+    phrases = {(str(task["image_id"]), task["phrase"]) for task in json.loads(tasks.read_text())}
+    for group in by_image(drawn).values():
+        assert all(case.image is group[0].image for case in group)
+        assert not group[0].image.flags.writeable
+    for case in drawn:
+        assert (case.name, case.prompt) in phrases
+        assert case.mask.dtype == bool and case.mask.shape == case.image.shape[:2]
+        assert 0 < case.mask.sum() < case.mask.size
+    again, _ = dataset_cases("phrasecut", root, limit=5, seed=0)
+    assert [(c.name, c.prompt) for c in again] == [(c.name, c.prompt) for c in drawn]
+
+
+def test_dataset_cases_without_a_root_name_the_missing_parameter():
+    with pytest.raises(ValueError, match="dataset 'phrasecut' needs dataset_root"):
+        dataset_cases("phrasecut", None, limit=4)

@@ -25,6 +25,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from clipseg_lib.datasets import dataset_provenance, load_samples, open_dataset
 from clipseg_lib.model.images import ImageError, load_image
 from clipseg_lib.model.loading import DATA_DIR
 from clipseg_lib.model.segmenter import Segmenter
@@ -129,6 +130,41 @@ def cases_for_model(
     kept = [case for case in loaded if case.mask is not None or not with_mask]
     print(f"Real-photo cases: {len(kept)} prompts on {len(by_image(kept))} photos.")
     return kept
+
+
+def dataset_cases(
+    dataset: str,
+    dataset_root: str | Path | None,
+    *,
+    limit: int | None,
+    seed: int = 0,
+    split: str | None = None,
+) -> tuple[list[Case], dict]:
+    """Up to ``limit`` text-prompt samples of a dataset (`clipseg_lib.datasets.load_samples`,
+    images visited in a seeded order) as `Case`s, and the data's provenance
+    (`dataset_provenance`: dataset, root, split, annotation files' sha256).
+
+    Each case's mask is the sample's target; its name is the dataset's image id, and the cases
+    of one image share one read-only image array. Pascal-5i gives its text prompts (shots=0);
+    ignore masks are dropped (a case has none).
+    Raises ValueError without a ``dataset_root`` and `DatasetError` for a root or split that
+    cannot be read as ``dataset``.
+    """
+    if dataset_root is None:
+        raise ValueError(f"dataset {dataset!r} needs dataset_root, the folder holding its files")
+    options = {"shots": 0} if dataset == "pascal5i" else {}
+    samples = load_samples(dataset, dataset_root, split, limit=limit, seed=seed, **options)
+    for loaded in samples:
+        loaded.image.flags.writeable = False
+    drawn = [
+        Case(image=loaded.image, prompt=loaded.sample.prompt, mask=loaded.sample.target,
+             name=loaded.image_id)
+        for loaded in samples
+    ]
+    provenance = dataset_provenance(open_dataset(dataset, dataset_root, split, **options))
+    print(f"Dataset cases: {len(drawn)} prompts on {len(by_image(drawn))} images of "
+          f"{dataset} {provenance['split']}.")
+    return drawn, provenance
 
 
 def by_image(cases: list[Case]) -> dict[str, list[Case]]:
