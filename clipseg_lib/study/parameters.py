@@ -24,7 +24,7 @@ PLAYGROUND_MARKER = "playground"
 """Notebooks whose stem contains this are interactive and not part of the study."""
 RUNNER_PARAMETERS = {"model": "--model", "output_dir": "--output-dir", "dtype": "--dtype"}
 """Parameters the runner sets itself -> the flag that sets them; ``-p`` may not override them."""
-PATH_SUFFIXES = ("_file", "_dir", "_path", "_weights")
+PATH_SUFFIXES = ("_file", "_dir", "_path", "_root", "_weights")
 """A parameter whose name ends so names a file or folder that must exist."""
 MODEL_OPTIONS = ("clip_weights", "processor")
 """Parameters that say how to load the model; the runner's model check uses them too."""
