@@ -8,6 +8,8 @@ Load a model, encode an image once, ask many prompts::
     probs = segmenter.predict(encoding, ["red triangle", "the word CAT"])   # (2, H, W)
 """
 
+from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.analysis.plotting import overlay, show_mask
 from clipseg_lib.model.images import ImageError, load_image
 from clipseg_lib.model.loading import (
     DEFAULT_MODEL,
@@ -30,7 +32,10 @@ __all__ = [
     "Segmenter",
     "WeightsChecksumError",
     "available_models",
+    "iou",
     "load_image",
     "load_segmenter",
     "mix",
+    "overlay",
+    "show_mask",
 ]

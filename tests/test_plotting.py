@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from clipseg_lib.analysis.plotting import (
+    format_table,
     overlay,
     plot_curves,
     save_figure,
     show_mask,
     show_predictions,
-    show_table,
 )
 
 matplotlib.use("Agg")
@@ -147,8 +147,8 @@ def test_plot_curves_uses_a_given_axis_and_checks_lengths() -> None:
         plot_curves([0, 1], {"b": [0.5]}, xlabel="x", ylabel="y")
 
 
-def test_show_table_formats_floats_with_fixed_precision() -> None:
-    table = show_table(
+def test_format_table_formats_floats_with_fixed_precision() -> None:
+    table = format_table(
         [{"prompt": "cat", "miou": 0.123456, "n": 3}, {"prompt": "dog", "miou": 1.0}]
     )
     assert table.splitlines() == [
@@ -159,11 +159,11 @@ def test_show_table_formats_floats_with_fixed_precision() -> None:
     ]
 
 
-def test_show_table_respects_precision_and_numpy_floats() -> None:
-    table = show_table([{"value": np.float32(0.5)}], precision=1)
+def test_format_table_respects_precision_and_numpy_floats() -> None:
+    table = format_table([{"value": np.float32(0.5)}], precision=1)
     assert table.splitlines()[2] == "| 0.5   |"
     with pytest.raises(ValueError, match="rows"):
-        show_table([])
+        format_table([])
 
 
 def test_save_figure_writes_identical_png_bytes(tmp_path: Path) -> None:

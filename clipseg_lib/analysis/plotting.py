@@ -236,7 +236,7 @@ def _table_line(texts: Sequence[str], widths: Sequence[int]) -> str:
     return "| " + " | ".join(padded) + " |"
 
 
-def show_table(rows: Sequence[Mapping[str, object]], *, precision: int = 3) -> str:
+def format_table(rows: Sequence[Mapping[str, object]], *, precision: int = 3) -> str:
     """Format rows as an aligned Markdown table; floats get ``precision`` decimals.
 
     An Estimate (or its dict) prints as ``mean [ci_low, ci_high] n=N``; None as ``n/a``.

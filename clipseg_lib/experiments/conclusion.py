@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from clipseg_lib.analysis.plotting import show_table
+from clipseg_lib.analysis.plotting import format_table
 from clipseg_lib.analysis.stats import Estimate, HitRate, paired_difference_ci
 from clipseg_lib.experiments.run_configuration import (
     configuration_problems,
@@ -311,7 +311,7 @@ def markdown_table(claims: Sequence[Mapping[str, Any]]) -> str:
     A claim that is not measured says why in its Evidence cell."""
     if not claims:
         raise ValueError("claims is empty: build them with build_claims")
-    return show_table([
+    return format_table([
         {
             "Claim": claim["claim"],
             "Evidence (mean [95% interval] (n))": claim["evidence"] or f"({claim['reason']})",

@@ -20,7 +20,7 @@ import numpy as np
 
 from clipseg_lib.analysis.distortions import distort
 from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, iou, presence_score
-from clipseg_lib.analysis.plotting import show_table
+from clipseg_lib.analysis.plotting import format_table
 from clipseg_lib.analysis.stats import Estimate, mean_ci, proportion_ci
 from clipseg_lib.experiments.cases import Case, by_image, load_cases
 from clipseg_lib.experiments.mitigations import (
@@ -53,7 +53,7 @@ def photo_cases(segmenter: Segmenter, cases_file: str | Path, images_dir: str | 
 
 def photo_table(results: dict) -> str:
     """The rows as a table (3 decimals), or a line saying there are none."""
-    return show_table(results["rows"], precision=3) if results["rows"] else "No real-photo rows."
+    return format_table(results["rows"], precision=3) if results["rows"] else "No real-photo rows."
 
 
 def photo_negation(segmenter: Segmenter, cases: Sequence[Case], *,

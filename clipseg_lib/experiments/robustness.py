@@ -123,7 +123,7 @@ def sweep_rows(scores: Mapping[tuple[str, int], Mapping[str, Sequence[float]]], 
 
 def severity_table(sweep: Sequence[Mapping], metric: str) -> list[dict]:
     """Rows of one metric of a sweep: a row per distortion, a column per severity, each cell
-    an Estimate dict (plotting.show_table prints mean [interval] n)."""
+    an Estimate dict (plotting.format_table prints mean [interval] n)."""
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} must be one of {METRICS}")
     table: dict[str, dict] = {}

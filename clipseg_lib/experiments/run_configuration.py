@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from clipseg_lib.analysis.plotting import show_table
+from clipseg_lib.analysis.plotting import format_table
 
 CONCLUSION_NAME = "conclusion"
 SHA_PREFIX = 12
@@ -97,4 +97,4 @@ def sources(loaded: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
 def sources_table(loaded: Mapping[str, Mapping[str, Any]]) -> str:
     """`sources` as a table, or a line saying there are no results files."""
     rows = sources(loaded)
-    return show_table(rows) if rows else "No results files in the output dir."
+    return format_table(rows) if rows else "No results files in the output dir."
