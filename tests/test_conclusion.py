@@ -209,3 +209,10 @@ def test_readme_holds_the_conclusion_notebooks_table():
                for output in cell.get("outputs", [])]
     table = next(text for text in printed if text.startswith("| Claim"))
     assert table.strip() in README.read_text()
+
+
+def test_the_conclusion_reads_the_experiments_only() -> None:
+    loaded = {name: {"name": name} for name in ("00_architecture", "09_mitigations",
+                                               "12_benchmarks", "13_finetuning", "conclusion")}
+    experiments = run_configuration.experiment_results(loaded)
+    assert list(experiments) == ["00_architecture", "09_mitigations"]

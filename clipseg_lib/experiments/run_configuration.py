@@ -31,6 +31,20 @@ def _configuration(payload: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+EXPERIMENT_NUMBERS = range(0, 10)
+"""Notebooks 00-09 are the experiments the conclusion sums up; later ones (benchmarks on real
+data, fine-tuning) are studies of their own with their own configurations."""
+
+
+def experiment_results(loaded: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The results files of the experiment notebooks (`EXPERIMENT_NUMBERS`) among `loaded`."""
+    return {
+        name: payload
+        for name, payload in loaded.items()
+        if name[:2].isdigit() and int(name[:2]) in EXPERIMENT_NUMBERS
+    }
+
+
 def configuration_problems(
     loaded: Mapping[str, Mapping[str, Any]], *, model: str | None = None
 ) -> dict[str, str]:
