@@ -35,11 +35,13 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
 # nbval executes the notebooks, whose output_dir is ../results: it runs a temporary copy of
-# notebooks/ (beside a link to data/), so that `make test` writes nothing outside temporary dirs.
+# notebooks/ (beside a link to data/), and Hypothesis keeps its files there too, so that
+# `make test` writes nothing outside temporary dirs.
 test: lint
 	@copy=$$(mktemp -d) && trap 'rm -rf "$$copy"' EXIT && \
 	cp -R notebooks "$$copy/notebooks" && ln -s "$(CURDIR)/data" "$$copy/data" && \
-	PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest -c pyproject.toml --rootdir . -p no:cacheprovider \
+	PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_STORAGE_DIRECTORY="$$copy/.hypothesis" \
+	$(PY) -m pytest -c pyproject.toml --rootdir . -p no:cacheprovider \
 		tests "$$copy/notebooks" --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg
 
