@@ -13,7 +13,8 @@ from clipseg_lib.model.random_models import random_segmenter
 
 def full_size_segmenter(*, smoke: bool, dtype: torch.dtype = torch.float32) -> Segmenter:
     """A randomly initialised (seed 0) rd64-refined CLIPSeg with a CIDAS-style processor."""
-    return random_segmenter(tempfile.mkdtemp(prefix="bench-tokenizer-"), smoke=smoke, dtype=dtype)
+    with tempfile.TemporaryDirectory(prefix="bench-tokenizer-") as directory:
+        return random_segmenter(directory, smoke=smoke, dtype=dtype)
 
 
 def mini_segmenter(dtype: torch.dtype) -> Segmenter:

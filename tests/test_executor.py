@@ -22,7 +22,8 @@ pytest.importorskip("dask.distributed")
 @functools.cache
 def _segmenter():
     """One tiny random model per process, built on first use (as a worker would)."""
-    return random_segmenter(tempfile.mkdtemp(prefix="executor-test-"), smoke=True)
+    with tempfile.TemporaryDirectory(prefix="executor-test-") as directory:
+        return random_segmenter(directory, smoke=True)
 
 
 def segment(seed: int) -> np.ndarray:
