@@ -13,6 +13,7 @@ from runner_helpers import FIXTURES, injected_parameters, notebooks_dir, run_mai
 
 from clipseg_lib.model import loading
 from clipseg_lib.study import parameters, run_command, runner
+from clipseg_lib.study.execution import NotebookRun
 from clipseg_lib.study.results import load_results
 
 FIXTURE_SOURCE = "pathlib.Path(output_dir"
@@ -363,3 +364,16 @@ def test_concurrent_notebooks_give_the_serial_results(tmp_path: Path) -> None:
     assert manifest["scheduler"] == "processes:2"
     conclusion = next(o for o in parallel.notebooks if o.stem == "05_conclusion")
     assert all(o.started + o.seconds <= conclusion.started for o in parallel.notebooks[:2])
+
+
+def test_the_summary_line_puts_the_backbone_work_beside_the_time() -> None:
+    outcome = NotebookRun("02_sweep", "ok", 0.0, 42.25, {})
+    work = {"encodings": 70, "distinct_images": 70, "supports": 0, "gflop": 5351.7, "seconds": 30.2}
+    line = run_command._summary_line(outcome, work)
+    assert line.startswith("OK     02_sweep")
+    assert line.endswith(
+        "42.2 s     70 encodings (70 distinct images + 0 supports),     5,352 GFLOP in 30.2 s"
+    )
+    assert run_command._summary_line(outcome, None).endswith("42.2 s")
+    failed = NotebookRun("02_sweep", "failed", 0.0, 1.0, {}, error_type="E", error_message="m")
+    assert run_command._summary_line(failed, work).endswith("1.0 s  E: m")

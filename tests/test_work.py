@@ -7,6 +7,7 @@ import pytest
 from torch.utils.flop_counter import FlopCounterMode
 
 from clipseg_lib import ImagePrompt, mix
+from clipseg_lib.experiments.architecture import with_input_size
 from clipseg_lib.model.random_models import full_size_config, random_segmenter
 from clipseg_lib.model.work import backbone_flops
 
@@ -76,3 +77,19 @@ def test_full_size_encoding_cost():
     config = full_size_config().vision_config
     assert backbone_flops(config, (352, 352), 10) == 76_452_575_232
     assert backbone_flops(config, (352, 352), 12, projection=512) == 91_629_686_784
+
+
+def test_a_segmenter_at_another_input_size_counts_its_work_in_the_original(tiny, image):
+    resized = with_input_size(tiny, 48)
+    resized.encode_image(image)
+    tiny.encode_image(image)
+    resized.encode_image(image)
+    work = tiny.work
+    assert (work.images, work.distinct_images) == (3, 2)
+    assert resized.work == work
+    assert work.flops == 2 * backbone_flops(
+        tiny.model.config.vision_config, (48, 48), max(tiny.extract_layers) + 1
+    ) + backbone_flops(tiny.model.config.vision_config, (tiny.image_size,) * 2,
+                       max(tiny.extract_layers) + 1)
+    tiny.reset_work()
+    assert resized.work.encodings == 0

@@ -251,7 +251,8 @@ def trace_shapes(segmenter: Segmenter, image: np.ndarray, prompt: str) -> list[d
 
 
 def with_input_size(segmenter: Segmenter, size: int) -> Segmenter:
-    """A segmenter sharing `segmenter`'s model whose processor resizes images to size x size."""
+    """A segmenter sharing `segmenter`'s model, caches and work count whose processor resizes
+    images to size x size."""
     patch = as_config(segmenter).vision_config.patch_size
     if not isinstance(size, int) or not patch <= size <= 2048:
         raise ValueError(f"input size {size!r} must be an integer in {patch}..2048 pixels")
@@ -260,10 +261,7 @@ def with_input_size(segmenter: Segmenter, size: int) -> Segmenter:
     processor = CLIPSegProcessor(
         image_processor=image_processor, tokenizer=segmenter.processor.tokenizer
     )
-    return Segmenter(
-        segmenter.model, processor, name=f"{segmenter.name} at {size} px",
-        weights_sha256=segmenter.weights_sha256, device=segmenter.device, dtype=segmenter.dtype,
-    )
+    return segmenter.with_processor(processor, name=f"{segmenter.name} at {size} px")
 
 
 def larger_input_size(segmenter: Segmenter) -> int:

@@ -101,8 +101,19 @@ class Segmenter:
         return self._work_log.work
 
     def reset_work(self) -> None:
-        """Start counting `work` from zero."""
-        self._work_log = WorkLog()
+        """Start counting `work` from zero (for this segmenter and those made `with_processor`)."""
+        self._work_log.reset()
+
+    def with_processor(self, processor: CLIPSegProcessor, *, name: str) -> Segmenter:
+        """The same model and weights reading images through `processor` (another input size,
+        say). It shares this segmenter's prompt caches and `work`: what it encodes counts here."""
+        twin = Segmenter(
+            self.model, processor, name=name, kind=self.kind, weights_sha256=self.weights_sha256,
+            weights_files=self.weights_files, device=self.device, dtype=self.dtype,
+        )
+        twin._text_cache, twin._support_cache = self._text_cache, self._support_cache
+        twin._work_log = self._work_log
+        return twin
 
     @property
     def extract_layers(self) -> tuple[int, ...]:

@@ -89,6 +89,11 @@ class WorkLog:
     work: Work = Work()
     image_digests: set[bytes] = field(default_factory=set)
 
+    def reset(self) -> None:
+        """Count from zero."""
+        self.work = Work()
+        self.image_digests.clear()
+
     def add_image(self, digest: bytes, flops: int, seconds: float) -> None:
         """Record one `encode_image` run."""
         self.image_digests.add(digest)

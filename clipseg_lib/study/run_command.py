@@ -10,6 +10,7 @@ from clipseg_lib.model.hardware import bf16_warning
 from clipseg_lib.study.execution import NotebookRun
 from clipseg_lib.study.grid import parse_grid, run_grid
 from clipseg_lib.study.parameters import QUICK_CASES, StudyConfigError
+from clipseg_lib.study.results import load_results
 from clipseg_lib.study.runner import (
     DEFAULT_CELL_TIMEOUT_S,
     DEFAULT_OUTPUT_DIR,
@@ -81,17 +82,26 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=run_command)
 
 
-def _summary_line(outcome: NotebookRun) -> str:
+def _summary_line(outcome: NotebookRun, work: dict | None) -> str:
+    """Status, notebook, wall time and, for a notebook that saved its backbone work, what it
+    computed: encodings (distinct images + support images), GFLOP and the backbone's seconds."""
     line = f"{outcome.status.upper():<7}{outcome.stem:<40}{outcome.seconds:8.1f} s"
     if outcome.status != "ok":
         line += f"  {outcome.error_type}: {outcome.error_message}"
+    elif work:
+        line += (
+            f"  {work['encodings']:5d} encodings ({work['distinct_images']} distinct images + "
+            f"{work['supports']} supports), {work['gflop']:9,.0f} GFLOP in {work['seconds']:.1f} s"
+        )
     return line
 
 
 def _print_study(study: StudyRun) -> None:
     print(f"model: {study.model_resolved} (requested {study.model_requested})")
+    saved = load_results(study.output_dir)
     for outcome in study.notebooks:
-        print(_summary_line(outcome))
+        work = saved.get(outcome.stem, {}).get("results", {}).get("work")
+        print(_summary_line(outcome, work))
     print(f"report: {study.output_dir / 'report' / 'index.html'}")
 
 

@@ -1,0 +1,85 @@
+"""Samples sized for the model's cost: a notebook spends at most its ``budget_gflop`` of
+backbone work.
+
+A sweep that takes seconds on `mini` (0.20 GFLOP per image) takes an hour on a ViT-B/16
+CLIPSeg (76.45 GFLOP per image, ~0.45 s on two cores), so each notebook states what one case
+costs in backbone encodings and `sample_for_budget` takes as many cases as its budget pays
+for. The sizes follow from the model's config and the notebook's parameters only (never from
+a clock), so a rerun draws the same sample. `mini` never reaches the default budgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from clipseg_lib.experiments.architecture import processor_size
+from clipseg_lib.experiments.cases import Case, by_image
+from clipseg_lib.model.segmenter import Segmenter
+from clipseg_lib.model.work import backbone_flops
+
+MIN_CASES = 4
+"""World cases a notebook keeps whatever its budget: fewer would give no interval worth
+reading."""
+PHOTO_SHARE = 0.5
+"""The share of a budget the real photos may take; the world cases have the rest."""
+
+
+def image_gflop(segmenter: Segmenter, size: int | None = None) -> float:
+    """GFLOP of one `encode_image` on a `size` x `size` input (default: the model's input
+    size, what its processor resizes to) through the layers the default extract layers read."""
+    side = size or processor_size(segmenter)
+    config = segmenter.model.config.vision_config
+    return backbone_flops(config, (side, side), max(segmenter.extract_layers) + 1) / 1e9
+
+
+def support_gflop(segmenter: Segmenter) -> float:
+    """GFLOP of embedding one support image (an image prompt): every layer and the projection."""
+    config = segmenter.model.config
+    side = processor_size(segmenter)
+    flops = backbone_flops(
+        config.vision_config, (side, side), segmenter.num_layers, projection=config.projection_dim
+    )
+    return flops / 1e9
+
+
+def sample_for_budget(
+    segmenter: Segmenter,
+    n_cases: int,
+    photos: Sequence[Case] = (),
+    *,
+    budget_gflop: float,
+    gflop_per_case: float,
+    gflop_per_photo: float | None = None,
+) -> tuple[int, list[Case]]:
+    """How many world cases (at most `n_cases`) and which photo cases to run within
+    `budget_gflop` of backbone work, printing the choice and its cost.
+
+    A world case costs `gflop_per_case`, a photo (all its prompts) `gflop_per_photo` (default
+    the same). Photos take at most `PHOTO_SHARE` of the budget, whole photos, those with a mask
+    first, then in file order; the world cases have the rest but never fewer than
+    `MIN_CASES` (or `n_cases` if smaller). Raises ValueError for a budget or cost that is not
+    positive.
+    """
+    if not budget_gflop > 0:
+        raise ValueError(f"budget_gflop must be positive, got {budget_gflop}")
+    if not gflop_per_case > 0 or (gflop_per_photo is not None and not gflop_per_photo > 0):
+        raise ValueError(f"costs must be positive, got {gflop_per_case}, {gflop_per_photo}")
+    if n_cases < 1:
+        raise ValueError(f"n_cases must be at least 1, got {n_cases}")
+    per_photo = gflop_per_case if gflop_per_photo is None else gflop_per_photo
+    groups = sorted(by_image(list(photos)).values(), key=lambda group: group[0].mask is None)
+    kept_photos = groups[: int(PHOTO_SHARE * budget_gflop // per_photo)]
+    photo_cost = len(kept_photos) * per_photo
+    affordable = int((budget_gflop - photo_cost) // gflop_per_case)
+    n_world = min(n_cases, max(affordable, MIN_CASES))
+    spent = n_world * gflop_per_case + photo_cost
+    cut = [f"{n_world} of {n_cases} world cases"] if n_world < n_cases else []
+    if len(kept_photos) < len(groups):
+        cut.append(f"{len(kept_photos)} of {len(groups)} photos")
+    sample = f"{n_world} world cases" + (f" + {len(kept_photos)} photos" if groups else "")
+    print(
+        f"Sample for {segmenter.name}: {sample}, {spent:,.0f} GFLOP of backbone work "
+        f"(budget {budget_gflop:,.0f}; {gflop_per_case:,.2f} GFLOP per case)"
+        + (f"; the budget cuts it to {', '.join(cut)} (raise budget_gflop for more)" if cut else "")
+    )
+    return n_world, [case for group in kept_photos for case in group]
