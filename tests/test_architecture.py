@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from transformers import CLIPSegConfig
 
@@ -74,7 +75,11 @@ def test_describe_maps_extract_layers_to_hidden_states_and_interpolation():
 
 def test_trace_shapes_follows_the_decoder_deepest_layer_first(tiny):
     query = world.make_query("composite", 3, size=64)
-    rows = architecture.trace_shapes(tiny, query.scene.image, query.prompt)
+    encoding = tiny.encode_image(query.scene.image)
+    encoded = tiny.work.images
+    rows = architecture.trace_shapes(tiny, encoding, query.prompt)
+    assert tiny.work.images == encoded  # only the decoder ran
+    assert rows[0] == {"stage": "image", "shape": "64 x 64 x 3"}
     stages = [row["stage"] for row in rows]
     assert stages.index("reduce layer 9") < stages.index("FiLM scale (film_mul)")
     assert stages.index("reduce layer 6") < stages.index("reduce layer 3")
@@ -83,6 +88,15 @@ def test_trace_shapes_follows_the_decoder_deepest_layer_first(tiny):
     assert shapes["reduce layer 9"] == "1 x 17 x 16"
     assert shapes["transposed convolution"] == "1 x 1 x 32 x 32"
     assert shapes["probabilities (sigmoid, resized)"] == "1 x 64 x 64"
+
+
+def test_input_size_figure_draws_the_given_map_per_size():
+    query = world.make_query("composite", 3, size=64)
+    maps = {32: query.target.astype(np.float32), 48: np.zeros((64, 64), np.float32)}
+    figure = architecture_figures.show_input_sizes(query, maps)
+    assert [ax.get_title() for ax in figure.axes] == [
+        "image", f"{query.prompt} @ 32 px\nIoU 1.00", f"{query.prompt} @ 48 px\nIoU 0.00"]
+    plt.close(figure)
 
 
 def test_a_larger_input_size_gives_more_tokens_and_still_a_full_size_mask(tiny):

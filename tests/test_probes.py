@@ -160,14 +160,25 @@ def test_photo_absent_counts_false_negatives_and_false_positives():
     assert summary["present_miou"] == {"mean": 1.0, "n": 1, "ci_low": 1.0, "ci_high": 1.0}
 
 
-def test_figures_have_one_row_per_shown_case(tiny_segmenter):
+def test_figures_have_one_row_per_shown_case():
     words = queries("word", 3)
-    figure = probe_figures.choice_figure(tiny_segmenter, words, n_shown=2)
+    answered = [(word, word.target.astype(np.float32)) for word in words]
+    figure = probe_figures.choice_figure(answered, n_shown=2)
     assert len(figure.axes) == 4
     labels = [t.get_text() for t in figure.axes[1].texts]
-    assert len(labels) == len(probes.candidate_objects(words[0]))
-    figure = probe_figures.negation_figure(tiny_segmenter, queries("negation", 1))
-    assert len(figure.axes) == 5
+    candidates = probes.candidate_objects(words[0])
+    assert len(labels) == len(candidates)
+    asked = words[0].scene.objects[words[0].target_indices[0]].name
+    assert f"{asked} 1.00" in labels
+    negation = queries("negation", 1)[0]
+    maps = np.stack([negation.target.astype(np.float32)] * 3)
+    figure = probe_figures.negation_figure([(negation, maps)])
+    assert [ax.get_title() for ax in figure.axes] == [
+        "scene", *probes.negation_prompts(negation), "negation truth"]
+    photo = Case(negation.scene.image, "red star", negation.target, "a.png")
+    figure = probe_figures.negation_figure([(photo, maps)])
+    assert [ax.get_title() for ax in figure.axes[1:]] == [
+        "red star", "not red star", "everything except red star", "negation truth"]
     confusion = {"labels": ["a", "b"], "counts": [[2, 0], [1, 1]]}
     figure = probe_figures.confusion_figure(confusion)
     assert [t.get_text() for t in figure.axes[0].texts] == ["1.00", "0.00", "0.50", "0.50"]
@@ -180,7 +191,7 @@ def test_figures_have_one_row_per_shown_case(tiny_segmenter):
     plt.close("all")
 
 
-def test_bad_inputs_raise_value_errors_naming_them(tiny_segmenter):
+def test_bad_inputs_raise_value_errors_naming_them():
     words = queries("word", 1)
     with pytest.raises(ValueError, match="queries is empty"):
         probes.check_queries([], "word", "queries")
@@ -197,4 +208,6 @@ def test_bad_inputs_raise_value_errors_naming_them(tiny_segmenter):
     with pytest.raises(ValueError, match="not a negation"):
         probes.excluded_composite(words[0])
     with pytest.raises(ValueError, match="n_shown"):
-        probe_figures.choice_figure(tiny_segmenter, words, n_shown=0)
+        probe_figures.choice_figure([(words[0], words[0].target)], n_shown=0)
+    with pytest.raises(ValueError, match="answered is empty"):
+        probe_figures.negation_figure([])

@@ -157,21 +157,34 @@ def close_figures() -> Iterator[None]:
     plt.close("all")
 
 
-def test_figures_have_a_panel_per_case_and_setting(segmenter, queries, close_figures):
+def test_figures_have_a_panel_per_case_and_setting(queries, close_figures):
     rows = sweep({(name, level): ([0.5, 0.6], [1.0, 0.9]) for name in ("blur", "jpeg")
                   for level in (0, 1)})
     curves = robustness_figures.severity_curves(rows, title="t")
     assert [len(ax.lines) for ax in curves.axes] == [2, 2]
     assert [len(ax.collections) for ax in curves.axes] == [2, 2]  # the interval bands
-    grid = robustness_figures.extract_layer_grid(segmenter, queries[:2], triples=[(3, 6, 9)])
+    empty = np.zeros_like(queries[0].target)
+    answered = [(query, {(3, 6, 9): empty, (3, 7, 9): query.target}) for query in queries[:2]]
+    grid = robustness_figures.extract_layer_grid(answered, triples=[(3, 6, 9)])
     assert len(grid.axes) == 3 * 2
-    examples = robustness_figures.distortion_examples(segmenter, queries[0],
-                                                      distortions=["blur"], severities=[1, 5])
-    assert len(examples.axes) == 3
+    assert [ax.get_title() for ax in grid.axes[2:]] == ["(3,6,9): IoU 0.00"] * 2 + [
+        "(3,7,9): IoU 1.00"] * 2
+    with pytest.raises(ValueError, match=r"question 1 has no masks for extract layers \[\(2,"):
+        robustness_figures.extract_layer_grid(answered, triples=[(2, 4, 7)])
+    target = queries[0].target
+    masks = {("blur", 0): target, ("blur", 1): distort_mask(target, "blur", 1), ("blur", 5): empty}
+    examples = robustness_figures.distortion_examples(queries[0], masks, distortions=["blur"],
+                                                      severities=[1, 5])
+    assert [ax.get_title() for ax in examples.axes] == [
+        "clean\nIoU 1.00", "blur 1\nIoU 1.00", "blur 5\nIoU 0.00"]
     one_shot = robustness.one_shot_queries(1, seed=0, distortions=["blur"], severities=[1])
+    masks = {(name, level): one_shot[0].target if level == 0 else np.zeros_like(target)
+             for name in ("blur", "jpeg") for level in (0, 1)}
     prompt_examples = robustness_figures.prompt_distortion_examples(
-        segmenter, one_shot[0], distortions=["blur", "jpeg"], severities=[1])
+        one_shot[0], masks, distortions=["blur", "jpeg"], severities=[1])
     assert len(prompt_examples.axes) == 2 * 2 * 2
+    assert [ax.get_title() for ax in prompt_examples.axes[:4]] == [
+        "support, clean", "prediction\nIoU 1.00", "support, blur 1", "prediction\nIoU 0.00"]
 
 
 def test_on_mini_rotation_is_stable_once_the_clean_prediction_moves_with_the_image():

@@ -35,10 +35,13 @@ def test_each_task_draws_its_shared_evaluation_set(queries):
     assert tasks.SEEN_TASK == "seen pairs (mini's training split)"
 
 
-def test_examples_figure_has_two_panels_per_shown_query(tiny, queries):
-    figure = tasks.show_examples(tiny, queries, n_shown=1)
+def test_examples_figure_has_two_panels_per_shown_query(queries):
+    answered = {task: [(query, query.target.astype(np.float32)) for query in task_queries]
+                for task, task_queries in queries.items()}
+    figure = tasks.show_examples(answered, n_shown=1)
     assert len(figure.axes) == 4 * 2
     assert figure.axes[4].get_title().startswith("one-shot (image prompt)\nsupport:")
+    assert [ax.get_title() for ax in figure.axes[1::2]] == ["prediction, IoU 1.00"] * 4
     plt.close(figure)
 
 

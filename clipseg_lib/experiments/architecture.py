@@ -27,12 +27,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 
 from clipseg_lib.analysis.stats import Estimate, mean_ci, paired_difference_ci
-from clipseg_lib.model.segmenter import Segmenter
+from clipseg_lib.model.segmenter import ImageEncoding, Segmenter
 
 ModelOrConfig = Segmenter | CLIPSegConfig
 
@@ -210,13 +209,14 @@ def describe(model: ModelOrConfig, *, input_size: int | None = None) -> str:
     ])
 
 
-def trace_shapes(segmenter: Segmenter, image: np.ndarray, prompt: str) -> list[dict[str, str]]:
-    """The tensors one prediction passes through, in order: rows {"stage", "shape"}."""
-    encoding = segmenter.encode_image(image)
+def trace_shapes(segmenter: Segmenter, encoding: ImageEncoding, prompt: str
+                 ) -> list[dict[str, str]]:
+    """The tensors one prediction from `encoding` (an RGB image's, by `segmenter`) passes
+    through, in order: rows {"stage", "shape"}. Only the decoder runs."""
     layers = segmenter.extract_layers
     states = encoding.hidden_states
     rows = [
-        {"stage": "image", "shape": _shape(image.shape)},
+        {"stage": "image", "shape": _shape((*encoding.original_size, 3))},
         {"stage": "patch tokens + CLS (hidden state 0)", "shape": _shape(states[0].shape)},
     ]
     rows += [

@@ -1,9 +1,9 @@
-"""Figures of notebook 00: the architecture diagram drawn from a config, and one query
-predicted at several input sizes."""
+"""Figures of notebook 00: the architecture diagram drawn from a config, and one query's
+predictions at several input sizes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,24 +17,18 @@ from clipseg_lib.experiments.architecture import (
     as_config,
     decoder_parameters,
     upsampling,
-    with_input_size,
 )
-from clipseg_lib.mini.evaluation import predict_queries
-from clipseg_lib.model.segmenter import Segmenter
 from clipseg_lib.world import Query
 
 
-def show_input_sizes(segmenter: Segmenter, query: Query, sizes: Sequence[int]) -> Figure:
-    """The query's image and its prediction at each input size, titled with the IoU."""
-    probabilities = np.stack([_predict_at(segmenter, [query], size)[0] for size in sizes])
+def show_input_sizes(query: Query, probabilities: Mapping[int, np.ndarray]) -> Figure:
+    """The query's image and its (H, W) probability map at each input size (the keys, in
+    order), titled with the IoU."""
     return plotting.show_predictions(
-        query.scene.image, probabilities, [f"{query.prompt} @ {size} px" for size in sizes],
-        targets=[query.target] * len(sizes),
+        query.scene.image, np.stack(list(probabilities.values())),
+        [f"{query.prompt} @ {size} px" for size in probabilities],
+        targets=[query.target] * len(probabilities),
     )
-
-
-def _predict_at(segmenter: Segmenter, queries: Sequence[Query], size: int) -> list[np.ndarray]:
-    return predict_queries(with_input_size(segmenter, size), queries)
 
 
 def draw_diagram(model: ModelOrConfig) -> Figure:

@@ -12,39 +12,40 @@ from matplotlib.patches import Rectangle
 
 from clipseg_lib import world
 from clipseg_lib.analysis.plotting import PANEL_INCHES, show_mask
+from clipseg_lib.experiments.inputs import Question, question_image
+from clipseg_lib.experiments.photo_probes import NEGATION_PREFIXES
 from clipseg_lib.experiments.probes import (
     CANDIDATE_KIND,
     candidate_choice,
     candidate_objects,
     negation_prompts,
 )
-from clipseg_lib.model.segmenter import Segmenter
 
 ASKED_COLOUR = (0.1, 0.8, 0.2)
 OTHER_COLOUR = (1.0, 1.0, 1.0)
 
 
-def _shown(queries: Sequence[world.Query], n_shown: int) -> list[world.Query]:
+def _shown(answered: Sequence[tuple], n_shown: int) -> list[tuple]:
     if n_shown < 1:
         raise ValueError(f"n_shown must be at least 1, got {n_shown}")
-    if not queries:
-        raise ValueError("queries is empty: nothing to show")
-    return list(queries[:n_shown])
+    if not answered:
+        raise ValueError("answered is empty: nothing to show")
+    return list(answered[:n_shown])
 
 
-def choice_figure(segmenter: Segmenter, queries: Sequence[world.Query], *, n_shown: int = 3
+def choice_figure(answered: Sequence[tuple[world.Query, np.ndarray]], *, n_shown: int = 3
                   ) -> Figure:
-    """One row per word or expression query: the scene, then the prediction with every sign
-    or face boxed and labelled with its name and mean probability (the asked one in green)."""
-    shown = _shown(queries, n_shown)
-    kinds = {q.kind for q in shown}
+    """One row per (word or expression query, its (H, W) probability map), the first
+    `n_shown`: the scene, then the map with every sign or face boxed and labelled with its
+    name and mean probability (the asked one in green)."""
+    shown = _shown(answered, n_shown)
+    kinds = {query.kind for query, _ in shown}
     if not kinds <= set(CANDIDATE_KIND):
         raise ValueError(f"queries must be 'word' or 'expression' queries, got {sorted(kinds)}")
     figure, axes = plt.subplots(
         len(shown), 2, figsize=(2 * PANEL_INCHES, PANEL_INCHES * len(shown)), squeeze=False
     )
-    for row, query in zip(axes, shown, strict=True):
-        probs = segmenter.predict(query.scene.image, [query.prompt])[0]
+    for row, (query, probs) in zip(axes, shown, strict=True):
         objects = query.scene.objects
         candidates = candidate_objects(query)
         means, _ = candidate_choice(
@@ -90,30 +91,39 @@ def confusion_figure(confusion: dict) -> Figure:
     return figure
 
 
-def negation_figure(segmenter: Segmenter, queries: Sequence[world.Query], *, n_shown: int = 3
+def negation_figure(answered: Sequence[tuple[Question, np.ndarray]], *, n_shown: int = 3
                     ) -> Figure:
-    """One row per negation query: the scene, the maps of "X", "not X", "everything except X",
-    and the negation's ground truth."""
-    shown = _shown(queries, n_shown)
+    """One row per (negation question, its (3, H, W) maps of "X", "not X", "everything except
+    X"), the first `n_shown`: the image, the three maps and the negation's ground truth."""
+    shown = _shown(answered, n_shown)
     columns = 5
     figure, axes = plt.subplots(
         len(shown), columns, figsize=(PANEL_INCHES * columns * 0.8, PANEL_INCHES * len(shown)),
         squeeze=False,
     )
-    for row, query in zip(axes, shown, strict=True):
-        prompts = negation_prompts(query)
-        maps = [*segmenter.predict(query.scene.image, prompts), query.target]
-        row[0].imshow(query.scene.image)
+    for row, (question, probabilities) in zip(axes, shown, strict=True):
+        prompts, truth = _negation_panels(question)
+        image = question_image(question)
+        row[0].imshow(image)
         row[0].set_title("scene")
-        for ax, overlay_map, title in zip(row[1:], maps, [*prompts, "negation truth"],
-                                          strict=True):
-            ax.imshow(query.scene.image)
+        for ax, overlay_map, title in zip(row[1:], [*probabilities, truth],
+                                          [*prompts, "negation truth"], strict=True):
+            ax.imshow(image)
             show_mask(overlay_map, ax)
             ax.set_title(title, fontsize=8)
         for ax in row:
             ax.axis("off")
     figure.tight_layout()
     return figure
+
+
+def _negation_panels(question: Question) -> tuple[list[str], np.ndarray]:
+    """The prompts "X", "not X", "everything except X" and the negation's truth: of a world
+    negation query, or of a photo case (X is its prompt; the truth lies outside its mask)."""
+    if isinstance(question, world.Query):
+        return negation_prompts(question), question.target
+    prompts = [question.prompt, *(p.format(question.prompt) for p in NEGATION_PREFIXES.values())]
+    return prompts, ~question.mask
 
 
 def presence_figure(cases: Sequence[dict], threshold: float) -> Figure:

@@ -4,7 +4,7 @@ extract-layer grid. A panel shows an image with a thresholded mask in the overla
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,18 +13,16 @@ from matplotlib.figure import Figure
 
 from clipseg_lib.analysis import plotting
 from clipseg_lib.analysis.distortions import distort, distort_mask
-from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, iou
+from clipseg_lib.analysis.metrics import iou
 from clipseg_lib.experiments.inputs import Question, question_image, question_target
 from clipseg_lib.experiments.robustness import (
     METRICS,
     PAPER_REFERENCE,
     POSTER_TRIPLES,
-    check_triples,
     distorted_prompt,
     layer_label,
 )
 from clipseg_lib.model.prompts import DEFAULT_ENGINEERING
-from clipseg_lib.model.segmenter import Segmenter
 
 PANEL_INCHES = 1.7
 METRIC_LABELS = {"iou_gt": "IoU with ground truth", "iou_vs_clean": "IoU with clean prediction"}
@@ -57,83 +55,78 @@ def severity_curves(sweep: Sequence[dict], *, title: str) -> Figure:
 
 
 def distortion_examples(
-    segmenter: Segmenter,
     question: Question,
+    masks: Mapping[tuple[str, int], np.ndarray],
     *,
     distortions: Sequence[str],
     severities: Sequence[int] = (1, 5),
     seed: int = 0,
-    threshold: float = DEFAULT_THRESHOLD,
 ) -> Figure:
-    """A row per distortion: the clean image, then the image at each severity, each with its
-    predicted mask; titles give the IoU with the (moved) ground truth where there is one."""
+    """A row per distortion: the clean image, then the image at each severity (distorted with
+    `seed`), each with its mask from `masks`, keyed (distortion, severity), severity 0 the
+    clean image; titles give the IoU with the (moved) ground truth where there is one."""
     image, target = question_image(question), question_target(question)
-    clean = segmenter.predict(image, question.prompt)[0] > threshold
     figure, axes = _grid(len(distortions), 1 + len(severities))
     for row, name in zip(axes, distortions, strict=True):
+        clean = masks[name, 0]
         _panel(row[0], image, clean, f"clean\n{_score(clean, target)}")
         for ax, level in zip(row[1:], severities, strict=True):
-            distorted = distort(image, name, level, seed=seed)
-            mask = segmenter.predict(distorted, question.prompt)[0] > threshold
+            mask = masks[name, level]
             moved = None if target is None else distort_mask(target, name, level)
-            _panel(ax, distorted, mask, f"{name} {level}\n{_score(mask, moved)}")
+            _panel(ax, distort(image, name, level, seed=seed), mask,
+                   f"{name} {level}\n{_score(mask, moved)}")
     figure.suptitle(f"prompt: {question.prompt}")
     figure.tight_layout()
     return figure
 
 
 def prompt_distortion_examples(
-    segmenter: Segmenter,
     question: Question,
+    masks: Mapping[tuple[str, int], np.ndarray],
     *,
     distortions: Sequence[str],
     severities: Sequence[int] = (1, 5),
     seed: int = 0,
     engineering: str = DEFAULT_ENGINEERING,
-    threshold: float = DEFAULT_THRESHOLD,
 ) -> Figure:
     """A row per distortion; for the clean support and each severity, two panels: the support
-    image with its (moved) mask, and the query image with the mask that prompt predicts."""
-    encoding = segmenter.encode_image(question_image(question))
-    target = question_target(question)
+    image with its (moved) mask (`distorted_prompt` with `seed` and `engineering`), and the
+    query image with the mask that prompt predicted, from `masks` keyed (distortion,
+    severity), severity 0 the clean support."""
+    image, target = question_image(question), question_target(question)
     levels = [0, *severities]
     figure, axes = _grid(len(distortions), 2 * len(levels))
     for row, name in zip(axes, distortions, strict=True):
-        prompts = [distorted_prompt(question, name, level, seed=seed, engineering=engineering)
-                   for level in levels]
-        masks = segmenter.predict(encoding, prompts) > threshold
-        for column, (level, prompt, mask) in enumerate(zip(levels, prompts, masks, strict=True)):
+        for column, level in enumerate(levels):
+            prompt = distorted_prompt(question, name, level, seed=seed, engineering=engineering)
+            mask = masks[name, level]
             label = "clean" if level == 0 else f"{name} {level}"
             _panel(row[2 * column], prompt.image, prompt.mask, f"support, {label}",
                    colour=SUPPORT_COLOUR)
-            _panel(row[2 * column + 1], question_image(question), mask,
-                   f"prediction\n{_score(mask, target)}")
+            _panel(row[2 * column + 1], image, mask, f"prediction\n{_score(mask, target)}")
     figure.suptitle(f'one-shot prompt: "{question.prompt}" shown by an example image')
     figure.tight_layout()
     return figure
 
 
 def extract_layer_grid(
-    segmenter: Segmenter,
-    questions: Sequence[Question],
+    answered: Sequence[tuple[Question, Mapping[tuple[int, ...], np.ndarray]]],
     *,
     triples: Sequence[Sequence[int]] = POSTER_TRIPLES,
     reference: Sequence[int] = PAPER_REFERENCE,
-    threshold: float = DEFAULT_THRESHOLD,
 ) -> Figure:
-    """Rows: the ground truth, then each triple and the reference; a column per question.
+    """Rows: the ground truth, then each triple and the reference; a column per (question,
+    its masks keyed by extract layers, holding every triple and the reference).
 
-    Titles give the IoU with the reference's mask (one backbone pass per question)."""
-    layer_sets = check_triples(segmenter, [*triples, reference])
-    reference = layer_sets[-1]
-    layer_sets = list(dict.fromkeys(layer_sets))
-    deepest = max(max(layers) for layers in layer_sets) + 1
-    figure, axes = _grid(1 + len(layer_sets), len(questions))
-    for column, question in enumerate(questions):
+    Titles give the IoU with the reference's mask."""
+    reference = tuple(reference)
+    layer_sets = list(dict.fromkeys([*(tuple(layers) for layers in triples), reference]))
+    figure, axes = _grid(1 + len(layer_sets), len(answered))
+    for column, (question, masks) in enumerate(answered):
+        missing = [layers for layers in layer_sets if layers not in masks]
+        if missing:
+            raise ValueError(f"question {column + 1} has no masks for extract layers {missing}")
         image, target = question_image(question), question_target(question)
-        encoding = segmenter.encode_image(image, max_layer=deepest)
-        masks = {layers: segmenter.predict(encoding, question.prompt, extract_layers=layers)[0]
-                 > threshold for layers in layer_sets}
         truth = np.zeros(image.shape[:2], bool) if target is None else target
         prompt = textwrap.shorten(question.prompt, width=26, placeholder="...")
         _panel(axes[0][column], image, truth, f"Prompt {column + 1}, truth\n{prompt}",

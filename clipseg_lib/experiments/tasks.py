@@ -26,8 +26,6 @@ from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, iou, presence_score
 from clipseg_lib.analysis.plotting import PANEL_INCHES, TARGET_COLOUR, show_mask
 from clipseg_lib.analysis.stats import Estimate
 from clipseg_lib.experiments.cases import Case
-from clipseg_lib.experiments.inputs import question_prompt
-from clipseg_lib.model.segmenter import Segmenter
 
 #: Task -> the `question_sets.QUESTIONS` evaluation set that measures it.
 TASK_QUESTIONS = {
@@ -40,27 +38,24 @@ SEEN_TASK = next(iter(TASK_QUESTIONS))
 
 
 def show_examples(
-    segmenter: Segmenter,
-    queries: Mapping[str, Sequence[world.Query]],
+    answered: Mapping[str, Sequence[tuple[world.Query, np.ndarray]]],
     *,
     n_shown: int = 2,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> Figure:
-    """A row per task, two panels per shown query: the prompt side (the target in green, or the
-    support image and its mask for one-shot) and the prediction in blue with its IoU."""
+    """A row per task, two panels per shown (query, probability map) pair, the first `n_shown`
+    of each task: the prompt side (the target in green, or the support image and its mask for
+    one-shot) and the prediction in blue with its IoU."""
     if n_shown < 1:
         raise ValueError(f"n_shown must be at least 1, got {n_shown}")
     figure, axes = plt.subplots(
-        len(queries),
+        len(answered),
         2 * n_shown,
-        figsize=(PANEL_INCHES * 2 * n_shown, PANEL_INCHES * len(queries)),
+        figsize=(PANEL_INCHES * 2 * n_shown, PANEL_INCHES * len(answered)),
         squeeze=False,
     )
-    for row, (task, task_set) in enumerate(queries.items()):
-        shown = list(task_set[:n_shown])
-        answers = [segmenter.predict(query.scene.image, question_prompt(query))[0]
-                   for query in shown]
-        for column, (query, probability) in enumerate(zip(shown, answers, strict=True)):
+    for row, (task, pairs) in enumerate(answered.items()):
+        for column, (query, probability) in enumerate(pairs[:n_shown]):
             prompt_ax, answer_ax = axes[row, 2 * column], axes[row, 2 * column + 1]
             if query.kind == "image":
                 prompt_ax.imshow(query.support_image)
