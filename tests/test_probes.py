@@ -14,7 +14,7 @@ import torch
 
 from clipseg_lib import world
 from clipseg_lib.experiments import photo_probes, probe_figures, probes
-from clipseg_lib.experiments.cases import Case
+from clipseg_lib.experiments.cases import Case, cases_for_model
 from clipseg_lib.mini.train import Architecture, build_model, build_processor
 from clipseg_lib.model.segmenter import Segmenter
 
@@ -127,7 +127,7 @@ def test_marks_something_is_any_pixel_above_the_threshold():
 
 
 def test_photo_probes_skip_mini_sized_models_and_measure_given_cases(tiny_segmenter, capsys):
-    assert photo_probes.photo_cases(tiny_segmenter, "missing.csv", "missing") == []
+    assert cases_for_model(tiny_segmenter, "missing.csv", "missing") == []
     assert "skipped" in capsys.readouterr().out
     assert photo_probes.photo_negation(tiny_segmenter, [])["rows"] == []
     assert photo_probes.photo_table(photo_probes.photo_absent(tiny_segmenter, [])) == (

@@ -1,5 +1,6 @@
 """The failure-mode probes and mitigations on real photos (`clipseg_lib.experiments.cases`), for a
-full-size CLIPSeg; `mini` only knows the synthetic world and skips them.
+full-size CLIPSeg (`cases.cases_for_model` gives `mini`, which only knows the synthetic world,
+none).
 
 Photos have no negation truth and rarely a mask, so each probe measures what needs none:
 how much "not X" still looks like "X"; whether a photo's own prompts get a mask and the other
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from clipseg_lib.analysis.distortions import distort
 from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, iou, presence_score
 from clipseg_lib.analysis.plotting import format_table
 from clipseg_lib.analysis.stats import Estimate, mean_ci, proportion_ci
-from clipseg_lib.experiments.cases import Case, by_image, load_cases
+from clipseg_lib.experiments.cases import Case, by_image
 from clipseg_lib.experiments.mitigations import (
     DEFAULT_TEMPLATES,
     DEFAULT_TRANSFORMS,
@@ -33,22 +33,9 @@ from clipseg_lib.experiments.mitigations import (
 from clipseg_lib.experiments.mitigations import ensemble_prompts as ensemble
 from clipseg_lib.model.segmenter import Segmenter
 
-#: Models that see at least this many pixels per side are full-size CLIPSeg.
-FULL_SIZE = 224
 NEGATION_PREFIXES = {"not X": "not {}", "everything except X": "everything except {}"}
 NO_RESULTS: dict = {"summary": {}, "rows": []}
 ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
-
-
-def photo_cases(segmenter: Segmenter, cases_file: str | Path, images_dir: str | Path
-                ) -> list[Case]:
-    """The cases of `cases_file` for a full-size model; [] (and a printed line) for `mini`."""
-    if segmenter.image_size < FULL_SIZE:
-        print(f"Real-photo cases skipped: {segmenter.name} only knows the synthetic world.")
-        return []
-    cases = load_cases(cases_file, images_dir)
-    print(f"Real-photo cases: {len(cases)} prompts on {len(by_image(cases))} photos.")
-    return cases
 
 
 def photo_table(results: dict) -> str:
