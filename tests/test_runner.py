@@ -263,8 +263,9 @@ def test_model_options_and_relative_paths_reach_the_check_and_the_notebooks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loads: list[tuple[str, dict]] = []
+    mini = loading.load_segmenter("mini")  # answers the check in place of the named files
     monkeypatch.setattr(
-        loading, "load_segmenter", lambda source, **options: loads.append((source, options))
+        loading, "load_segmenter", lambda source, **options: loads.append((source, options)) or mini
     )
     monkeypatch.chdir(tmp_path)
     for name in ("rd64-uni.pth", "clip.pt", "mycases.csv"):
@@ -377,3 +378,24 @@ def test_the_summary_line_puts_the_backbone_work_beside_the_time() -> None:
     assert run_command._summary_line(outcome, None).endswith("42.2 s")
     failed = NotebookRun("02_sweep", "failed", 0.0, 1.0, {}, error_type="E", error_message="m")
     assert run_command._summary_line(failed, work).endswith("1.0 s  E: m")
+
+
+@pytest.mark.parametrize(("selected", "gflop", "runs_13"), [
+    (None, 76.45, False), (["13"], 76.45, True), (None, 0.2, True),
+    (["12", "13_finetuning"], 76.45, True),
+])
+def test_a_full_size_model_runs_the_training_notebook_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture, selected, gflop: float, runs_13: bool
+) -> None:
+    plan = runner.plan_study(
+        REPO_ROOT / "notebooks", tmp_path / "out", model="mini", selected=selected,
+        check_model=False,
+    )
+    plan.skip_training(gflop)
+    assert any(path.stem == "13_finetuning" for path in plan.notebooks) is runs_13
+    assert ("13_finetuning" in plan.skipped) is not runs_13
+    if not runs_13:
+        assert len(plan.notebooks) == 12 and "--notebooks 13" in plan.skipped["13_finetuning"]
+        study = runner.StudyRun("m", "m", tmp_path, False, {}, [], plan.skipped)
+        run_command._print_study(study)
+        assert "SKIPPED 13_finetuning" in capsys.readouterr().out

@@ -131,7 +131,8 @@ def plan_grid(
     owned = OwnedOutputDir.claim(
         Path(output_dir), kind="grid", identity="grid", sources=Path(notebooks_dir), force=force
     )
-    plans, checked = [], []
+    plans: list[tuple[Combination, StudyPlan]] = []
+    checked: dict[str, float] = {}  # model load -> GFLOP per image
     for combination in combinations(grid):
         settings = combination.settings
         study_parameters = [*parameters]
@@ -146,10 +147,10 @@ def plan_grid(
             check_model=False,
             **options,
         )
-        model_load = (plan.model_resolved, plan.dtype, sorted(plan.model_options.items()))
+        model_load = repr((plan.model_resolved, plan.dtype, sorted(plan.model_options.items())))
         if model_load not in checked:
-            plan.check_model()
-            checked.append(model_load)
+            checked[model_load] = plan.check_model()
+        plan.skip_training(checked[model_load])
         plans.append((combination, plan))
     return owned, plans
 

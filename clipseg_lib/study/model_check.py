@@ -20,15 +20,17 @@ def resolve_model(model: str) -> str:
 
 def check_model_loads(
     model: str, *, requested: str, dtype: str | None, options: Mapping[str, str]
-) -> None:
+) -> float:
     """Load ``model`` once as the notebooks will (``dtype``, ``options`` such as
-    ``clip_weights``); StudyConfigError with the loader's first line if it cannot be loaded."""
+    ``clip_weights``) and return its GFLOP per image encoding; StudyConfigError with the
+    loader's first line if it cannot be loaded."""
     from clipseg_lib.model.loading import load_segmenter
+    from clipseg_lib.study.budget import image_gflop
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            load_segmenter(model, dtype=dtype, **options)
+            segmenter = load_segmenter(model, dtype=dtype, **options)
     # The loader's errors are many (missing files, bad configs, unsafe checkpoints); each one
     # must reach the user as one line before eleven notebooks fail on it one by one.
     except Exception as error:  # noqa: BLE001
@@ -47,3 +49,4 @@ def check_model_loads(
             f"model {model}{chosen} cannot be loaded: {type(error).__name__}: "
             f"{lines[0] if lines else ''}{advice}"
         ) from error
+    return image_gflop(segmenter)

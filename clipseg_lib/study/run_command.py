@@ -102,6 +102,8 @@ def _print_study(study: StudyRun) -> None:
     for outcome in study.notebooks:
         work = saved.get(outcome.stem, {}).get("results", {}).get("work")
         print(_summary_line(outcome, work))
+    for stem, reason in study.skipped.items():
+        print(f"SKIPPED {stem:<39}{'':10}{reason}")
     print(f"report: {study.output_dir / 'report' / 'index.html'}")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,11 @@ DEFAULT_OUTPUT_DIR = REPO_ROOT / "results"
 DEFAULT_CELL_TIMEOUT_S = 600
 CONCLUSION_MARKER = "conclusion"
 """Notebooks whose stem contains this read the other notebooks' results: they run last."""
+TRAINING_MARKER = "finetuning"
+"""Notebooks whose stem contains this train models: their cost is training steps, which no
+sample budget bounds, so with a full-size model they run only when selected by name."""
+FULL_SIZE_GFLOP = 10.0
+"""Models whose image encoding costs more than this are full-size (ViT-B/16: 76.45; mini: 0.20)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class StudyRun:
     quick: bool
     parameters: dict[str, str]
     notebooks: list[NotebookRun]
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[NotebookRun]:
@@ -75,15 +81,32 @@ class StudyPlan:
     cell_timeout_s: int
     scheduler: str | None
     model_options: dict[str, str]
+    selected: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
 
-    def check_model(self) -> None:
-        """Load the model once as the notebooks will (StudyConfigError if it cannot load)."""
-        check_model_loads(
+    def check_model(self) -> float:
+        """Load the model once as the notebooks will (StudyConfigError if it cannot load);
+        return its GFLOP per image encoding."""
+        return check_model_loads(
             self.model_resolved,
             requested=self.model_requested,
             dtype=self.dtype,
             options=self.model_options,
         )
+
+    def skip_training(self, gflop_per_image: float) -> None:
+        """Leave out the training notebooks (`TRAINING_MARKER`) the user did not select by
+        name when the model is full-size, recording why in `skipped`."""
+        if gflop_per_image <= FULL_SIZE_GFLOP:
+            return
+        for path in [p for p in self.notebooks if TRAINING_MARKER in p.stem]:
+            if path.stem in self.selected or path.stem[:2] in self.selected:
+                continue
+            self.notebooks.remove(path)
+            self.skipped[path.stem] = (
+                f"trains decoders: with this model ({gflop_per_image:.2f} GFLOP an image) it "
+                f"takes far longer than the study; run it with --notebooks {path.stem[:2]}"
+            )
 
 
 def scheduler_for(jobs: int, scheduler: str | None) -> str | None:
@@ -142,9 +165,10 @@ def plan_study(
         cell_timeout_s,
         chosen_scheduler,
         model_options(overrides),
+        list(selected or []),
     )
     if check_model:
-        plan.check_model()
+        plan.skip_training(plan.check_model())
     return plan
 
 
@@ -163,6 +187,7 @@ def _manifest(plan: StudyPlan, outcomes: list[NotebookRun], status: str) -> dict
         "scheduler": plan.scheduler or "serial",
         "parameters": plan.overrides,
         "notebooks": [asdict(outcome) for outcome in outcomes],
+        "skipped": plan.skipped,
         "provenance": provenance(seed=seeds[0] if len(set(seeds)) == 1 else None),
         "seeds": sorted({seed for seed in seeds if seed is not None}),
         "written_files": plan.output.written_files(intervals),
@@ -218,7 +243,8 @@ def execute_plan(plan: StudyPlan) -> StudyRun:
     # Once more, to record the report's own files.
     write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))
     return StudyRun(
-        plan.model_requested, plan.model_resolved, output_dir, plan.quick, plan.overrides, outcomes
+        plan.model_requested, plan.model_resolved, output_dir, plan.quick, plan.overrides, outcomes,
+        plan.skipped,
     )
 
 
