@@ -46,20 +46,23 @@ def test_a_full_size_sweep_is_cut_to_its_budget(vit_b, capsys):
     assert [case.name for case in photos] == ["horse.png", "astronaut.jpg", "astronaut.jpg"]
     printed = capsys.readouterr().out
     assert "4 world cases + 2 photos, 15,138 GFLOP" in printed
+    assert "4 world cases are the minimum, over the budget" in printed
     assert "cuts it to 4 of 64 world cases, 2 of 6 photos" in printed
 
 
-def test_the_budget_pays_for_world_cases_after_the_photos(vit_b):
+def test_the_budget_pays_for_world_cases_after_the_photos(vit_b, capsys):
     per_case = image_gflop(vit_b)
     n_world, photos = sample_for_budget(
         vit_b, 64, PHOTOS, budget_gflop=2_000, gflop_per_case=per_case, gflop_per_photo=per_case
     )
     assert len({case.name for case in photos}) == 6
+    assert "+ 6 photos," in capsys.readouterr().out
     assert n_world == int((2_000 - 6 * per_case) // per_case) == 20
 
 
-def test_never_fewer_than_the_minimum_nor_more_than_asked(vit_b):
+def test_never_fewer_than_the_minimum_nor_more_than_asked(vit_b, capsys):
     assert sample_for_budget(vit_b, 64, budget_gflop=1, gflop_per_case=100)[0] == MIN_CASES
+    assert "4 world cases are the minimum, over the budget" in capsys.readouterr().out
     assert sample_for_budget(vit_b, 2, budget_gflop=1, gflop_per_case=100)[0] == 2
 
 

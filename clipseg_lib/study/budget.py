@@ -76,10 +76,12 @@ def sample_for_budget(
     cut = [f"{n_world} of {n_cases} world cases"] if n_world < n_cases else []
     if len(kept_photos) < len(groups):
         cut.append(f"{len(kept_photos)} of {len(groups)} photos")
-    sample = f"{n_world} world cases" + (f" + {len(kept_photos)} photos" if groups else "")
+    photo_count = f" + {len(kept_photos)} photo{'s' * (len(kept_photos) != 1)}" if groups else ""
+    note = f"; the budget cuts it to {', '.join(cut)} (raise budget_gflop for more)" if cut else ""
+    if affordable < n_world:
+        note += f"; {n_world} world cases are the minimum, over the budget"
     print(
-        f"Sample for {segmenter.name}: {sample}, {spent:,.0f} GFLOP of backbone work "
-        f"(budget {budget_gflop:,.0f}; {gflop_per_case:,.2f} GFLOP per case)"
-        + (f"; the budget cuts it to {', '.join(cut)} (raise budget_gflop for more)" if cut else "")
+        f"Sample for {segmenter.name}: {n_world} world cases{photo_count}, {spent:,.0f} GFLOP of "
+        f"backbone work (budget {budget_gflop:,.0f}; {gflop_per_case:,.2f} GFLOP per case){note}"
     )
     return n_world, [case for group in kept_photos for case in group]
