@@ -399,3 +399,11 @@ def test_a_full_size_model_runs_the_training_notebook_only_when_asked(
         study = runner.StudyRun("m", "m", tmp_path, False, {}, [], plan.skipped)
         run_command._print_study(study)
         assert "SKIPPED 13_finetuning" in capsys.readouterr().out
+
+
+def test_training_notebooks_lead_their_stage_and_conclusions_come_last() -> None:
+    names = ["00_a", "10_conclusion", "12_b", "13_finetuning"]
+    stages = runner._stages([Path(f"{name}.ipynb") for name in names])
+    assert [[path.stem for path in stage] for stage in stages] == [
+        ["13_finetuning", "00_a", "12_b"], ["10_conclusion"],
+    ]

@@ -195,9 +195,13 @@ def _manifest(plan: StudyPlan, outcomes: list[NotebookRun], status: str) -> dict
 
 
 def _stages(notebooks: list[Path]) -> list[list[Path]]:
-    """The experiments, then the conclusions that read them (empty stages left out)."""
+    """The experiments, then the conclusions that read them (empty stages left out).
+
+    Training notebooks lead their stage: they run on one thread (their weights must not depend
+    on the core count) and longest, so concurrent workers fill the other cores meanwhile."""
     last = [path for path in notebooks if CONCLUSION_MARKER in path.stem]
     first = [path for path in notebooks if path not in last]
+    first.sort(key=lambda path: TRAINING_MARKER not in path.stem)
     return [stage for stage in (first, last) if stage]
 
 
