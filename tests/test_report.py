@@ -222,3 +222,12 @@ def test_malformed_files_are_named_not_fatal(tmp_path):
     assert "<table>" in section(text, "05_specific_word")
     assert "No conclusion from this run" in text
     assert "interrupted in this run" in section(text, "10_conclusion")
+
+
+def test_a_notebook_the_runner_left_out_is_named_with_the_reason(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=False)
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["skipped"] = {"13_finetuning": "trains decoders; run it with --notebooks 13"}
+    (run / "run.json").write_text(json.dumps(manifest))
+    text, _ = parse(build_report(run))
+    assert "Not run: 13_finetuning, which trains decoders; run it with --notebooks 13." in text

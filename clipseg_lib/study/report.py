@@ -109,6 +109,8 @@ def _run_banner(run: RunRecord) -> str:
         lines.append('<span class="quick">A later run in this directory did not finish: '
                      f"{escape('; '.join(run.interrupted))}. Its notebooks are not shown as ok."
                      "</span>")
+    for stem, reason in (run.manifest.get("skipped") or {}).items():
+        lines.append(escape(f"Not run: {stem}, which {reason}."))
     return '<div class="box">' + "<br>".join(lines) + "</div>"
 
 
