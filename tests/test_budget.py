@@ -60,6 +60,13 @@ def test_the_budget_pays_for_world_cases_after_the_photos(vit_b, capsys):
     assert n_world == int((2_000 - 6 * per_case) // per_case) == 20
 
 
+def test_an_infinite_budget_takes_everything(vit_b):
+    n_world, photos = sample_for_budget(
+        vit_b, 64, PHOTOS, budget_gflop=float("inf"), gflop_per_case=2522.9
+    )
+    assert (n_world, len(photos)) == (64, len(PHOTOS))
+
+
 def test_never_fewer_than_the_minimum_nor_more_than_asked(vit_b, capsys):
     assert sample_for_budget(vit_b, 64, budget_gflop=1, gflop_per_case=100)[0] == MIN_CASES
     assert "4 world cases are the minimum, over the budget" in capsys.readouterr().out

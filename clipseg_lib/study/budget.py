@@ -57,8 +57,8 @@ def sample_for_budget(
     A world case costs `gflop_per_case`, a photo (all its prompts) `gflop_per_photo` (default
     the same). Photos take at most `PHOTO_SHARE` of the budget, whole photos, those with a mask
     first, then in file order; the world cases have the rest but never fewer than
-    `MIN_CASES` (or `n_cases` if smaller). Raises ValueError for a budget or cost that is not
-    positive.
+    `MIN_CASES` (or `n_cases` if smaller). An infinite budget takes everything. Raises
+    ValueError for a budget or cost that is not positive.
     """
     if not budget_gflop > 0:
         raise ValueError(f"budget_gflop must be positive, got {budget_gflop}")
@@ -68,10 +68,10 @@ def sample_for_budget(
         raise ValueError(f"n_cases must be at least 1, got {n_cases}")
     per_photo = gflop_per_case if gflop_per_photo is None else gflop_per_photo
     groups = sorted(by_image(list(photos)).values(), key=lambda group: group[0].mask is None)
-    kept_photos = groups[: int(PHOTO_SHARE * budget_gflop // per_photo)]
+    kept_photos = groups[: int(min(len(groups), PHOTO_SHARE * budget_gflop // per_photo))]
     photo_cost = len(kept_photos) * per_photo
-    affordable = int((budget_gflop - photo_cost) // gflop_per_case)
-    n_world = min(n_cases, max(affordable, MIN_CASES))
+    affordable = (budget_gflop - photo_cost) // gflop_per_case  # inf for an unbounded budget
+    n_world = int(min(n_cases, max(affordable, MIN_CASES)))
     spent = n_world * gflop_per_case + photo_cost
     cut = [f"{n_world} of {n_cases} world cases"] if n_world < n_cases else []
     if len(kept_photos) < len(groups):
