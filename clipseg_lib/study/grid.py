@@ -132,7 +132,7 @@ def plan_grid(
         Path(output_dir), kind="grid", identity="grid", sources=Path(notebooks_dir), force=force
     )
     plans: list[tuple[Combination, StudyPlan]] = []
-    checked: dict[str, float] = {}  # model load -> GFLOP per image
+    checked: dict[tuple, float] = {}  # model load -> GFLOP per image
     for combination in combinations(grid):
         settings = combination.settings
         study_parameters = [*parameters]
@@ -147,7 +147,7 @@ def plan_grid(
             check_model=False,
             **options,
         )
-        model_load = repr((plan.model_resolved, plan.dtype, sorted(plan.model_options.items())))
+        model_load = (plan.model_resolved, plan.dtype, tuple(sorted(plan.model_options.items())))
         if model_load not in checked:
             checked[model_load] = plan.check_model()
         plan.skip_training(checked[model_load])
