@@ -12,7 +12,7 @@ from transformers import (
     CLIPSegProcessor,
     CLIPSegTextConfig,
     CLIPSegVisionConfig,
-    ViTImageProcessor,
+    ViTImageProcessorPil,
 )
 
 from clipseg_lib import world
@@ -31,11 +31,16 @@ def full_size_model(*, refined: bool, seed: int = 0) -> CLIPSegForImageSegmentat
     return random_model(refined=refined, seed=seed)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read the notebooks' results run after the notebooks (nbval's items)."""
+    items.sort(key=lambda item: item.get_closest_marker("after_notebooks") is not None)
+
+
 @pytest.fixture(scope="session")
 def processor(tmp_path_factory) -> CLIPSegProcessor:
     """CIDAS-style processor: 352 x 352, ImageNet statistics, a small CLIP-format vocabulary."""
     tokenizer = write_tokenizer(tmp_path_factory.mktemp("tokenizer"), WORDS)
-    image_processor = ViTImageProcessor(
+    image_processor = ViTImageProcessorPil(
         size={"height": ORIGINAL_IMAGE_SIZE, "width": ORIGINAL_IMAGE_SIZE},
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,
@@ -89,7 +94,7 @@ def tiny_model_dir(tmp_path_factory):
         decoder_intermediate_size=32,
     )
     CLIPSegForImageSegmentation(config).save_pretrained(directory)
-    image_processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    image_processor = ViTImageProcessorPil(size={"height": 32, "width": 32})
     CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
         directory
     )

@@ -4,6 +4,9 @@ to the same weights, pickled states and bad inputs are refused without writing a
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from clipseg_lib.model.loading import file_sha256
 from clipseg_lib.model.random_models import random_model, save_random_model
 from clipseg_lib.study.cli import main
 
+ROOT = Path(__file__).resolve().parents[1]
 #: Composite prompts: every word is in the random models' vocabulary.
 SCENE_SIZE = 64
 
@@ -123,6 +127,24 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(smoke_dir, folder, tmp_
     first, second = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert resumed.after == whole.after
+
+
+def test_float64_training_saves_float32_weights_that_do_not_depend_on_the_kernels(
+    smoke_dir, folder, tmp_path
+):
+    config = FinetuneConfig(steps=6, batch_size=3, heldout=0.0, seed=3, dtype="float64")
+    finetune(smoke_dir, read_folder(folder), tmp_path / "here", config, progress=False)
+    script = ("import sys; from clipseg_lib.finetune import FinetuneConfig, finetune, read_folder; "
+              "finetune(sys.argv[1], read_folder(sys.argv[2]), sys.argv[3], FinetuneConfig("
+              "steps=6, batch_size=3, heldout=0.0, seed=3, dtype='float64'), progress=False)")
+    environment = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script, str(smoke_dir), str(folder),
+                    str(tmp_path / "there")], env=environment, check=True, cwd=ROOT)
+    here, there = _weights(tmp_path / "here"), _weights(tmp_path / "there")
+    assert {tensor.dtype for tensor in here.values()} == {torch.float32}
+    assert max((here[k] - there[k]).abs().max().item() for k in here) <= 1e-6
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        FinetuneConfig(dtype="float16")
 
 
 def test_resume_refuses_other_options_and_pickled_states(smoke_dir, folder, tmp_path, monkeypatch):

@@ -96,9 +96,10 @@ def row_prompt(row: Row, samples: Sequence[Sample]) -> Prompt:
 
 
 def row_targets(
-    rows: Sequence[Row], samples: Sequence[Sample], size: tuple[int, int], device: torch.device
+    rows: Sequence[Row], samples: Sequence[Sample], size: tuple[int, int], device: torch.device,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """(len(rows), h, w) float targets in [0, 1] at model resolution: each mask resized
+    """(len(rows), h, w) `dtype` targets in [0, 1] at model resolution: each mask resized
     (bilinear, antialiased), zeros for negatives."""
     targets = torch.zeros(len(rows), *size)
     for index, row in enumerate(rows):
@@ -106,7 +107,7 @@ def row_targets(
             mask = torch.from_numpy(load_mask(samples[row.sample].mask)).float()[None, None]
             resized = F.interpolate(mask, size=size, mode="bilinear", antialias=True)
             targets[index] = resized[0, 0].clamp(0, 1)
-    return targets.to(device)
+    return targets.to(device, dtype)
 
 
 def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -125,10 +126,11 @@ def batch_loss(
     `dice`, plus the soft Dice loss (`mini`'s training loss, which keeps small objects from
     sinking below the threshold)."""
     activations = cache.batch(rows)
-    conditionals = segmenter.embed_prompts([row_prompt(row, samples) for row in rows]).clone()
+    conditionals = segmenter.embed_prompts([row_prompt(row, samples) for row in rows])
+    conditionals = conditionals.to(segmenter.dtype, copy=True)  # out of inference mode
     logits = segmenter.model.decoder(activations, conditionals).logits
     logits = logits.reshape(len(rows), *logits.shape[-2:])
-    targets = row_targets(rows, samples, tuple(logits.shape[-2:]), logits.device)
+    targets = row_targets(rows, samples, tuple(logits.shape[-2:]), logits.device, logits.dtype)
     loss = F.binary_cross_entropy_with_logits(logits, targets)
     return loss + soft_dice_loss(logits, targets) if dice else loss
 

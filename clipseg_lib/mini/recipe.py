@@ -14,7 +14,7 @@ from transformers import (
     CLIPSegForImageSegmentation,
     CLIPSegProcessor,
     CLIPTokenizer,
-    ViTImageProcessor,
+    ViTImageProcessorPil,
 )
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
@@ -100,7 +100,7 @@ def build_processor(directory: Path, architecture: Architecture) -> CLIPSegProce
     image processor at the model's resolution."""
     tokenizer = write_tokenizer(directory, world_words())
     side = architecture.image_size
-    image_processor = ViTImageProcessor(
+    image_processor = ViTImageProcessorPil(
         size={"height": side, "width": side}, image_mean=OPENAI_CLIP_MEAN,
         image_std=OPENAI_CLIP_STD,
     )

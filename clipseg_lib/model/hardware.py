@@ -52,3 +52,38 @@ def bf16_warning(device: str = "cpu") -> str | None:
         f"this CPU ({platform.processor() or platform.machine()}) has no bf16 units "
         "(avx512_bf16, amx_bf16): bfloat16 is emulated here and runs slower than float32"
     )
+
+
+#: Instruction-set features that select which kernels torch, MKL and oneDNN run (x86 and Arm).
+KERNEL_FEATURES = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+    "asimd", "neon", "sve", "sve2", "bf16",
+)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (x86 "model name", Arm "Model"/"CPU part"), else the platform's
+    processor or machine name."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        text = ""
+    for key in ("model name", "Model", "Hardware"):
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_record() -> dict[str, object]:
+    """What on this machine decides a result's last digits: the CPU model, its kernel-selecting
+    instruction-set features, the kernel path torch chose (``ATEN_CPU_CAPABILITY`` lowers it)
+    and torch's thread count."""
+    features = cpu_features()
+    return {
+        "cpu": cpu_model(),
+        "cpu_flags": [flag for flag in KERNEL_FEATURES if flag in features],
+        "kernel_path": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }

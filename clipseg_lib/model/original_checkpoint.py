@@ -22,7 +22,7 @@ from transformers import (
     CLIPSegTextConfig,
     CLIPSegVisionConfig,
     CLIPTokenizer,
-    ViTImageProcessor,
+    ViTImageProcessorPil,
 )
 
 from clipseg_lib.model.hub import DEFAULT_MODEL, hub_snapshot
@@ -184,7 +184,7 @@ def original_processor(tokenizer_directory: str | os.PathLike) -> CLIPSegProcess
     """ImageNet-normalised 352 x 352 image processor with the CLIP tokenizer saved in
     `tokenizer_directory`."""
     tokenizer = CLIPTokenizer.from_pretrained(tokenizer_directory, local_files_only=True)
-    image_processor = ViTImageProcessor(
+    image_processor = ViTImageProcessorPil(
         size={"height": ORIGINAL_IMAGE_SIZE, "width": ORIGINAL_IMAGE_SIZE},
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,

@@ -30,7 +30,7 @@ from transformers import (
     CLIPSegTextConfig,
     CLIPSegVisionConfig,
     CLIPTokenizer,
-    ViTImageProcessor,
+    ViTImageProcessorPil,
 )
 
 from clipseg_lib.model.loading import HUB_MODELS
@@ -108,7 +108,7 @@ def random_processor(
     """A CIDAS-style processor (ImageNet statistics, 352 px or 64 px for smoke runs) whose
     CLIP-format vocabulary of `words` is written into `directory`."""
     size = SMOKE_IMAGE_SIZE if smoke else ORIGINAL_IMAGE_SIZE
-    image_processor = ViTImageProcessor(
+    image_processor = ViTImageProcessorPil(
         size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
     )
     tokenizer = write_tokenizer(directory, list(dict.fromkeys(words)))
@@ -212,7 +212,7 @@ def write_hub_cache(
     snapshot = storage / "snapshots" / revision
     snapshot.mkdir(parents=True, exist_ok=True)
     size = SMOKE_IMAGE_SIZE if smoke else ORIGINAL_IMAGE_SIZE
-    image_processor = ViTImageProcessor(
+    image_processor = ViTImageProcessorPil(
         size={"height": size, "width": size}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
     )
     tokenizer = (

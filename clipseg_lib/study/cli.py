@@ -15,6 +15,7 @@ from clipseg_lib.study.compare import add_compare_command
 from clipseg_lib.study.evaluate import add_evaluate_command
 from clipseg_lib.study.finetune_command import add_finetune_command
 from clipseg_lib.study.run_command import add_run_command
+from clipseg_lib.study.verify import add_verify_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_world_command(commands)
     add_finetune_command(commands)
     add_compare_command(commands)
+    add_verify_command(commands)
     return parser
 
 

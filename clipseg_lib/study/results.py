@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from clipseg_lib.model.hardware import machine_record
+
 RUN_MANIFEST_NAME = "run"
 """Stem of the runner's manifest (``run.json``); reserved, so no results file may use it."""
 
@@ -90,13 +92,17 @@ def _package_version(name: str) -> str | None:
 
 
 def provenance(segmenter: Any = None, *, seed: int | None) -> dict:
-    """Versions of torch, transformers, numpy and Python, the platform and ``seed``.
+    """Versions of torch, transformers, numpy and Python, the platform, the machine (CPU model,
+    kernel-selecting instruction sets, kernel path, threads: `machine_record`) and ``seed``.
 
     With a segmenter, its ``provenance`` dict (``model``, ``weights_sha256``, ``dtype``,
     ``device``) is merged in.
     """
     record: dict[str, Any] = {name: _package_version(name) for name in _VERSIONED_PACKAGES}
-    record.update(python=platform.python_version(), platform=platform.platform(), seed=seed)
+    record.update(
+        python=platform.python_version(), platform=platform.platform(), machine=machine_record(),
+        seed=seed,
+    )
     if segmenter is not None:
         record.update(segmenter.provenance)
     return record
