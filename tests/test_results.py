@@ -9,9 +9,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from clipseg_lib.analysis.stats import hit_rate, mean_ci
-from clipseg_lib.study.results import load_results, provenance, save_results, write_json_atomic
+from clipseg_lib.model.hardware import KERNEL_FEATURES
+from clipseg_lib.study.results import (
+    describe_machine,
+    load_results,
+    provenance,
+    save_results,
+    write_json_atomic,
+)
 
 SEGMENTER = SimpleNamespace(
     provenance={"model": "mini", "weights_sha256": "ab" * 32, "dtype": "float32", "device": "cpu"}
@@ -126,3 +134,15 @@ def test_saved_results_carry_the_parameters_beside_the_provenance(tmp_path: Path
     loaded = load_results(tmp_path)
     assert loaded["05_word"]["parameters"] == parameters
     assert loaded["06_old"]["parameters"] is None
+
+
+def test_provenance_records_the_machine_that_chooses_the_kernels() -> None:
+    record = provenance(seed=1)
+    machine = record["machine"]
+    assert machine["kernel_path"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["threads"] == torch.get_num_threads()
+    assert set(machine["cpu_flags"]) <= set(KERNEL_FEATURES) and machine["cpu"]
+    line = describe_machine(record)
+    assert f"{machine['kernel_path']} kernels, {machine['threads']} threads" in line
+    assert f"torch {record['torch']}" in line and f"numpy {record['numpy']}" in line
+    assert describe_machine({}) == "unknown machine"

@@ -31,6 +31,7 @@ from clipseg_lib.study.report_html import (
     rows_table,
     verdict_class,
 )
+from clipseg_lib.study.results import describe_machine
 from clipseg_lib.study.run_records import (
     ClaimRecord,
     NotebookRecord,
@@ -102,6 +103,9 @@ def _run_banner(run: RunRecord) -> str:
     requested = run.manifest.get("model_requested")
     requested_text = f" (requested: {requested})" if requested not in (None, run.model) else ""
     lines.append(escape(f"Run of {run.model}{requested_text}{seed_text} · {versions}"))
+    notebook_provenance = next((payload.get("provenance") for payload in
+                                run.current_results().values() if payload.get("provenance")), {})
+    lines.append(escape(f"Machine: {describe_machine(notebook_provenance or provenance)}"))
     if run.quick:
         lines.append('<span class="quick">Quick run: a few cases per experiment, enough to '
                      "exercise every notebook, not to conclude anything.</span>")

@@ -108,6 +108,20 @@ def provenance(segmenter: Any = None, *, seed: int | None) -> dict:
     return record
 
 
+def describe_machine(provenance: Mapping[str, Any]) -> str:
+    """One line for readers: the CPU, its kernel-selecting instruction sets, the kernel path
+    and threads, and the library versions of a `provenance` record (what is known of them)."""
+    machine = provenance.get("machine") or {}
+    parts = []
+    if machine:
+        flags = " ".join(machine.get("cpu_flags") or []) or "no listed instruction sets"
+        parts.append(f"{machine.get('cpu')} ({flags}), {machine.get('kernel_path')} kernels, "
+                     f"{machine.get('threads')} threads")
+    versions = [f"{name} {provenance[name]}" for name in ("python", *_VERSIONED_PACKAGES)
+                if provenance.get(name)]
+    return "; ".join(parts + [", ".join(versions)] if versions else parts) or "unknown machine"
+
+
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not _SAFE_STEM.fullmatch(name):
         raise ValueError(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clipseg_lib.study.results import RUN_MANIFEST_NAME
+from clipseg_lib.study.results import RUN_MANIFEST_NAME, describe_machine
 from clipseg_lib.study.tolerances import EXACT, Tolerance, is_compared, tolerance_for
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "data" / "reference"
@@ -53,7 +53,7 @@ class Verification:
 
     checks: list[Check]
     missing: list[str] = field(default_factory=list)
-    machines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    machines: dict[str, str] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[Check]:
@@ -172,13 +172,8 @@ def verify(run_dir: str | Path, against: str | Path = REFERENCE_DIR) -> Verifica
             raise VerifyError(f"{name}: results of a different model: {'; '.join(differing)}")
         checks += compare_payloads(name, ours[name], theirs[name])
         for side, payload in (("ours", ours[name]), ("reference", theirs[name])):
-            machines.setdefault(side, _machine(payload.get("provenance") or {}))
+            machines.setdefault(side, describe_machine(payload.get("provenance") or {}))
     return Verification(checks, sorted(theirs.keys() - ours.keys()), machines)
-
-
-def _machine(provenance: dict) -> dict[str, Any]:
-    return {"machine": provenance.get("machine"),
-            **{key: provenance.get(key) for key in ("python", "torch", "transformers", "numpy")}}
 
 
 def _shown(value: Any) -> str:
@@ -189,7 +184,7 @@ def _shown(value: Any) -> str:
 def report(verification: Verification, *, show_all: bool = False) -> str:
     """The machines, a table (quantity, ours, theirs, tolerance, ok) of the checks that failed
     (every check with `show_all`) and the one-line summary."""
-    lines = [f"{side}: {json.dumps(machine)}" for side, machine in verification.machines.items()]
+    lines = [f"{side}: {machine}" for side, machine in verification.machines.items()]
     shown = verification.checks if show_all else verification.failures
     if shown:
         lines += ["| quantity | ours | theirs | tolerance | ok |", "|---|---|---|---|---|"]
