@@ -107,8 +107,13 @@ def compare_value(path: str, ours: Any, theirs: Any) -> Check:
 
 
 def compare_payloads(name: str, ours: dict, theirs: dict) -> list[Check]:
-    """Every quantity of two payloads of one notebook: its ``results`` and its parameters."""
+    """Every quantity of two payloads of one notebook: its parameters (first: a different
+    configuration explains the numbers it moved), then its ``results``."""
+    mine, reference = ours.get("parameters") or {}, theirs.get("parameters") or {}
     checks = []
+    for key in sorted((mine.keys() | reference.keys()) - LOCATION_PARAMETERS):
+        value, expected = mine.get(key, "(missing)"), reference.get(key, "(missing)")
+        checks.append(Check(f"{name}/parameters/{key}", value, expected, EXACT, value == expected))
     our_leaves = {path: value for path, value in _leaves(ours.get("results"), f"{name}/results")
                   if is_compared(path)}
     for path, value in _leaves(theirs.get("results"), f"{name}/results"):
@@ -119,10 +124,6 @@ def compare_payloads(name: str, ours: dict, theirs: dict) -> list[Check]:
         else:
             checks.append(compare_value(path, our_leaves.pop(path), value))
     checks += [Check(path, value, "(missing)", EXACT, False) for path, value in our_leaves.items()]
-    mine, reference = ours.get("parameters") or {}, theirs.get("parameters") or {}
-    for key in sorted((mine.keys() | reference.keys()) - LOCATION_PARAMETERS):
-        value, expected = mine.get(key, "(missing)"), reference.get(key, "(missing)")
-        checks.append(Check(f"{name}/parameters/{key}", value, expected, EXACT, value == expected))
     return checks
 
 
