@@ -47,6 +47,14 @@ def test_a_claim_the_runs_disagree_on_is_marked_as_a_disagreement(tmp_path):
     assert "not what the released CLIPSeg does; seed 1; quick run</li>" in page
 
 
+def test_runs_in_folders_of_one_name_are_labelled_by_their_parent(tmp_path):
+    first = fabricate_run(tmp_path / "a" / "results", seed=0)
+    second = fabricate_run(tmp_path / "b" / "results", seed=1)
+    code, _, stderr = run_main(["compare", first, second, "--output", tmp_path / "out"])
+    assert (code, stderr) == (0, "")
+    assert "<th>a/results</th><th>b/results</th>" in (tmp_path / "out" / "compare.html").read_text()
+
+
 def test_runs_of_incompatible_parameters_are_refused(tmp_path):
     quick = fabricate_run(tmp_path / "quick", quick=True)
     full = fabricate_run(tmp_path / "full", quick=False)

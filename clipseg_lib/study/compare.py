@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from html import escape
@@ -86,7 +87,7 @@ def run_labels(paths: Sequence[Path]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     resolved = [path.resolve() for path in paths]
-    common = Path(*Path.commonpath(resolved).parts)
+    common = Path(os.path.commonpath(resolved))
     return [str(path.relative_to(common)) or str(path) for path in resolved]
 
 
