@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from clipseg_lib import load_image, load_segmenter, world
 from clipseg_lib.datasets.export import export_world
@@ -145,6 +147,34 @@ def test_float64_training_saves_float32_weights_that_do_not_depend_on_the_kernel
     assert max((here[k] - there[k]).abs().max().item() for k in here) <= 1e-6
     with pytest.raises(ValueError, match="dtype must be one of"):
         FinetuneConfig(dtype="float16")
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "1e12"])
+def test_a_diverging_run_stops_naming_the_step_and_saves_nothing(smoke_dir, folder, tmp_path, lr,
+                                                                  capsys):
+    output = tmp_path / "diverged"
+    code = main(["finetune", "--model", str(smoke_dir), "--data", str(folder), "--output",
+                 str(output), "--steps", "4", "--batch-size", "2", "--heldout", "0.25",
+                 "--lr", lr, "--min-lr", "1e-4"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1
+    if lr == "1e12":
+        assert re.search(r"fine-tuning diverged at step [1-4] of 4: the loss is nan", error)
+    else:
+        assert f"lr must be a finite number, got {lr}" in error
+    assert not (output / "model.safetensors").exists()
+    assert not (output / "finetune.json").exists()
+
+
+def test_a_model_with_non_finite_weights_is_refused(smoke_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(smoke_dir, broken)
+    weights = _weights(broken)
+    key = next(k for k in weights if k.startswith("decoder."))
+    weights[key][0] = float("nan")
+    save_file(weights, broken / "model.safetensors")
+    with pytest.raises(ValueError, match=f"hold NaN or infinite values in {re.escape(key)}"):
+        load_segmenter(broken)
 
 
 def test_resume_refuses_other_options_and_pickled_states(smoke_dir, folder, tmp_path, monkeypatch):

@@ -12,10 +12,11 @@ from clipseg_lib.finetune.folder import read_folder, write_folder
 from clipseg_lib.finetune.samples import Sample, load_mask
 from clipseg_lib.finetune.sources import open_data
 from clipseg_lib.finetune.state import OutputDirError
-from clipseg_lib.finetune.trainer import FinetuneConfig, FinetuneResult, finetune
+from clipseg_lib.finetune.trainer import DivergedError, FinetuneConfig, FinetuneResult, finetune
 from clipseg_lib.finetune.world_data import query_samples, world_queries
 
 __all__ = [
+    "DivergedError",
     "FinetuneConfig",
     "FinetuneResult",
     "OutputDirError",

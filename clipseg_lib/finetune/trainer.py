@@ -14,6 +14,7 @@ continues a killed run to the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -87,6 +88,9 @@ class FinetuneConfig:
         for name in ("steps", "batch_size", "prompts_per_image", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "min_lr", "weight_decay", "negatives", "image_prompts", "heldout"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.dtype not in TRAINING_DTYPES:
             raise ValueError(f"dtype must be one of {TRAINING_DTYPES}, got {self.dtype!r}")
         if not 0 < self.min_lr <= self.lr:
@@ -201,6 +205,7 @@ def finetune(
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        _check_finite(decoder, losses[-1], step, config)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
             seconds = earlier_seconds + time.perf_counter() - started
@@ -214,6 +219,23 @@ def finetune(
     if progress:
         print(result.summary())
     return result
+
+
+class DivergedError(ValueError):
+    """Training produced a non-finite loss or weight; nothing of it was saved."""
+
+
+def _check_finite(decoder: torch.nn.Module, loss: float, step: int, config: FinetuneConfig) -> None:
+    """DivergedError naming the step when the loss or a decoder weight is NaN or infinite."""
+    broken = [name for name, value in decoder.named_parameters()
+              if not torch.isfinite(value).all()]
+    if math.isfinite(loss) and not broken:
+        return
+    what = f"the loss is {loss}" if not math.isfinite(loss) else f"{broken[0]} is not finite"
+    raise DivergedError(
+        f"fine-tuning diverged at step {step + 1} of {config.steps}: {what} (lr {config.lr:g}; "
+        "a smaller learning rate may help); nothing was saved from this step on"
+    )
 
 
 def _in_float32(segmenter: Segmenter) -> Segmenter:
@@ -270,6 +292,6 @@ def _save_model(
         },
         "versions": {name: metadata.version(name) for name in _VERSIONED},
     }
-    (output / PROVENANCE_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    (output / PROVENANCE_FILE).write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     return FinetuneResult(output, segmenter, losses, *estimates, record)
 

@@ -199,12 +199,20 @@ def _segmenter(
     device: str,
     dtype: torch.dtype | None,
 ) -> Segmenter:
-    """Check that the tokenizer fits the text tower, then wrap both with their provenance."""
+    """Check that the tokenizer fits the text tower and that every weight is finite, then wrap
+    both with their provenance."""
     vocabulary, rows = len(processor.tokenizer), model.config.text_config.vocab_size
     if vocabulary > rows:
         raise ValueError(
             f"model {name!r}: its tokenizer has {vocabulary} tokens but the text embedding "
             f"only {rows} rows: the tokenizer belongs to another model"
+        )
+    not_finite = [key for key, tensor in model.state_dict().items()
+                  if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if not_finite:
+        raise ValueError(
+            f"model {name!r}: the weights {', '.join(map(str, weights))} hold NaN or infinite "
+            f"values in {_some(not_finite)} (a training run that diverged?)"
         )
     return Segmenter(
         model, processor, name=name, kind=kind, weights_sha256=files_sha256(weights),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from clipseg_lib.finetune import FinetuneConfig, finetune, open_data
 from clipseg_lib.finetune.sources import SPEC_FORMS
+from clipseg_lib.finetune.trainer import TRAINING_DTYPES
 from clipseg_lib.model.loading import DEFAULT_MODEL
 
 _DEFAULTS = FinetuneConfig()
@@ -44,6 +45,9 @@ def add_finetune_command(commands: argparse._SubParsersAction) -> None:
                         help="share of images held out and scored before and after")
     parser.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     parser.add_argument("--checkpoint-every", type=int, default=_DEFAULTS.checkpoint_every)
+    parser.add_argument("--dtype", choices=TRAINING_DTYPES, default=_DEFAULTS.dtype,
+                        help="training arithmetic; float64 gives the same weights on every CPU "
+                        "at about twice the time (the saved model is float32 either way)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--resume", action="store_true", help="continue a killed run in DIR")
     parser.add_argument("--force", action="store_true",
@@ -59,6 +63,7 @@ def finetune_command(arguments: argparse.Namespace) -> int:
             min_lr=arguments.min_lr, negatives=arguments.negatives,
             image_prompts=arguments.image_prompts, dice=arguments.dice, heldout=arguments.heldout,
             seed=arguments.seed, checkpoint_every=arguments.checkpoint_every,
+            dtype=arguments.dtype,
         )
         finetune(
             arguments.model, open_data(arguments.data), arguments.output, config,
