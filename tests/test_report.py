@@ -231,3 +231,18 @@ def test_a_notebook_the_runner_left_out_is_named_with_the_reason(tmp_path):
     (run / "run.json").write_text(json.dumps(manifest))
     text, _ = parse(build_report(run))
     assert "Not run: 13_finetuning, which trains decoders; run it with --notebooks 13." in text
+
+
+def test_a_hostile_model_card_reaches_the_report_without_script(tmp_path):
+    model = tmp_path / "downloaded-model"
+    model.mkdir()
+    (model / "README.md").write_text(
+        "# A fine model\n\nIt segments well.<script>alert('card')</script>\n\n"
+        '<img src="x.png" onerror="alert(1)"> <a href="javascript:alert(2)">docs</a>\n'
+        '<p onmouseover="alert(3)">hover</p>\n'
+    )
+    build_report(fabricate_run(tmp_path / "run", model=str(model)))
+    card = (tmp_path / "run" / "report" / "model_card.html").read_text()
+    assert "<h1>A fine model" in card and "It segments well." in card and "hover" in card
+    for hostile in ("alert", "onerror", "onmouseover", "javascript:"):
+        assert hostile not in card

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import nh3
 from nbconvert import HTMLExporter
 from nbconvert.filters import markdown2html
 
@@ -125,11 +126,14 @@ def _caveat(description: ModelDescription, card_link: str | None) -> str:
 
 
 def _card_link(description: ModelDescription, report_dir: Path) -> str | None:
-    """A link to the model's card: rendered into the report when it is a local file."""
+    """A link to the model's card: rendered into the report when it is a local file. A card
+    comes with a model, maybe downloaded: its HTML is sanitized (an allow-list: no scripts,
+    event handlers or javascript: links) before it reaches the page."""
     if description.card_file is not None:
         markdown = description.card_file.read_text(encoding="utf-8")
         (report_dir / CARD_PAGE).write_text(
-            page(f"Model card: {description.card_file.parent.name}", [markdown2html(markdown)]),
+            page(f"Model card: {description.card_file.parent.name}",
+                 [nh3.clean(markdown2html(markdown))]),
             encoding="utf-8",
         )
         return CARD_PAGE
