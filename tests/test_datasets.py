@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from clipseg_lib.datasets import (
     DatasetError,
@@ -137,3 +140,46 @@ def test_load_samples_draws_a_seeded_set(exports):
 def test_export_refuses_a_non_empty_directory(exports):
     with pytest.raises(FileExistsError, match="--force"):
         export_world("phrasecut", exports["phrasecut"], n_images=2)
+
+
+def _pascal_copy(exports, tmp_path):
+    root = tmp_path / "voc"
+    shutil.copytree(exports["pascal5i"], root)
+    first = (root / "val.txt").read_text().splitlines()[0]
+    return root, first.split()
+
+
+def test_pascal_refuses_a_label_of_another_size_and_a_missing_or_broken_image(exports, tmp_path):
+    root, (image, label) = _pascal_copy(exports, tmp_path)
+    stem = Path(image).stem
+    with Image.open(root / label) as original:
+        original.resize((original.width // 2, original.height // 2), Image.NEAREST).save(
+            root / label)
+    adapter = open_dataset("pascal5i", root, fold=0, shots=0)
+    with pytest.raises(DatasetError, match=rf"{stem}.jpg: size \(\d+, \d+\) differs from its "
+                       "label map's"):
+        adapter.image_samples(stem)
+    (root / image).unlink()
+    with pytest.raises(DatasetError, match=rf"Pascal-5i image: .*{stem}.jpg is not a file"):
+        adapter.image_samples(stem)
+    (root / image).write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match=rf"{stem}.jpg: not a readable image"):
+        adapter.image_samples(stem)
+    (root / label).write_bytes(b"\x89PNG broken")
+    with pytest.raises(DatasetError, match=rf"{stem}.png: not a readable label PNG"):
+        open_dataset("pascal5i", root, fold=0, shots=0)
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("/etc/passwd SegmentationClassAug/x.png", "must be a path inside"),
+    ("JPEGImages/../../x.jpg SegmentationClassAug/x.png", "must be a path inside"),
+    ("JPEGImages/x.jpg ../x.png", "must be a path inside"),
+    (None, "is listed twice"),
+])
+def test_pascal_list_lines_stay_inside_the_root_and_name_each_image_once(exports, tmp_path, line,
+                                                                         problem):
+    root, fields = _pascal_copy(exports, tmp_path)
+    lines = (root / "val.txt").read_text().splitlines()
+    (root / "val.txt").write_text("\n".join([*lines, line or " ".join(fields)]) + "\n")
+    with pytest.raises(DatasetError, match=rf"val.txt:{len(lines) + 1}: .*{problem}"):
+        open_dataset("pascal5i", root, fold=0, shots=0)

@@ -28,6 +28,7 @@ from clipseg_lib.datasets.samples import (
     DatasetError,
     ImageSamples,
     Sample,
+    image_size,
     read_json,
     require_file,
 )
@@ -96,9 +97,11 @@ class Pascal5i:
         return [self._list_file, *([self._names_file] if self._names_file.is_file() else [])]
 
     def image_samples(self, image_id: str) -> ImageSamples:
-        """The image and one sample per fold class on it."""
+        """The image and one sample per fold class on it; DatasetError when the image is
+        missing or unreadable, or its label map is of another size."""
         image_path, label_path = self._pairs[image_id]
         label = _read_label(label_path)
+        _require_size(image_path, label.shape)
         ignore = label == IGNORE_LABEL
         samples = tuple(
             Sample(
@@ -128,7 +131,9 @@ class Pascal5i:
             return PROMPT_TEMPLATE.format(self.class_names[label_value - 1])
         support = self.support_image_id(image_id, label_value)
         support_image, support_label = self._pairs[support]
-        return ImagePrompt(support_image, _read_label(support_label) == label_value)
+        support_mask = _read_label(support_label) == label_value
+        _require_size(support_image, support_mask.shape)
+        return ImagePrompt(support_image, support_mask)
 
     def _read_class_names(self) -> tuple[str, ...]:
         if not self._names_file.is_file():
@@ -149,14 +154,43 @@ class Pascal5i:
                     f"{self._list_file}:{number}: expected 'JPEGImages/X.jpg "
                     f"SegmentationClassAug/X.png', got {line!r}"
                 )
-            pairs[Path(fields[0]).stem] = (self.root / fields[0], self.root / fields[1])
+            where = f"{self._list_file}:{number}"
+            image, label = (self._inside_root(field, where) for field in fields)
+            if image.stem in pairs:
+                raise DatasetError(f"{where}: image {image.stem!r} is listed twice")
+            pairs[image.stem] = (image, label)
         return pairs
+
+    def _inside_root(self, field: str, where: str) -> Path:
+        """``root / field`` for a relative path that stays under the root, else DatasetError."""
+        relative = Path(field)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise DatasetError(f"{where}: {field!r} must be a path inside {self.root} "
+                               "(no absolute path, no '..')")
+        return self.root / relative
 
 
 def _read_label(path: Path) -> np.ndarray:
     """(H, W) uint8 label map of a PNG (palette indices are the labels)."""
     require_file(path, "Pascal-5i label")
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L"):
-            raise DatasetError(f"{path}: label PNG must be mode P or L, got {image.mode}")
-        return np.asarray(image, dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise DatasetError(f"{path}: label PNG must be mode P or L, got {image.mode}")
+            return np.asarray(image, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not a readable label PNG ({error})") from error
+
+
+def _require_size(image_path: Path, label_shape: tuple[int, ...]) -> None:
+    """DatasetError unless the image is a readable file of the label map's (H, W)."""
+    require_file(image_path, "Pascal-5i image")
+    try:
+        size = image_size(image_path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DatasetError(f"{image_path}: not a readable image ({error})") from error
+    if size != tuple(label_shape):
+        raise DatasetError(f"{image_path}: size {size} differs from its label map's "
+                           f"{tuple(label_shape)}: a label of another image?")
