@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,8 +314,8 @@ def _export_world_command(arguments: argparse.Namespace) -> int:
             arguments.format_name, arguments.directory, n_images=arguments.n_images,
             seed=arguments.seed, force=arguments.force,
         )
-    except (FileExistsError, ValueError) as error:
-        print(f"clipseg-study: error: {error}")
+    except (OSError, ValueError) as error:
+        print(f"clipseg-study: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {arguments.format_name} world of {arguments.n_images} images to {directory}")
     return 0

@@ -13,17 +13,24 @@ image size. Each task is its own class for mIoU, as in the original evaluation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clipseg_lib.datasets.samples import (
     DatasetError,
     ImageSamples,
     ImagesById,
     Sample,
+    field,
+    identifier,
     image_size,
+    polygon,
     rasterise_polygons,
     read_json,
     require_file,
+    size_field,
+    text_field,
 )
 
 SPLITS = ("train", "val", "test", "miniv")
@@ -35,7 +42,9 @@ SKIPPED_IMAGE_IDS = frozenset({
 
 
 class PhraseCut(ImagesById):
-    """PhraseCut tasks of one split, grouped by image (see the module docstring)."""
+    """PhraseCut tasks of one split, grouped by image (see the module docstring). Every task
+    and image entry is checked when the split is opened: a malformed one is a DatasetError
+    naming the file, the entry and the problem, before anything is scored."""
 
     name = "phrasecut"
 
@@ -45,15 +54,20 @@ class PhraseCut(ImagesById):
         self.root, self.split = Path(root), split
         self._tasks_file = require_file(self.root / f"refer_{split}.json", "PhraseCut tasks")
         self._images_file = require_file(self.root / "image_data_split.json", "PhraseCut images")
-        self._sizes = {
-            int(image["image_id"]): (int(image["height"]), int(image["width"]))
-            for image in read_json(self._images_file, list)
-        }
-        self._by_image: dict[int, list[dict]] = {}
-        for task in read_json(self._tasks_file, list):
-            image_id = int(task["image_id"])
-            if image_id not in SKIPPED_IMAGE_IDS:
-                self._by_image.setdefault(image_id, []).append(task)
+        self._sizes = {}
+        for index, image in enumerate(read_json(self._images_file, list)):
+            where = f"{self._images_file}: image entry {index}"
+            self._sizes[identifier(image, "image_id", where)] = (
+                size_field(image, "height", where), size_field(image, "width", where))
+        self._by_image: dict[int, list[Task]] = {}
+        seen: set[str] = set()
+        for index, entry in enumerate(read_json(self._tasks_file, list)):
+            task = _read_task(entry, f"{self._tasks_file}: task entry {index}")
+            if task.task_id in seen:
+                raise DatasetError(f"{self._tasks_file}: task_id {task.task_id!r} appears twice")
+            seen.add(task.task_id)
+            if task.image_id not in SKIPPED_IMAGE_IDS:
+                self._by_image.setdefault(task.image_id, []).append(task)
         unknown = sorted(set(self._by_image) - set(self._sizes))
         if unknown:
             raise DatasetError(
@@ -76,16 +90,38 @@ class PhraseCut(ImagesById):
             )
         samples = tuple(
             Sample(
-                sample_id=str(task["task_id"]),
-                prompt=str(task["phrase"]),
-                target=rasterise_polygons(
-                    (polygon for instance in task["Polygons"] for polygon in instance),
-                    height,
-                    width,
-                ),
-                class_id=str(task["task_id"]),
+                sample_id=task.task_id,
+                prompt=task.phrase,
+                target=rasterise_polygons(task.polygons, height, width),
+                class_id=task.task_id,
             )
             for task in self._by_image[key]
         )
         return ImageSamples(str(key), path, samples)
 
+
+@dataclass(frozen=True)
+class Task:
+    """One checked PhraseCut task: its id, image, phrase and the polygons of all instances."""
+
+    task_id: str
+    image_id: int
+    phrase: str
+    polygons: list[list[tuple[float, float]]]
+
+
+def _read_task(entry: Any, where: str) -> Task:
+    """A task entry checked field by field (see `Task`)."""
+    task_id = field(entry, "task_id", where)
+    if isinstance(task_id, bool) or not isinstance(task_id, str | int) or task_id == "":
+        raise DatasetError(f"{where}: task_id {task_id!r} is not a string or number")
+    instances = field(entry, "Polygons", where)
+    if not isinstance(instances, list) or not all(isinstance(i, list) for i in instances):
+        raise DatasetError(f"{where}: Polygons must be a list of instances (lists of polygons), "
+                           f"got {instances!r:.40}")
+    return Task(
+        task_id=str(task_id),
+        image_id=identifier(entry, "image_id", where),
+        phrase=text_field(entry, "phrase", where),
+        polygons=[polygon(vertices, where) for instance in instances for vertices in instance],
+    )

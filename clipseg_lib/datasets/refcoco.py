@@ -28,10 +28,15 @@ from clipseg_lib.datasets.samples import (
     ImageSamples,
     ImagesById,
     Sample,
+    field,
+    identifier,
     image_size,
+    polygon,
     rasterise_polygons,
     read_json,
     require_file,
+    size_field,
+    text_field,
 )
 
 REFS_FILES = ("refs(unc).p", "refs(umd).p", "refs(google).p")
@@ -66,7 +71,8 @@ def load_plain_pickle(path: Path) -> Any:
 
 
 class RefCOCO(ImagesById):
-    """Referring expressions of one split, grouped by image (see the module docstring)."""
+    """Referring expressions of one split, grouped by image (see the module docstring). The
+    refs of the split, their images and annotations are checked when the split is opened."""
 
     name = "refcoco"
 
@@ -82,19 +88,28 @@ class RefCOCO(ImagesById):
             raise DatasetError(f"{self._refs_file}: expected a list of ref dicts")
         splits = sorted({str(ref.get("split")) for ref in refs})
         self._by_image: dict[int, list[dict]] = {}
-        for ref in refs:
+        for index, ref in enumerate(refs):
             if ref.get("split") == split:
-                self._by_image.setdefault(int(ref["image_id"]), []).append(ref)
+                where = f"{self._refs_file}: ref {index}"
+                self._by_image.setdefault(identifier(ref, "image_id", where), []).append(
+                    _checked_ref(ref, where))
         if not self._by_image:
             raise DatasetError(f"{self._refs_file}: no refs of split {split!r} (has {splits})")
         instances = read_json(self._instances_file, dict)
-        self._images = {int(image["id"]): image for image in instances["images"]}
-        needed = {int(ref["ann_id"]) for refs_of in self._by_image.values() for ref in refs_of}
-        self._annotations = {
-            int(annotation["id"]): annotation
-            for annotation in instances["annotations"]
-            if int(annotation["id"]) in needed
+        where = str(self._instances_file)
+        self._images = {
+            identifier(image, "id", f"{where}: image entry {index}"): image
+            for index, image in enumerate(_list_field(instances, "images", where))
         }
+        unknown = sorted(set(self._by_image) - set(self._images))
+        if unknown:
+            raise DatasetError(f"{where} lacks images {unknown[:5]} named in {self._refs_file}")
+        needed = {ref["ann_id"] for refs_of in self._by_image.values() for ref in refs_of}
+        self._annotations = {}
+        for index, annotation in enumerate(_list_field(instances, "annotations", where)):
+            key = identifier(annotation, "id", f"{where}: annotation {index}")
+            if key in needed:
+                self._annotations[key] = annotation
         missing = sorted(needed - set(self._annotations))
         if missing:
             raise DatasetError(f"{self._instances_file} lacks annotations {missing[:5]}")
@@ -107,23 +122,42 @@ class RefCOCO(ImagesById):
         """The image and one sample per sentence of every ref on it."""
         key = int(image_id)
         image = self._images[key]
-        path = require_file(self.root / "images" / image["file_name"], f"COCO image {key}")
-        height, width = int(image["height"]), int(image["width"])
+        where = f"{self._instances_file}: image {key}"
+        name = text_field(image, "file_name", where)
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise DatasetError(f"{where}: file_name {name!r} leaves {self.root / 'images'}")
+        path = require_file(self.root / "images" / name, f"COCO image {key}")
+        height, width = size_field(image, "height", where), size_field(image, "width", where)
         if image_size(path) != (height, width):
             raise DatasetError(f"{path}: size {image_size(path)} differs from instances.json's")
         samples = []
         for ref in self._by_image[key]:
-            target = self._mask(int(ref["ann_id"]), height, width)
+            target = self._mask(ref["ann_id"], height, width)
             for sentence in ref["sentences"]:
                 sample_id = f"{ref['ref_id']}:{sentence['sent_id']}"
-                samples.append(Sample(sample_id, str(sentence["sent"]), target, sample_id))
+                samples.append(Sample(sample_id, sentence["sent"], target, sample_id))
         return ImageSamples(str(key), path, tuple(samples))
 
     def _mask(self, annotation_id: int, height: int, width: int):
-        segmentation = self._annotations[annotation_id]["segmentation"]
+        where = f"{self._instances_file}: annotation {annotation_id}"
+        segmentation = field(self._annotations[annotation_id], "segmentation", where)
         if not isinstance(segmentation, list):
-            raise DatasetError(
-                f"annotation {annotation_id}: RLE segmentation; RefCOCO refs use polygons"
-            )
-        polygons = [list(zip(flat[0::2], flat[1::2], strict=True)) for flat in segmentation]
-        return rasterise_polygons(polygons, height, width)
+            raise DatasetError(f"{where}: RLE segmentation; RefCOCO refs use polygons")
+        return rasterise_polygons([polygon(flat, where) for flat in segmentation], height, width)
+
+
+def _list_field(entry: Any, key: str, where: str) -> list:
+    value = field(entry, key, where)
+    if not isinstance(value, list):
+        raise DatasetError(f"{where}: {key} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _checked_ref(ref: dict, where: str) -> dict:
+    """The ref with its ids as ints and every sentence checked (a non-empty ``sent``)."""
+    sentences = _list_field(ref, "sentences", where)
+    checked = [{"sent_id": identifier(s, "sent_id", f"{where}, sentence {i}"),
+                "sent": text_field(s, "sent", f"{where}, sentence {i}")}
+               for i, s in enumerate(sentences)]
+    return {"ref_id": identifier(ref, "ref_id", where), "ann_id": identifier(ref, "ann_id", where),
+            "sentences": checked}

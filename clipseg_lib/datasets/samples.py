@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image, ImageDraw
 
+from clipseg_lib.model.images import MAX_PIXELS
 from clipseg_lib.model.prompts import ImagePrompt
 
 
@@ -112,9 +113,73 @@ def _row_runs(row: np.ndarray) -> list[tuple[int, int]]:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header."""
-    with Image.open(path) as image:
-        return image.height, image.width
+    """(H, W) of an image file, read from its header; DatasetError naming the file when it is
+    not a readable image or declares more than `MAX_PIXELS`."""
+    try:
+        with Image.open(path) as image:
+            size = image.height, image.width
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DatasetError(f"{path}: not a readable image ({error})") from error
+    if size[0] * size[1] > MAX_PIXELS:
+        raise DatasetError(f"{path}: {size[1]}x{size[0]} pixels is over the limit of "
+                           f"{MAX_PIXELS:,}")
+    return size
+
+
+def field(entry: Any, key: str, where: str) -> Any:
+    """``entry[key]`` of an annotation record, else DatasetError naming `where` and `key`."""
+    if not isinstance(entry, dict):
+        raise DatasetError(f"{where}: expected an object, got {type(entry).__name__}")
+    if key not in entry:
+        raise DatasetError(f"{where}: lacks {key!r}")
+    return entry[key]
+
+
+def identifier(entry: Any, key: str, where: str) -> int:
+    """A numeric id (an int, or a string of digits) at ``entry[key]``, else DatasetError."""
+    value = field(entry, key, where)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise DatasetError(f"{where}: {key} {value!r} is not a numeric id")
+
+
+def size_field(entry: Any, key: str, where: str) -> int:
+    """A positive integer size at ``entry[key]``, else DatasetError."""
+    value = field(entry, key, where)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DatasetError(f"{where}: {key} {value!r} is not a positive integer")
+    return value
+
+
+def text_field(entry: Any, key: str, where: str) -> str:
+    """A non-empty string at ``entry[key]`` (a prompt), else DatasetError: no other value is
+    turned into a prompt."""
+    value = field(entry, key, where)
+    if not isinstance(value, str) or not value.strip():
+        raise DatasetError(f"{where}: {key} {value!r} is not a non-empty string")
+    return value
+
+
+def polygon(vertices: Any, where: str) -> list[tuple[float, float]]:
+    """A polygon given as [[x, y], ...] or flat [x1, y1, x2, y2, ...] of finite numbers."""
+    def number(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise DatasetError(f"{where}: polygon coordinate {value!r} is not a finite number")
+        return float(value)
+
+    if not isinstance(vertices, list):
+        raise DatasetError(f"{where}: a polygon must be a list, got {vertices!r:.40}")
+    if all(not isinstance(vertex, list) for vertex in vertices):
+        if len(vertices) % 2:
+            raise DatasetError(f"{where}: a flat polygon has an odd number ({len(vertices)}) "
+                               "of coordinates")
+        return [(number(x), number(y)) for x, y in zip(vertices[0::2], vertices[1::2],
+                                                         strict=True)]
+    if not all(isinstance(vertex, list) and len(vertex) == 2 for vertex in vertices):
+        raise DatasetError(f"{where}: polygon vertices must be [x, y] pairs")
+    return [(number(x), number(y)) for x, y in vertices]
 
 
 def require_file(path: Path, what: str) -> Path:
