@@ -172,6 +172,7 @@ class _Exploit:
         return (os.system, ("touch /tmp/clipseg_pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4:UserWarning")  # torch's, on refusal
 def test_malicious_pickle_is_refused_without_running_it(tmp_path):
     import os
 

@@ -143,6 +143,6 @@ def test_provenance_records_the_machine_that_chooses_the_kernels() -> None:
     assert machine["threads"] == torch.get_num_threads()
     assert set(machine["cpu_flags"]) <= set(KERNEL_FEATURES) and machine["cpu"]
     line = describe_machine(record)
-    assert f"{machine['kernel_path']} kernels, {machine['threads']} threads" in line
+    assert f"{machine['kernel_path']} kernels, {machine['threads']} thread" in line
     assert f"torch {record['torch']}" in line and f"numpy {record['numpy']}" in line
     assert describe_machine({}) == "unknown machine"

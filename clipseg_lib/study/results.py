@@ -115,8 +115,9 @@ def describe_machine(provenance: Mapping[str, Any]) -> str:
     parts = []
     if machine:
         flags = " ".join(machine.get("cpu_flags") or []) or "no listed instruction sets"
+        threads = machine.get("threads")
         parts.append(f"{machine.get('cpu')} ({flags}), {machine.get('kernel_path')} kernels, "
-                     f"{machine.get('threads')} threads")
+                     f"{threads} thread{'' if threads == 1 else 's'}")
     versions = [f"{name} {provenance[name]}" for name in ("python", *_VERSIONED_PACKAGES)
                 if provenance.get(name)]
     return "; ".join(parts + [", ".join(versions)] if versions else parts) or "unknown machine"
