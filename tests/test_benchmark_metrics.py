@@ -127,3 +127,21 @@ def test_bootstrap_interval_holds_the_point_and_is_seeded():
         assert estimate.ci_high - estimate.ci_low > 0.001, name
         assert np.array_equal(resampled[name], again[name])
     assert estimates["miou"].n == 20
+
+
+def test_resamples_without_a_prediction_leave_ap_undefined_not_the_evaluation():
+    marked = bm.confusion_counts(PROBS, TARGET)
+    nothing = bm.confusion_counts(np.zeros_like(PROBS), TARGET)
+    counts = np.array([marked, nothing, nothing, nothing])
+    resampled = bm.bootstrap_resamples(counts, [0, 1, 2, 3], ["a", "b", "c", "d"], 0.3,
+                                       n_resamples=400, seed=0)
+    undefined = bm.undefined_resamples(resampled)
+    assert set(undefined) == {"ap"} and 0 < undefined["ap"] < 400  # (3/4)^4 of them: ~127
+    point = bm.reported_scores(bm.benchmark_scores(counts, [0, 1, 2, 3]), 0.3)
+    ap = bm.estimates(point, resampled, 4)["ap"]
+    assert ap.ci_low <= ap.mean <= ap.ci_high and not np.isnan(ap.ci_low)
+    none = bm.benchmark_scores(np.array([nothing, nothing]), [0, 1])
+    assert np.isnan(none["ap"]) and none["pr_curve"] == []
+    empty = bm.bootstrap_resamples(np.array([nothing, nothing]), [0, 1], ["a", "b"], 0.3,
+                                   n_resamples=10)
+    assert np.isnan(bm.estimates(bm.reported_scores(none, 0.3), empty, 2)["ap"].ci_low)

@@ -15,7 +15,11 @@ import psutil
 import pytest
 
 from clipseg_lib import load_segmenter
-from clipseg_lib.analysis.benchmark_metrics import benchmark_scores, reported_scores
+from clipseg_lib.analysis.benchmark_metrics import (
+    benchmark_scores,
+    confusion_counts,
+    reported_scores,
+)
 from clipseg_lib.datasets.export import export_world, world_images
 from clipseg_lib.datasets.pascal5i import fold_classes
 from clipseg_lib.study.cli import main
@@ -159,3 +163,18 @@ def test_a_killed_worker_still_yields_the_same_json(tmp_path):
     dask, serial = (json.loads((tmp_path / f"{name}.json").read_text())
                     for name in ("dask", "serial"))
     assert dask == serial, [key for key in serial if dask.get(key) != serial[key]]
+
+
+def test_a_model_that_marks_nothing_gets_an_undefined_ap_not_a_crash(exports, tmp_path,
+                                                                      monkeypatch):
+    from clipseg_lib.study import evaluate as evaluate_module
+
+    def marks_nothing(segmenter, image, samples):
+        return [confusion_counts(np.zeros(s.target.shape), s.target, s.ignore) for s in samples]
+
+    monkeypatch.setattr(evaluate_module, "score_image", marks_nothing)
+    output = tmp_path / "nothing.json"
+    result = evaluate("phrasecut", exports["phrasecut"], model="mini", output=output)
+    saved = json.loads(output.read_text())
+    assert saved["ap"]["mean"] is None and saved["miou"]["mean"] >= 0
+    assert "ap is undefined: the model predicts no pixel at any threshold" in result["caveats"]

@@ -23,6 +23,7 @@ counting (:func:`resize_probabilities`). The paper reports PhraseCut at t = 0.3
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -115,6 +116,13 @@ def average_precision(summed: np.ndarray) -> tuple[float, list[tuple[float, floa
     return float(simpson(np.array(precisions), x=np.array(recalls))), curve
 
 
+def ap_or_nan(summed: np.ndarray) -> float:
+    """`average_precision` of (49, 4) summed counts, NaN where no threshold predicts a pixel
+    (a resample of images on which the model marks nothing has no AP)."""
+    tp, fp = np.asarray(summed)[:, 0], np.asarray(summed)[:, 1]
+    return average_precision(summed)[0] if (tp + fp > 0).any() else math.nan
+
+
 def threshold_index(threshold: float) -> int:
     """Index of ``threshold`` in `THRESHOLDS` (one of 0.02, 0.04, .., 0.98)."""
     matches = np.flatnonzero(np.isclose(THRESHOLDS, threshold))
@@ -127,7 +135,8 @@ def benchmark_scores(counts: np.ndarray, class_ids: Sequence[Hashable]) -> dict:
     """The paper's metrics of N predictions' counts (N, 49, 4) and their N class ids.
 
     Returns ``{"ap", "fgiou", "miou", "biniou"}`` (float curves over `THRESHOLDS` for the
-    three IoUs), ``"pr_curve"`` (distinct (recall, precision) pairs), ``"n"`` and ``"n_classes"``.
+    three IoUs; AP NaN when the model predicts no pixel at any threshold), ``"pr_curve"``
+    (distinct (recall, precision) pairs), ``"n"`` and ``"n_classes"``.
     """
     counts = np.asarray(counts, dtype=np.int64)
     if counts.ndim != 3 or counts.shape[1:] != (THRESHOLDS.size, 4) or counts.shape[0] == 0:
@@ -141,7 +150,8 @@ def benchmark_scores(counts: np.ndarray, class_ids: Sequence[Hashable]) -> dict:
     per_class = np.zeros((len(classes), *summed.shape), dtype=np.int64)
     np.add.at(per_class, [index_of[class_id] for class_id in class_ids], counts)
     miou = np.mean([_iou_curves(class_counts)[0] for class_counts in per_class], axis=0)
-    ap, curve = average_precision(summed)
+    ap = ap_or_nan(summed)
+    curve = [] if math.isnan(ap) else average_precision(summed)[1]
     return {
         "ap": ap,
         "fgiou": fgiou.tolist(),
@@ -204,7 +214,7 @@ def bootstrap_resamples(
         fgiou, biniou = _iou_curves(summed)
         resampled["fgiou"] += fgiou[:, indices["fgiou"]].tolist()
         resampled["biniou"] += biniou[:, indices["biniou"]].tolist()
-        resampled["ap"] += [average_precision(one)[0] for one in summed]
+        resampled["ap"] += [ap_or_nan(one) for one in summed]
         per_class = np.zeros((len(classes), weights.shape[0], 4))
         np.add.at(
             per_class, class_of_sample, weights.T[:, :, None] * counts[:, indices["miou"], None, :]
@@ -216,14 +226,23 @@ def bootstrap_resamples(
 
 
 def estimates(point: dict[str, float], resampled: dict[str, np.ndarray], n: int):
-    """{name: `Estimate`}: each point value with the 95% percentile interval of its resamples."""
+    """{name: `Estimate`}: each point value with the 95% percentile interval of its resamples.
+
+    Resamples where a metric is undefined (NaN: AP without a predicted pixel) are left out of
+    its interval (`undefined_resamples` counts them); a metric undefined on the whole data, or
+    on every resample, gets NaN bounds.
+    """
     tail = (1 - CONFIDENCE) / 2 * 100
-    return {
-        name: Estimate(
-            float(point[name]),
-            int(n),
-            float(np.percentile(resampled[name], tail)),
-            float(np.percentile(resampled[name], 100 - tail)),
-        )
-        for name in resampled
-    }
+    found = {}
+    for name, values in resampled.items():
+        defined = values[~np.isnan(values)]
+        bounds = (np.percentile(defined, [tail, 100 - tail]) if defined.size
+                  and not math.isnan(point[name]) else (math.nan, math.nan))
+        found[name] = Estimate(float(point[name]), int(n), float(bounds[0]), float(bounds[1]))
+    return found
+
+
+def undefined_resamples(resampled: dict[str, np.ndarray]) -> dict[str, int]:
+    """How many resamples left each metric undefined (NaN), for the metrics where any did."""
+    counts = {name: int(np.isnan(values).sum()) for name, values in resampled.items()}
+    return {name: count for name, count in counts.items() if count}

@@ -33,6 +33,7 @@ from clipseg_lib.analysis.benchmark_metrics import (
     reported_scores,
     resize_probabilities,
     threshold_index,
+    undefined_resamples,
 )
 from clipseg_lib.datasets import (
     DEFAULT_SPLITS,
@@ -288,10 +289,22 @@ def _summarise(tasks: list[ShardTask], parameters: dict, data: dict, fingerprint
         "parameters": parameters,
         "paper": None if row is None else {"label": row.label, "metrics": row.metrics},
         "caveats": caveats(row, model=parameters["model"], split=parameters["split"],
-                           folds=parameters["folds"]),
+                           folds=parameters["folds"]) + _undefined_notes(point, resampled),
+        "undefined_resamples": undefined_resamples(resampled),
         "provenance": {**provenance(seed=parameters["seed"]), **model},
         "fingerprint": fingerprint,
     }
+
+
+def _undefined_notes(point: dict[str, float], resampled: dict[str, np.ndarray]) -> list[str]:
+    """What to say of metrics that are undefined on the data or on some of its resamples."""
+    notes = [f"{name} is undefined: the model predicts no pixel at any threshold"
+             for name, value in point.items() if np.isnan(value)]
+    notes += [f"{name} is undefined in {count} of {len(resampled[name])} resamples (no pixel "
+              "predicted in them); its interval is over the others"
+              for name, count in undefined_resamples(resampled).items()
+              if not np.isnan(point[name])]
+    return notes
 
 
 def _plain_iou(counts: np.ndarray) -> float:
