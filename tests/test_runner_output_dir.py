@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -179,3 +180,29 @@ def test_an_output_dir_without_write_permission_exits_2(
         code == 2 and stderr == f"clipseg-study: error: output dir {tmp_path / 'o'}: not writable\n"
     )
     assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused(tmp_path: Path) -> None:
+    directory = notebooks_dir(tmp_path, "00_ok")
+    output_dir = tmp_path / "study"
+    runner.run_study(directory, output_dir, model="mini")
+    first = listing(output_dir)
+    with owned_output.run_lock(output_dir):
+        code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
+        assert code == 2 and stderr.count("\n") == 1
+        assert f"output dir {output_dir} is in use by another run (pid {os.getpid()} on " in stderr
+        with pytest.raises(owned_output.StudyConfigError, match="in use by another run"):
+            runner.run_study(directory, output_dir, model="mini")
+    assert listing(output_dir) == first
+
+
+def test_a_run_that_crashed_leaves_no_lock_behind(tmp_path: Path) -> None:
+    holder = subprocess.run(
+        [sys.executable, "-c", "import os, pathlib, sys\n"
+         "from clipseg_lib.study.output_dir import run_lock\n"
+         "with run_lock(pathlib.Path(sys.argv[1])):\n    os.kill(os.getpid(), 9)",
+         str(tmp_path / "study")], cwd=REPO_ROOT, check=False)
+    assert holder.returncode == -9
+    assert (tmp_path / "study" / owned_output.LOCK_FILE).is_file()
+    runner.run_study(notebooks_dir(tmp_path, "00_ok"), tmp_path / "study", model="mini")
+    assert (tmp_path / "study" / "00_ok.json").is_file()

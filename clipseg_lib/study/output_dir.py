@@ -8,14 +8,21 @@ writing anything:
 - a directory that holds the notebooks being run (e.g. the repository root), even with --force;
 - a non-empty directory without a manifest of ours (sources, someone else's files), or one
   holding another model's results (or a grid where a study is asked, or the reverse), unless
-  --force: then it writes beside what is there and replaces only files recorded as its own.
+  --force: then it writes beside what is there and replaces only files recorded as its own;
+- a directory another run is writing into, even with --force: a run holds an exclusive lock
+  (`run_lock`) on its directory while it writes, which the system drops when the run's process
+  ends, however it ends, so a crashed run never leaves a directory locked.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import socket
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,8 @@ RUN_OWNER = "_run"
 """Owner of the files no single notebook wrote (the report index, the manifest itself)."""
 SOURCE_MARKERS = (".git", "pyproject.toml", "setup.py", "notebooks")
 SHOWN_ENTRIES = 3
+LOCK_FILE = ".clipseg-run.lock"
+"""Held (flock) by the run writing into a directory; never counted as a file of a run."""
 
 Snapshot = dict[str, tuple[int, int]]
 
@@ -55,6 +64,51 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return None
 
 
+@contextmanager
+def run_lock(directory: Path) -> Iterator[None]:
+    """Hold `directory`'s run lock for the ``with`` block (creating the directory, which must
+    be writable); a StudyConfigError naming the holder when another live process holds it.
+    The lock file is removed, still locked, when the block ends."""
+    lock_path = directory / LOCK_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StudyConfigError(f"output dir {directory}: cannot create it: {error}") from error
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StudyConfigError(f"output dir {directory}: not writable")
+    handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not lock_path.is_file() or os.stat(lock_path).st_ino != os.fstat(handle.fileno()).st_ino:
+            raise BlockingIOError  # a run that just ended removed the file we locked
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StudyConfigError(
+            f"output dir {directory} is in use by another run ({holder}); wait for it to "
+            "finish or choose another directory"
+        ) from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, "
+                 f"since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def check_unlocked(directory: Path) -> None:
+    """StudyConfigError when another run holds `directory`'s lock (there is a lock file only
+    while a run holds it, or after one was killed: then taking the lock is free)."""
+    if (directory / LOCK_FILE).is_file():
+        with run_lock(directory):
+            pass
+
+
 def snapshot(directory: Path) -> Snapshot:
     """Relative path -> (mtime ns, size) of every file under ``directory`` (empty if absent)."""
     files = {}
@@ -65,7 +119,9 @@ def snapshot(directory: Path) -> Snapshot:
                 status = path.stat()
             except OSError:
                 continue
-            files[path.relative_to(directory).as_posix()] = (status.st_mtime_ns, status.st_size)
+            relative = path.relative_to(directory).as_posix()
+            if relative != LOCK_FILE:
+                files[relative] = (status.st_mtime_ns, status.st_size)
     return files
 
 
@@ -102,9 +158,10 @@ class OwnedOutputDir:
             )
         if not path.is_dir():
             return cls(path, kind, {}, replace_all=False)
+        check_unlocked(path)
         manifest = read_manifest(path)
         if manifest is None:
-            entries = sorted(entry.name for entry in path.iterdir())
+            entries = sorted(entry.name for entry in path.iterdir() if entry.name != LOCK_FILE)
             if entries and not force:
                 what = "sources" if any(e in SOURCE_MARKERS for e in entries) else "files"
                 shown = ", ".join(entries[:SHOWN_ENTRIES]) + (", ..." if len(entries) > 3 else "")

@@ -22,7 +22,7 @@ from typing import Any
 from clipseg_lib.study.execution import NotebookRun, NotebookTask, execute
 from clipseg_lib.study.executor import SchedulerError, map_tasks, parse_scheduler
 from clipseg_lib.study.model_check import check_model_loads, resolve_model
-from clipseg_lib.study.output_dir import Interval, OwnedOutputDir
+from clipseg_lib.study.output_dir import Interval, OwnedOutputDir, run_lock
 from clipseg_lib.study.parameters import (
     StudyConfigError,
     check_cell_timeout,
@@ -207,7 +207,13 @@ def _stages(notebooks: list[Path]) -> list[list[Path]]:
 
 def execute_plan(plan: StudyPlan) -> StudyRun:
     """Run ``plan``'s notebooks (concurrently where its scheduler allows), record every file
-    they write in ``run.json`` as they finish, then build the report."""
+    they write in ``run.json`` as they finish, then build the report; all under the output
+    dir's run lock (StudyConfigError when another run is writing there)."""
+    with run_lock(plan.output.path):
+        return _execute_locked(plan)
+
+
+def _execute_locked(plan: StudyPlan) -> StudyRun:
     output_dir = plan.output.path
     stems = [path.stem for path in plan.notebooks]
     plan.output.prepare(rerun=stems)
