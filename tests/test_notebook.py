@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import types
 from pathlib import Path
 
 import pytest
 
-from clipseg_lib.study import notebook
+from clipseg_lib.study import notebook, output_dir
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def namespace(**parameters: object) -> dict:
@@ -52,3 +56,20 @@ def test_finish_without_recorded_parameters_warns_and_saves_null(
     with pytest.warns(UserWarning, match="no parameters recorded"):
         notebook.finish(tmp_path, "06_neg", {"x": 1}, segmenter=None, seed=0)
     assert json.loads((tmp_path / "06_neg.json").read_text())["parameters"] is None
+
+
+def test_a_notebook_on_its_own_never_replaces_a_study_runs_results(tmp_path: Path) -> None:
+    (tmp_path / "04_layers.json").write_text('{"theirs": 1}')
+    (tmp_path / "run.json").write_text(json.dumps(
+        {"status": "finished", "written_files": {"04_layers": ["04_layers.json"]}}))
+    notebook.record_parameters(namespace(model="mini", n_cases=40))
+    with pytest.raises(notebook.ResultsOwnedError, match="holds the results of the study run"):
+        notebook.finish(tmp_path, "04_layers", {"x": 1}, segmenter=None, seed=0)
+    assert (tmp_path / "04_layers.json").read_text() == '{"theirs": 1}'
+    notebook.finish(tmp_path, "05_word", {"x": 1}, segmenter=None, seed=0)  # not the run's
+    with output_dir.run_lock(tmp_path):  # the study run executing this notebook holds the lock
+        checker = subprocess.run(
+            [sys.executable, "-c", "import pathlib, sys; from clipseg_lib.study import notebook;"
+             "notebook._refuse_another_runs_results(pathlib.Path(sys.argv[1]), '04_layers')",
+             str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert checker.returncode == 0, checker.stderr

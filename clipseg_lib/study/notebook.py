@@ -22,6 +22,7 @@ from clipseg_lib.analysis.plotting import save_figure
 from clipseg_lib.experiments.question_sets import QUICK_CASES
 from clipseg_lib.model.loading import load_segmenter
 from clipseg_lib.model.segmenter import Segmenter
+from clipseg_lib.study.output_dir import recorded_owner, run_in_progress
 from clipseg_lib.study.results import save_results
 
 #: Names IPython puts into a notebook's namespace that are not parameters.
@@ -102,6 +103,24 @@ def start(
     return segmenter
 
 
+class ResultsOwnedError(RuntimeError):
+    """A notebook executed outside a study run would replace that run's results."""
+
+
+def _refuse_another_runs_results(output_dir: Path, name: str) -> None:
+    """ResultsOwnedError when `<output_dir>/<name>.json` belongs to a finished study run (its
+    run.json records it) and no run is writing there now: this notebook was executed on its
+    own (in Jupyter, by nbval), and a study's results are replaced only by a study run."""
+    if (output_dir / f"{name}.json").is_file() and not run_in_progress(output_dir):
+        if recorded_owner(output_dir, f"{name}.json") is not None:
+            raise ResultsOwnedError(
+                f"{output_dir / (name + '.json')} holds the results of the study run recorded "
+                f"in {output_dir / 'run.json'}; this notebook, executed on its own, does not "
+                "replace them: set output_dir to another folder, or rerun it with "
+                "`clipseg-study run --notebooks NN` into that folder"
+            )
+
+
 def finish(
     output_dir: str | Path,
     name: str,
@@ -125,6 +144,7 @@ def finish(
             "after the parameters cell",
             stacklevel=2,
         )
+    _refuse_another_runs_results(Path(output_dir), name)
     if segmenter is not None:
         # What the backbone computed: the cost a full-size model pays for these numbers.
         print(f"Backbone work: {segmenter.work}")

@@ -101,6 +101,25 @@ def run_lock(directory: Path) -> Iterator[None]:
         handle.close()
 
 
+def run_in_progress(directory: Path) -> bool:
+    """Whether a live run holds `directory`'s lock."""
+    try:
+        check_unlocked(directory)
+    except StudyConfigError:
+        return True
+    return False
+
+
+def recorded_owner(directory: Path, relative: str) -> str | None:
+    """The owner (notebook stem or `RUN_OWNER`) under which the manifest in `directory`
+    records the file `relative`, or None when no run recorded it."""
+    manifest = read_manifest(directory) or {}
+    for owner, paths in (manifest.get("written_files") or {}).items():
+        if relative in paths:
+            return owner
+    return None
+
+
 def check_unlocked(directory: Path) -> None:
     """StudyConfigError when another run holds `directory`'s lock (there is a lock file only
     while a run holds it, or after one was killed: then taking the lock is free)."""
