@@ -3,11 +3,13 @@ only ever deleting files its own runs recorded; `make test` writes only into a t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -15,6 +17,7 @@ import pytest
 from runner_helpers import FIXTURES, listing, notebooks_dir, run_main
 
 from clipseg_lib.study import output_dir as owned_output
+from clipseg_lib.study import report as report_module
 from clipseg_lib.study import run_command, runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -206,3 +209,49 @@ def test_a_run_that_crashed_leaves_no_lock_behind(tmp_path: Path) -> None:
     assert (tmp_path / "study" / owned_output.LOCK_FILE).is_file()
     runner.run_study(notebooks_dir(tmp_path, "00_ok"), tmp_path / "study", model="mini")
     assert (tmp_path / "study" / "00_ok.json").is_file()
+
+
+def test_ctrl_c_marks_the_run_interrupted_in_one_line_and_a_rerun_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output_dir = tmp_path / "study"
+
+    def interrupted(task):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_command, "NOTEBOOKS_DIR", notebooks_dir(tmp_path, "00_ok"))
+    monkeypatch.setattr(runner, "execute", interrupted)
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
+    assert code == 130 and stderr.count("\n") == 1 and "marks the run interrupted" in stderr
+    assert json.loads((output_dir / "run.json").read_text())["status"] == "interrupted"
+    assert not (output_dir / owned_output.LOCK_FILE).exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(run_command, "NOTEBOOKS_DIR", tmp_path / "notebooks")
+    code, _, _ = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
+    assert code == 0 and json.loads((output_dir / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_full_disk_marks_the_run_failed_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output_dir = tmp_path / "study"
+    real_write = report_module.write_text_atomic
+
+    def disk_full(path, text):
+        if path.name == "index.html" and (output_dir / "00_ok.json").exists():
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, text)
+
+    monkeypatch.setattr(report_module, "write_text_atomic", disk_full)
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
+    assert code == 2 and stderr.count("\n") == 1 and "No space left on device" in stderr
+    assert json.loads((output_dir / "run.json").read_text())["status"] == "failed"
+    assert not list(output_dir.rglob("*.tmp"))
+
+
+def test_an_unreachable_scheduler_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    started = time.monotonic()
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(tmp_path / "o"),
+                                "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2 and stderr.count("\n") == 1 and "cannot connect" in stderr
+    assert time.monotonic() - started < 10 and not (tmp_path / "o").exists()

@@ -9,6 +9,7 @@ colours. Colours are RGB triples in ``[0, 1]``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -259,7 +260,13 @@ def format_table(rows: Sequence[Mapping[str, object]], *, precision: int = 3) ->
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
-    """Save ``fig`` as a PNG at 100 dpi, byte-identical across saves; creates parent dirs."""
+    """Save ``fig`` as a PNG at 100 dpi, byte-identical across saves; creates parent dirs.
+    The PNG replaces ``path`` only once complete (a full disk leaves no half image)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=FIGURE_DPI, format="png", metadata={"Software": None})
+    partial = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(partial, dpi=FIGURE_DPI, format="png", metadata={"Software": None})
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -65,6 +66,20 @@ def parse_scheduler(scheduler: str | None) -> tuple[str, int | str]:
     if workers < 1:
         raise SchedulerError(f"scheduler {scheduler!r}: needs at least one worker")
     return kind, workers
+
+
+def check_reachable(scheduler: str | None, timeout_s: float = 5.0) -> None:
+    """SchedulerError when a Dask scheduler address (``tcp://host:port``) accepts no
+    connection within `timeout_s`; other schedulers need no network."""
+    kind, address = parse_scheduler(scheduler)
+    if kind != "dask":
+        return
+    host, _, port = str(address).partition("://")[2].rstrip("/").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as error:
+        raise SchedulerError(f"scheduler {address!r}: cannot connect ({error})") from error
 
 
 def map_tasks(

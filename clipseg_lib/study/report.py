@@ -32,7 +32,7 @@ from clipseg_lib.study.report_html import (
     rows_table,
     verdict_class,
 )
-from clipseg_lib.study.results import describe_machine
+from clipseg_lib.study.results import describe_machine, write_text_atomic
 from clipseg_lib.study.run_records import (
     ClaimRecord,
     NotebookRecord,
@@ -78,7 +78,7 @@ def render_notebook(executed: Path, target: Path, title: str) -> bool:
     except Exception as error:  # noqa: BLE001
         warnings.warn(f"could not render {executed}: {error}", stacklevel=2)
         return False
-    target.write_text(body, encoding="utf-8")
+    write_text_atomic(target, body)
     return True
 
 
@@ -131,11 +131,10 @@ def _card_link(description: ModelDescription, report_dir: Path) -> str | None:
     event handlers or javascript: links) before it reaches the page."""
     if description.card_file is not None:
         markdown = description.card_file.read_text(encoding="utf-8")
-        (report_dir / CARD_PAGE).write_text(
-            page(f"Model card: {description.card_file.parent.name}",
-                 [nh3.clean(markdown2html(markdown))]),
-            encoding="utf-8",
-        )
+        write_text_atomic(report_dir / CARD_PAGE, page(
+            f"Model card: {description.card_file.parent.name}",
+            [nh3.clean(markdown2html(markdown))],
+        ))
         return CARD_PAGE
     return description.card_url
 
@@ -265,19 +264,16 @@ def build_report(output_dir: str | Path) -> Path:
                         f"{escape(record.status)}</li>")
     left_out = "".join(f'<li class="stale">{escape(note)}</li>' for note in run.left_out)
     index = report_dir / "index.html"
-    index.write_text(
-        page("CLIPSeg study report", [
-            "<h1>CLIPSeg study report</h1>",
-            "<p>Does CLIPSeg (Lüddecke &amp; Ecker, CVPR 2022) behave as the student poster "
-            "says? Its claims, each judged against a control, then the experiments behind "
-            "them.</p>",
-            _run_banner(run),
-            _caveat(description, _card_link(description, report_dir)),
-            conclusion,
-            f"<nav><h2>Experiments</h2><ul>{''.join(contents)}</ul></nav>",
-            *sections,
-            f"<h2>Not from this run</h2><ul>{left_out}</ul>" if left_out else "",
-        ]),
-        encoding="utf-8",
-    )
+    write_text_atomic(index, page("CLIPSeg study report", [
+        "<h1>CLIPSeg study report</h1>",
+        "<p>Does CLIPSeg (Lüddecke &amp; Ecker, CVPR 2022) behave as the student poster "
+        "says? Its claims, each judged against a control, then the experiments behind "
+        "them.</p>",
+        _run_banner(run),
+        _caveat(description, _card_link(description, report_dir)),
+        conclusion,
+        f"<nav><h2>Experiments</h2><ul>{''.join(contents)}</ul></nav>",
+        *sections,
+        f"<h2>Not from this run</h2><ul>{left_out}</ul>" if left_out else "",
+    ]))
     return index

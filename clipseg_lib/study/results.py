@@ -15,10 +15,11 @@ import platform
 import re
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -56,23 +57,18 @@ def _json_ready(value: Any, where: str) -> Any:
     return value
 
 
-def write_json_atomic(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` as JSON (indent 2, sorted keys) to ``path`` atomically; return the path.
-
-    NaN becomes ``null``; numpy scalars and arrays become Python numbers and lists. The JSON is
-    written to a temporary file next to ``path`` and moved over it with ``os.replace``, so an
-    interrupted write leaves the previous file intact and no temporary file behind.
-    """
-    path = Path(path)
-    document = _json_ready(payload, "payload")
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[TextIO]:
+    """A text file to write that replaces `path` only once it is complete: written next to it,
+    synced, moved over it with ``os.replace``; an interrupted or failed write (a full disk)
+    leaves the previous file intact and no temporary file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     )
     try:
         with handle:
-            json.dump(document, handle, indent=2, sort_keys=True, allow_nan=False)
-            handle.write("\n")
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates 0600 files; results are meant to be shared like any other output.
@@ -81,6 +77,26 @@ def write_json_atomic(path: str | Path, payload: dict) -> Path:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` as JSON (indent 2, sorted keys) to ``path`` atomically; return the path.
+
+    NaN becomes ``null``; numpy scalars and arrays become Python numbers and lists.
+    """
+    path = Path(path)
+    document = _json_ready(payload, "payload")
+    with _atomic_file(path) as handle:
+        json.dump(document, handle, indent=2, sort_keys=True, allow_nan=False)
+        handle.write("\n")
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as `write_json_atomic`; return the path."""
+    path = Path(path)
+    with _atomic_file(path) as handle:
+        handle.write(text)
     return path
 
 

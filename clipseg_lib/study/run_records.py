@@ -246,8 +246,8 @@ def read_run(output_dir: str | Path) -> RunRecord:
     }
     shared = _shared(list(given.values()))
     interrupted = []
-    if manifest is not None and manifest.get("status") == "running":
-        interrupted.append("run.json says the run has not finished")
+    if manifest is not None and manifest.get("status") in ("running", "interrupted", "failed"):
+        interrupted.append(f"run.json says the run did not finish ({manifest['status']})")
     manifest_time = manifest_path.stat().st_mtime if manifest is not None else None
     records = []
     for outcome in outcomes:

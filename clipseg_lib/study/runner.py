@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from clipseg_lib.study.execution import NotebookRun, NotebookTask, execute
-from clipseg_lib.study.executor import SchedulerError, map_tasks, parse_scheduler
+from clipseg_lib.study.executor import (
+    SchedulerError,
+    check_reachable,
+    map_tasks,
+    parse_scheduler,
+)
 from clipseg_lib.study.model_check import check_model_loads, resolve_model
 from clipseg_lib.study.output_dir import Interval, OwnedOutputDir, run_lock
 from clipseg_lib.study.parameters import (
@@ -110,14 +115,15 @@ class StudyPlan:
 
 
 def scheduler_for(jobs: int, scheduler: str | None) -> str | None:
-    """The `map_tasks` scheduler for ``--jobs``/``--scheduler`` (StudyConfigError if invalid)."""
+    """The `map_tasks` scheduler for ``--jobs``/``--scheduler`` (StudyConfigError if invalid,
+    or a Dask address that accepts no connection)."""
     if scheduler is not None and jobs != 1:
         raise StudyConfigError("give --jobs or --scheduler, not both")
     if jobs < 1:
         raise StudyConfigError(f"--jobs must be at least 1, got {jobs}")
     chosen = scheduler if scheduler is not None else (f"processes:{jobs}" if jobs > 1 else None)
     try:
-        parse_scheduler(chosen)
+        check_reachable(chosen)
     except SchedulerError as error:
         raise StudyConfigError(str(error)) from error
     return chosen
@@ -227,35 +233,50 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
     kind, workers = parse_scheduler(plan.scheduler)
     bars = int(workers) if kind != "dask" else 1
     threads = max(1, (os.cpu_count() or 1) // bars) if kind == "processes" else None
-    for stage in _stages(plan.notebooks):
-        tasks = []
-        for position, notebook in enumerate(stage):
-            injected = {**plan.injected[notebook.stem], **runner_parameters}
-            tasks.append(
-                NotebookTask(
-                    notebook,
-                    output_dir / "notebooks" / notebook.name,
-                    injected,
-                    effective_parameters(notebook, injected),
-                    plan.cell_timeout_s,
-                    progress_position=position % bars,
-                    threads=threads if len(stage) > 1 else None,
+    try:
+        for stage in _stages(plan.notebooks):
+            tasks = []
+            for position, notebook in enumerate(stage):
+                injected = {**plan.injected[notebook.stem], **runner_parameters}
+                tasks.append(
+                    NotebookTask(
+                        notebook,
+                        output_dir / "notebooks" / notebook.name,
+                        injected,
+                        effective_parameters(notebook, injected),
+                        plan.cell_timeout_s,
+                        progress_position=position % bars,
+                        threads=threads if len(stage) > 1 else None,
+                    )
                 )
-            )
-        # Starting worker processes costs seconds; a lone notebook runs in this process.
-        scheduler = plan.scheduler if len(tasks) > 1 else None
-        for _, outcome in map_tasks(execute, tasks, scheduler=scheduler):
-            outcomes.append(outcome)
-            outcomes.sort(key=lambda run: stems.index(run.stem))
-            write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
-    write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))
-    build_report(output_dir)
-    # Once more, to record the report's own files.
-    write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))
+            # Starting worker processes costs seconds; a lone notebook runs in this process.
+            scheduler = plan.scheduler if len(tasks) > 1 else None
+            for _, outcome in map_tasks(execute, tasks, scheduler=scheduler):
+                outcomes.append(outcome)
+                outcomes.sort(key=lambda run: stems.index(run.stem))
+                write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
+        write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))
+        build_report(output_dir)
+        # Once more, to record the report's own files.
+        write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))
+    except KeyboardInterrupt:
+        write_json_atomic(manifest_path, _manifest(plan, outcomes, "interrupted"))
+        raise
+    except (SchedulerError, OSError) as error:
+        _mark_failed(manifest_path, plan, outcomes)
+        raise StudyConfigError(f"the run in {output_dir} stopped: {error}") from error
     return StudyRun(
         plan.model_requested, plan.model_resolved, output_dir, plan.quick, plan.overrides, outcomes,
         plan.skipped,
     )
+
+
+def _mark_failed(manifest_path: Path, plan: StudyPlan, outcomes: list[NotebookRun]) -> None:
+    """Record in run.json that the run failed, where the disk still takes it."""
+    try:
+        write_json_atomic(manifest_path, _manifest(plan, outcomes, "failed"))
+    except OSError:
+        pass  # a full disk: the manifest still says "running", which reads as unfinished too
 
 
 def run_study(notebooks_dir: Path, output_dir: Path, **options: Any) -> StudyRun:
