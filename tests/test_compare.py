@@ -118,3 +118,13 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert (tmp_path / "o" / "compare.html").read_text() == "my notes"
     assert run_main(["compare", run, other, "--output", tmp_path / "o", "--force"])[0] == 0
     assert run_main(["compare", run, other, "--output", tmp_path / "o"])[0] == 0
+
+
+def test_a_run_that_did_not_finish_is_refused(tmp_path):
+    finished = fabricate_run(tmp_path / "finished", seed=0)
+    failed = fabricate_run(tmp_path / "failed", seed=1)
+    manifest = json.loads((failed / "run.json").read_text())
+    (failed / "run.json").write_text(json.dumps({**manifest, "status": "failed"}))
+    code, _, stderr = run_main(["compare", finished, failed, "--output", tmp_path / "out"])
+    assert code == 2 and "failed: run.json says the run failed (a lost scheduler" in stderr
+    assert not (tmp_path / "out").exists()

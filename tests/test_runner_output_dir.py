@@ -255,3 +255,28 @@ def test_an_unreachable_scheduler_is_refused_before_anything_runs(tmp_path: Path
                                 "--scheduler", "tcp://127.0.0.1:9"])
     assert code == 2 and stderr.count("\n") == 1 and "cannot connect" in stderr
     assert time.monotonic() - started < 10 and not (tmp_path / "o").exists()
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 2 MiB tmpfs (root only): a disk that fills up."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+    ).returncode != 0:
+        pytest.skip("needs root and mount to make a small tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_up_leaves_a_failed_run_and_no_half_file(small_tmpfs: Path) -> None:
+    output_dir = small_tmpfs / "study"
+    (small_tmpfs / "ballast").write_bytes(b"\0" * (2 * 2**20 - 96 * 2**10))  # ~96 KiB left
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
+    assert code == 2 and stderr.count("\n") == 1 and "No space left on device" in stderr
+    (small_tmpfs / "ballast").unlink()
+    assert json.loads((output_dir / "run.json").read_text())["status"] in ("failed", "running")
+    assert not list(output_dir.rglob("*.tmp"))
+    for page in output_dir.rglob("*.html"):
+        assert page.read_text().rstrip().endswith("</html>")

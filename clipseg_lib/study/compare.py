@@ -5,7 +5,8 @@ disagreement when the runs' current verdicts differ. A RUN that holds no ``run.j
 subfolders that do (the runs of a grid) stands for those subfolders. Runs are comparable when
 they differ only in what a comparison is for (`MAY_DIFFER`: model, seed, device, dtype); any
 other parameter that differs (quick vs full, n_cases, threshold) is refused with exit status 2.
-Only current results count (`run_records`): a claim whose notebook failed reads "not current".
+Only current results count (`run_records`): a claim whose notebook failed reads "not current";
+a run that did not finish (interrupted, failed, still running) is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from clipseg_lib.study.run_records import (
 
 MAY_DIFFER = ("model", "seed", "device", "dtype", "clip_weights", *LOCATION_PARAMETERS)
 PAGE_NAME = "compare.html"
+UNFINISHED = {"running": "has not finished", "interrupted": "was interrupted",
+              "failed": "failed (a lost scheduler or a full disk)"}
+"""Manifest statuses of runs whose results are not a whole study, and what they mean."""
 GENERATOR = '<meta name="generator" content="clipseg-study compare">'
 
 
@@ -157,6 +161,11 @@ def compare_runs(paths: Sequence[str | Path], output: str | Path, *, force: bool
     run_dirs = expand_runs(paths)
     runs = [read_run(path) for path in run_dirs]
     labels = run_labels(run_dirs)
+    for run, label in zip(runs, labels, strict=True):
+        status = (run.manifest or {}).get("status")
+        if status in UNFINISHED:
+            raise CompareError(f"{label}: run.json says the run {UNFINISHED[status]}; finish it "
+                               "(rerun the same command) before comparing it")
     check_compatible(runs, labels)
     target = Path(output) / PAGE_NAME
     if target.exists() and not force and GENERATOR not in target.read_text(errors="replace"):
