@@ -62,7 +62,8 @@ def test_identical_support_images_are_encoded_once(tiny, image):
     again = tiny.predict(encoding, [first])
     assert tiny.work.supports == 1
     np.testing.assert_array_equal(probs[0], probs[1])
-    np.testing.assert_allclose(probs[0], again[0], atol=1e-5)  # a batch of 1, not 3
+    # A batch of 1, not 3: another reduction order; 1.2e-5 apart under ATEN's default kernels.
+    np.testing.assert_allclose(probs[0], again[0], atol=1e-4)
     other = ImagePrompt(image, mask, engineering="none")
     tiny.embed_prompts([other])
     assert tiny.work.supports == 2
