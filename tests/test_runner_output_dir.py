@@ -222,7 +222,7 @@ def test_ctrl_c_marks_the_run_interrupted_in_one_line_and_a_rerun_finishes(
     monkeypatch.setattr(run_command, "NOTEBOOKS_DIR", notebooks_dir(tmp_path, "00_ok"))
     monkeypatch.setattr(runner, "execute", interrupted)
     code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
-    assert code == 130 and stderr.count("\n") == 1 and "marks the run interrupted" in stderr
+    assert code == 1 and stderr.count("\n") == 1 and "marks the run interrupted" in stderr
     assert json.loads((output_dir / "run.json").read_text())["status"] == "interrupted"
     assert not (output_dir / owned_output.LOCK_FILE).exists()
     monkeypatch.undo()

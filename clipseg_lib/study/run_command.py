@@ -109,7 +109,8 @@ def _print_study(study: StudyRun) -> None:
 
 def run_command(arguments: argparse.Namespace) -> int:
     """``clipseg-study run``: 0 all notebooks ok, 1 some failed, 2 invalid input or a run
-    that could not go on (scheduler lost, disk full), 130 interrupted (Ctrl-C)."""
+    that could not go on (scheduler lost, disk full); an interrupted run (Ctrl-C) is a run
+    that did not finish: 1."""
     options = dict(
         selected=arguments.notebooks,
         parameters=arguments.parameters,
@@ -139,7 +140,7 @@ def run_command(arguments: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"clipseg-study: interrupted; {arguments.output_dir / 'run.json'} marks the run "
               "interrupted: the same command runs it again", file=sys.stderr)
-        return 130
+        return 1
     for combination, study in runs:
         if combination is not None:
             print(f"== {combination.name}")
