@@ -187,13 +187,20 @@ def bootstrap_resamples(
 ) -> dict[str, np.ndarray]:
     """`reported_scores` of ``n_resamples`` resamples of the images (all samples of one image
     together, drawn with replacement); IoUs are read at the thresholds at which the full data
-    reports them. Returns {"miou", "fgiou", "biniou", "ap"}: float arrays (n_resamples,)."""
+    reports them. Returns {"miou", "fgiou", "biniou", "ap"}: float arrays (n_resamples,).
+
+    An image drawn k times counts k times everywhere: its pixel counts are weighted by k, and
+    in mIoU's mean over classes each class weighs the mean draw count of its samples, so a
+    class within one image (a PhraseCut task) drawn k times counts k times, and a class spread
+    over many images (a Pascal class) weighs about 1.
+    """
     counts = np.asarray(counts, dtype=np.int64)
     indices = reported_indices(benchmark_scores(counts, class_ids), threshold)
     images, image_of_sample = np.unique(np.asarray(image_ids, dtype=str), return_inverse=True)
     classes = sorted(set(class_ids), key=repr)
     class_index = {class_id: index for index, class_id in enumerate(classes)}
     class_of_sample = np.array([class_index[class_id] for class_id in class_ids])
+    samples_per_class = np.bincount(class_of_sample, minlength=len(classes))[:, None]
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(images.size, np.full(images.size, 1.0 / images.size), n_resamples)
     resampled: dict[str, list[float]] = {name: [] for name in (*IOU_NAMES, "ap")}
@@ -209,9 +216,11 @@ def bootstrap_resamples(
         np.add.at(
             per_class, class_of_sample, weights.T[:, :, None] * counts[:, indices["miou"], None, :]
         )
-        present = per_class.sum(axis=2) > 0
-        class_iou = np.where(present, _iou_curves(per_class)[0], 0.0)
-        resampled["miou"] += (class_iou.sum(0) / present.sum(0)).tolist()
+        class_weight = np.zeros((len(classes), weights.shape[0]))
+        np.add.at(class_weight, class_of_sample, weights.T)
+        class_weight /= samples_per_class
+        class_iou = np.where(class_weight > 0, _iou_curves(per_class)[0], 0.0)
+        resampled["miou"] += ((class_weight * class_iou).sum(0) / class_weight.sum(0)).tolist()
     return {name: np.array(values) for name, values in resampled.items()}
 
 
