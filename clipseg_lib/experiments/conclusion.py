@@ -104,10 +104,12 @@ def _per_case(row: Mapping[str, Any]) -> list[float] | None:
 
 def _change(row: Mapping[str, Any], clean_row: Mapping[str, Any]) -> Estimate:
     """Severity-1 minus clean IoU with the ground truth: the paired bootstrap interval of the
-    per-case changes, or without them the widest difference of the two intervals."""
+    per-case changes (the prompts of one image together, when the row keeps their "images"),
+    or without them the widest difference of the two intervals."""
     distorted, clean = _per_case(row), _per_case(clean_row)
     if distorted is not None and clean is not None and len(distorted) == len(clean):
-        return paired_difference_ci(distorted, clean)
+        images = (clean_row.get("images") or {}).get("iou_gt")
+        return paired_difference_ci(distorted, clean, clusters=images)
     after, before = _estimate(row, "iou_gt"), _estimate(clean_row, "iou_gt")
     return Estimate(after.mean - before.mean, min(after.n, before.n),
                     after.ci_low - before.ci_high, after.ci_high - before.ci_low)
