@@ -2,6 +2,9 @@
 
 Every mean a reader sees is an `Estimate` (mean, n, 95% interval); every "picked the right one"
 rate is a `HitRate` tested against its chance level. Both are seeded and print at fixed precision.
+A mean of `SMALL_SAMPLE` values or more gets a percentile-bootstrap interval; of fewer, a
+Student-t interval, which covers where the percentile bootstrap is too narrow (about 89% for
+8 normal values). Rates get exact Clopper-Pearson intervals.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from scipy import stats
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
+SMALL_SAMPLE = 40
+"""Below this many values a mean's interval is a Student-t interval, not a bootstrap one."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,8 @@ def mean_ci(
     seed: int = 0,
     clusters: Sequence[Hashable] | None = None,
 ) -> Estimate:
-    """The mean of `values` with a seeded 95% percentile-bootstrap interval.
+    """The mean of `values` with a seeded 95% percentile-bootstrap interval (a Student-t
+    interval for fewer than `SMALL_SAMPLE` values).
 
     ``clusters`` (one id per value, e.g. the image a prompt asks about) resamples whole
     clusters: the prompts of one image are not independent cases (`cluster_mean_ci`); without
@@ -65,6 +71,9 @@ def mean_ci(
         return Estimate(mean, int(data.size), mean, mean)
     if clusters is not None and len(set(clusters)) < data.size:
         return cluster_mean_ci(data, clusters, seed=seed)
+    if data.size < SMALL_SAMPLE:
+        low, high = stats.t.interval(CONFIDENCE, data.size - 1, loc=mean, scale=stats.sem(data))
+        return Estimate(mean, int(data.size), float(low), float(high))
     result = stats.bootstrap(
         (data,),
         np.mean,
