@@ -54,6 +54,12 @@ def test_parameter_finding_names_the_numbers_and_the_cause():
     assert [row["upsampling"] for row in rows[:2]] == ["simple x32", "refined x64"]
     text = architecture.parameter_finding(rows)
     assert "1,122,305" in text and "1,073,153" in text and "1,226,849" in text
+    assert text.startswith(
+        "The paper's 1,122,305 counts its rd64 model on ViT-B/16; the original repository's rd64 "
+        "module has 1,122,369 trainable parameters (1,073,153 in the decoder, the rest an unused "
+        "reduce Linear), 64 more than the paper says.")
+    b16 = architecture.reference_configs()["rd64 (ViT-B/16)"]
+    assert architecture.original_module_parameters(b16) == 1_073_153 + 768 * 64 + 64
     assert "49,152 missing parameters are only the transposed convolution" in text
 
 

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
-from clipseg_lib.experiments import conclusion, run_configuration
+from clipseg_lib.experiments import conclusion, run_configuration, verdicts
 from clipseg_lib.study.results import load_results, save_results
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -24,24 +25,27 @@ def hit_rate(rate: float, p_value: float, chance: float = 0.35) -> dict:
             "ci_low": rate - 0.15, "ci_high": rate + 0.15, "p_value": p_value}
 
 
-def sweep(severity1: dict[str, float], clean: float = 0.68) -> dict:
-    rows = [{"distortion": "none", "severity": 0, "iou_gt": estimate(clean),
-             "iou_vs_clean": estimate(1.0, 0.0)}]
-    rows += [{"distortion": name, "severity": 1, "iou_gt": estimate(value),
-              "iou_vs_clean": estimate(0.9)} for name, value in severity1.items()]
-    rows += [{"distortion": "jpeg", "severity": 5, "iou_gt": estimate(0.1),
-              "iou_vs_clean": estimate(0.2)}]
+def sweep(severity1: dict[str, float], clean: float = 0.68, half_width: float = 0.05,
+          n: int = 40) -> dict:
+    rows = [{"distortion": "none", "severity": 0, "iou_gt": estimate(clean, half_width, n),
+             "iou_vs_clean": estimate(1.0, 0.0, n)}]
+    rows += [{"distortion": name, "severity": 1, "iou_gt": estimate(value, half_width, n),
+              "iou_vs_clean": estimate(0.9, n=n)} for name, value in severity1.items()]
+    rows += [{"distortion": "jpeg", "severity": 5, "iou_gt": estimate(0.1, n=n),
+              "iou_vs_clean": estimate(0.2, n=n)}]
     return {"sweep": rows}
 
 
 def choice(miou: float, picked_p: float, control: float = 0.88) -> dict:
+    picked = hit_rate(0.6 if picked_p < 0.05 else 0.375, picked_p)
     return {"summary": {"miou": estimate(miou), "control_miou": estimate(control),
-                        "hit_rate": hit_rate(0.6, picked_p)}}
+                        "hit_rate": picked}}
 
 
-def negation(not_x: float, overlap: float, x: float = 0.87) -> dict:
-    return {"summary": {"miou_not_x": estimate(not_x), "miou_x": estimate(x),
-                        "iou_not_x_vs_x": estimate(overlap)}}
+def negation(not_x: float, overlap: float, x: float = 0.87, half_width: float = 0.05) -> dict:
+    return {"summary": {"miou_not_x": estimate(not_x, half_width),
+                        "miou_x": estimate(x, half_width),
+                        "iou_not_x_vs_x": estimate(overlap, half_width)}}
 
 
 def absent(seen_fp: float, unseen_fp: float, zero_shot_fn: float, control_fn: float = 0.0
@@ -55,29 +59,41 @@ def absent(seen_fp: float, unseen_fp: float, zero_shot_fn: float, control_fn: fl
 
 
 @pytest.mark.parametrize(("kind", "results", "verdict"), [
-    ("robust", sweep({"blur": 0.67, "jpeg": 0.65}), "reproduced"),
-    ("robust", sweep({"blur": 0.67, "jpeg": 0.51}), "mixed"),
-    ("robust", sweep({"blur": 0.40, "jpeg": 0.51}), "not reproduced"),
-    ("robust", sweep({"blur": 0.62, "jpeg": 0.55}), "reproduced"),
-    ("choice", choice(0.33, 0.40), "reproduced"),
+    ("robust", sweep({"blur": 0.67, "jpeg": 0.66}, half_width=0.01), "reproduced"),
+    ("robust", sweep({"blur": 0.67, "jpeg": 0.55}, half_width=0.01), "not reproduced"),
+    ("robust", sweep({"blur": 0.67, "jpeg": 0.65}), "inconclusive"),
+    ("choice", choice(0.33, 0.45), "reproduced"),
     ("choice", choice(0.34, 0.001), "mixed"),
-    ("choice", choice(0.85, 0.40), "mixed"),
+    ("choice", choice(0.85, 0.45), "inconclusive"),
     ("choice", choice(0.85, 0.001), "not reproduced"),
     ("negation", negation(0.02, 0.98), "reproduced"),
     ("negation", negation(0.30, 0.20), "mixed"),
-    ("negation", negation(0.85, 0.10), "not reproduced"),
+    ("negation", negation(0.86, 0.10, half_width=0.01), "not reproduced"),
+    ("negation", negation(0.50, 0.50), "inconclusive"),
     ("absent", absent(0.40, 0.0, 0.0), "reproduced"),
     ("absent", absent(0.0, 0.45, 0.6), "reproduced"),
-    ("absent", absent(0.0, 0.0, 0.6), "mixed"),
-    ("absent", absent(0.05, 0.0, 0.05), "not reproduced"),
+    ("absent", absent(0.0, 0.025, 0.525), "not reproduced"),
+    ("absent", absent(0.1, 0.1, 0.0), "inconclusive"),
 ])
-def test_each_verdict_follows_the_intervals_and_the_control(kind, results, verdict):
+def test_each_verdict_follows_its_tests_and_the_control(kind, results, verdict):
     assert conclusion.judge(kind, results).verdict == verdict
+
+
+def test_a_pick_rate_at_chance_does_not_decide_a_choice_claim():
+    # Issue 27: picked 15/40 against chance 0.354 (p = 0.45) is no evidence that the model
+    # cannot pick; only the mIoU below the control decides, and without it nothing does.
+    decided = conclusion.judge("choice", choice(0.326, 0.45))
+    assert decided.verdict == "reproduced"
+    assert decided.reason.startswith("mIoU below the control; picked not shown above chance")
+    undecided = conclusion.judge("choice", choice(0.86, 0.45))
+    assert undecided.verdict == "inconclusive"
+    assert undecided.reason.endswith(": no test decides")
 
 
 def test_faces_picked_above_chance_but_below_the_control_are_mixed_with_the_reason():
     judgement = conclusion.judge("choice", choice(0.338, 0.001))
-    assert judgement.reason == "mIoU clearly below the control; picked above chance (p=0.001)"
+    assert judgement.reason.startswith(
+        "mIoU below the control; picked above chance (two-sided p=")
     assert judgement.evidence.startswith(
         "asked object: mIoU 0.338 [0.288, 0.388] (n=40); picked (highest mean probability) in "
         "0.600 [0.450, 0.750] (24/40; chance"
@@ -86,15 +102,38 @@ def test_faces_picked_above_chance_but_below_the_control_are_mixed_with_the_reas
     assert judgement.n == 40
 
 
-def test_robustness_names_the_distortion_that_falls_below_clean():
-    judgement = conclusion.judge("robust", sweep({"blur": 0.67, "jpeg": 0.51}))
-    assert judgement.reason == "clearly below clean by more than 0.05: jpeg"
+def test_robustness_is_an_equivalence_rule_with_a_declared_margin():
+    assert verdicts.MARGIN == 0.05
+    judgement = conclusion.judge("robust", sweep({"blur": 0.67, "jpeg": 0.51}, half_width=0.01))
+    assert judgement.reason == "change below -0.05: jpeg"
     assert judgement.evidence.startswith(
         "IoU with the ground truth at severity 1 and its change from clean (n=40): "
-        "blur 0.670 [0.620, 0.720], change -0.010 [-0.110, 0.090]; "
-        "jpeg 0.510 [0.460, 0.560], change -0.170 [-0.270, -0.070]"
+        "blur 0.670 [0.660, 0.680], change -0.010 [-0.024, 0.004]; "
+        "jpeg 0.510 [0.500, 0.520], change -0.170 [-0.184, -0.156]"
     )
-    assert judgement.control == "clean input: 0.680 [0.630, 0.730] (n=40)"
+    assert judgement.control == "clean input: 0.680 [0.670, 0.690] (n=40)"
+    blur, jpeg = judgement.tests
+    assert blur["name"] == "blur" and blur["direction"] == "above" and blur["holds"]
+    assert blur["margin"] == 0.05 and blur["bound"] == -0.05 and blur["n"] == 40
+    assert blur["effect"] == pytest.approx(-0.01)
+    assert jpeg["direction"] == "below" and jpeg["holds"]
+
+
+def test_a_change_whose_interval_reaches_past_the_margin_is_inconclusive():
+    # Issue 27: prompt JPEG at severity 1 changes IoU by about -0.036, its interval reaching
+    # below -0.05: absence of a significant drop is not robustness.
+    rng = np.random.default_rng(0)
+    clean_cases = rng.uniform(0.6, 0.95, 64)
+    changes = -0.036 + rng.normal(0.0, 0.08, 64)
+    results = sweep({"jpeg": 0.82, "blur": 0.85}, half_width=0.01, n=64)
+    for row in results["sweep"]:
+        shift = changes if row["distortion"] == "jpeg" and row["severity"] == 1 else 0.0
+        row["per_case"] = {"iou_gt": (clean_cases + shift).tolist()}
+    judgement = conclusion.judge("robust", results)
+    jpeg = judgement.tests[0]
+    assert jpeg["ci_low"] < -0.05 < jpeg["ci_high"] < 0 and not jpeg["holds"]
+    assert judgement.verdict == "inconclusive"
+    assert judgement.reason == "change neither above nor below -0.05: jpeg"
 
 
 def test_robustness_uses_paired_per_case_changes_when_the_sweep_keeps_them():
@@ -106,8 +145,31 @@ def test_robustness_uses_paired_per_case_changes_when_the_sweep_keeps_them():
     # The intervals overlap, but every jpeg case loses 0.08, beyond the 0.05 margin; every
     # noise case loses 0.02: a sure but slight drop.
     judgement = conclusion.judge("robust", results)
-    assert judgement.reason == "clearly below clean by more than 0.05: jpeg"
-    assert judgement.verdict == "mixed"
+    assert judgement.reason == "change below -0.05: jpeg"
+    assert judgement.verdict == "not reproduced"
+    assert judgement.tests[2]["direction"] == "above" and judgement.tests[2]["holds"]
+
+
+def test_absent_objects_never_marked_are_not_reproduced_and_zero_shot_misses_are_apart():
+    # Issue 27: mini marks absent objects 0/40 and 1/40 times; its empty masks for present,
+    # unseen pairs (21/40) are a separate finding, not a reason for "mixed".
+    judgement = conclusion.judge("absent", absent(0.0, 0.025, 0.525))
+    assert judgement.verdict == "not reproduced"
+    assert judgement.reason == "marks absent objects in fewer than 20% of prompts, seen and unseen"
+    assert judgement.finding.startswith("separate finding (zero-shot recall, not absence): "
+                                        "empty mask for a present unseen pair in 0.525")
+    assert "unseen pair" not in judgement.evidence.split("absent, unseen pair")[1]
+
+
+def test_too_few_cases_are_not_judged():
+    results = negation(0.02, 0.98)
+    for value in results["summary"].values():
+        value["n"] = 4
+    judgement = conclusion.judge("negation", results)
+    assert judgement.verdict == "not judged"
+    assert judgement.reason == "too few cases: n = 4 < 40"
+    quick = sweep({"blur": 0.67, "jpeg": 0.51}, half_width=0.01, n=4)
+    assert conclusion.judge("robust", quick).verdict == "not judged"
 
 
 def test_undefined_numbers_are_not_measured_and_unknown_kinds_are_errors():
@@ -123,7 +185,7 @@ def test_undefined_numbers_are_not_measured_and_unknown_kinds_are_errors():
 
 def test_verdict_sentence_names_the_model():
     assert conclusion.verdict_sentence("negation", negation(0.02, 0.98), model="mini") == (
-        "On mini: reproduced (\"not X\" clearly below the control; its mask still overlaps "
+        "On mini: reproduced (\"not X\" below the control; its mask still overlaps "
         "\"X\" above IoU 0.5)."
     )
 
@@ -138,10 +200,12 @@ FULL = {"n_cases": 40, "quick": False, "threshold": 0.5}
 
 
 def test_claims_from_results_files(tmp_path):
-    save_results(tmp_path, "02_distorted_images", sweep({"blur": 0.67}), segmenter=MINI,
-                 seed=0, parameters=FULL)
+    save_results(tmp_path, "02_distorted_images", sweep({"blur": 0.67}, half_width=0.01),
+                 segmenter=MINI, seed=0, parameters=FULL)
     save_results(tmp_path, "06_negation", negation(0.02, 0.98), segmenter=MINI, seed=0,
                  parameters=FULL)
+    save_results(tmp_path, "08_absent_objects", absent(0.0, 0.025, 0.5), segmenter=MINI,
+                 seed=0, parameters=FULL)
     claims = conclusion.build_claims(load_results(tmp_path), model="mini")
     by_source = {claim["notebook"]: claim for claim in claims}
     assert len(claims) == len(conclusion.CLAIMS) == 6
@@ -150,12 +214,42 @@ def test_claims_from_results_files(tmp_path):
     assert by_source["06_negation"]["n"] == 40
     assert by_source["05_specific_word"]["verdict"] == "not measured"
     assert conclusion.verdict_counts(claims) == {
-        "reproduced": 2, "not reproduced": 0, "mixed": 0, "not measured": 4,
+        "reproduced": 2, "not reproduced": 1, "mixed": 0, "inconclusive": 0, "not judged": 0,
+        "not measured": 3,
     }
     assert conclusion.finding(claims) == (
-        "On mini (abababababab), of the poster's 6 claims: 2 reproduced, 4 not measured."
+        "On mini (abababababab), of the poster's 6 claims: 2 reproduced, 1 not reproduced, "
+        "3 not measured."
     )
-    assert set(claims[0]) >= {"claim", "notebook", "evidence", "control", "verdict", "model", "n"}
+    assert set(claims[0]) >= {"claim", "notebook", "evidence", "control", "verdict", "model", "n",
+                              "tests", "finding"}
+    blur = by_source["02_distorted_images"]["tests"][0]
+    assert set(blur) == {"name", "effect", "ci_low", "ci_high", "n", "bound", "margin", "rule",
+                         "p_value", "p_holm", "holds", "direction"}
+    assert (blur["margin"], blur["n"], blur["direction"], blur["holds"]) == (0.05, 40, "above",
+                                                                             True)
+    assert by_source["08_absent_objects"]["finding"].startswith("separate finding")
+
+
+def test_holm_corrects_the_tests_of_all_claims_together(tmp_path):
+    # blur's change -0.010, interval [-0.046, 0.026]: p = 0.03 against -0.05, enough alone,
+    # not among the 8 tests of three claims (Holm: sixth smallest, 0.03 x 3 > 0.05).
+    robust = sweep({"blur": 0.67}, half_width=0.0255)
+    alone = conclusion.judge("robust", robust)
+    assert alone.verdict == "reproduced"
+    assert alone.tests[0]["p_value"] == pytest.approx(0.03, abs=2e-3)
+    for name, results in (("02_distorted_images", robust), ("06_negation", negation(0.02, 0.98)),
+                          ("08_absent_objects", absent(0.0, 0.025, 0.5))):
+        save_results(tmp_path, name, results, segmenter=MINI, seed=0, parameters=FULL)
+    claims = conclusion.build_claims(load_results(tmp_path))
+    together = claims[0]["tests"][0]
+    assert together["p_holm"] == pytest.approx(3 * together["p_value"]) and not together["holds"]
+    assert claims[0]["verdict"] == "inconclusive"
+    assert conclusion.correction_sentence(claims).startswith(
+        "Each verdict rests on tests of which side of a bound an effect lies (two-sided at 5%, "
+        "as a 95% interval decides), Holm-corrected over the 8 tests of the 3 judged claims: "
+        "5 hold"
+    )
 
 
 def test_results_of_another_configuration_are_refused_with_the_reason(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,15 +16,18 @@ import psutil
 import pytest
 
 from clipseg_lib import load_segmenter
-from clipseg_lib.analysis.benchmark_metrics import (
-    benchmark_scores,
-    confusion_counts,
-    reported_scores,
-)
-from clipseg_lib.datasets.export import export_world, world_images
+from clipseg_lib.analysis.benchmark_metrics import benchmark_scores, reported_scores
+from clipseg_lib.datasets.export import MARKER_FILE, export_world, world_images
 from clipseg_lib.datasets.pascal5i import fold_classes
+from clipseg_lib.model.segmenter import Segmenter
 from clipseg_lib.study.cli import main
 from clipseg_lib.study.evaluate import REPORT_THRESHOLDS, EvaluationError, evaluate, score_image
+from clipseg_lib.study.paper_benchmarks import (
+    caveats,
+    comparison_sentence,
+    paper_row,
+    results_table,
+)
 
 N_IMAGES = {"phrasecut": 6, "refcoco": 4, "pascal5i": 24}
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +103,7 @@ def test_cli_prints_the_paper_beside_ours(exports, tmp_path, capsys):
     assert "caveat: model 'mini' is not the paper's" in printed
     status = main(["evaluate", "--dataset", "phrasecut", "--root", str(exports["phrasecut"]),
                    "--model", "mini", "--output", str(output), "--fold", "1"])
-    assert status == 2 and "clipseg-study: error: --fold" in capsys.readouterr().err
+    assert status == 2 and "clipseg-study: error: --fold" in capsys.readouterr().out
 
 
 def test_rerun_skips_finished_shards_and_refuses_foreign_output(exports, tmp_path):
@@ -165,16 +169,75 @@ def test_a_killed_worker_still_yields_the_same_json(tmp_path):
     assert dask == serial, [key for key in serial if dask.get(key) != serial[key]]
 
 
-def test_a_model_that_marks_nothing_gets_an_undefined_ap_not_a_crash(exports, tmp_path,
-                                                                      monkeypatch):
-    from clipseg_lib.study import evaluate as evaluate_module
+def test_pascal_is_compared_at_0_3_with_the_best_threshold_beside(exports, tmp_path):
+    result = evaluate("pascal5i", exports["pascal5i"], model="mini", output=tmp_path / "r.json",
+                      folds=[0], shots=0)
+    assert result["threshold"] == 0.3 and paper_row("pascal5i", 0).threshold == 0.3
+    fold = result["folds"][0]
+    assert result["miou"]["mean"] == pytest.approx(fold["curves"]["miou"][14])  # t = 0.3
+    best = fold["best"]["miou"]
+    assert best["value"] == max(fold["curves"]["miou"]) == result["best"]["miou"]
+    assert best["threshold"] in [round(t, 2) for t in fold["curves"]["thresholds"]]
+    table = results_table(result).splitlines()
+    assert table[0].split()[:5] == ["metric", "ours", "95%", "interval", "paper"]
+    assert "best t" in table[0] and table[1].split()[-1] == f"{100 * best['value']:.1f}"
+    assert table[4].startswith("AP_FG ") and table[4].split()[-1] == "-"
+    assert "t = 0.3" in table[5] and table[6].startswith("best t: each IoU at its own best")
 
-    def marks_nothing(segmenter, image, samples):
-        return [confusion_counts(np.zeros(s.target.shape), s.target, s.ignore) for s in samples]
 
-    monkeypatch.setattr(evaluate_module, "score_image", marks_nothing)
-    output = tmp_path / "nothing.json"
-    result = evaluate("phrasecut", exports["phrasecut"], model="mini", output=output)
-    saved = json.loads(output.read_text())
-    assert saved["ap"]["mean"] is None and saved["miou"]["mean"] >= 0
-    assert "ap is undefined: the model predicts no pixel at any threshold" in result["caveats"]
+def test_an_export_says_so_and_evaluate_gives_a_caveat_about_the_data(exports, tmp_path):
+    marker = json.loads((exports["phrasecut"] / MARKER_FILE).read_text())
+    assert marker["synthetic"] is True and marker["format"] == "phrasecut"
+    synthetic = evaluate("phrasecut", exports["phrasecut"], model="mini",
+                         output=tmp_path / "s.json", limit=2)
+    assert synthetic["dataset"]["synthetic"] == marker
+    note = ("the data are the synthetic world exported in phrasecut's layout (clipseg-study "
+            "export-world), not phrasecut: a check of the path, not a benchmark result")
+    assert note in synthetic["caveats"]
+    assert note in comparison_sentence(synthetic)
+    # The paper's weights on an export are still not comparable: the data decide it too.
+    assert caveats(paper_row("phrasecut", 0), model="CIDAS/clipseg-rd64-refined", split="test",
+                   folds=[0], data=synthetic["dataset"]) == [note]
+    real = Path(shutil.copytree(exports["phrasecut"], tmp_path / "real"))
+    (real / MARKER_FILE).unlink()
+    plain = evaluate("phrasecut", real, model="mini", output=tmp_path / "p.json", limit=2)
+    assert plain["dataset"]["synthetic"] is None
+    assert not any("synthetic" in note for note in plain["caveats"])
+
+
+def _predicting_nothing_except(monkeypatch, kept_calls: set[int]) -> None:
+    """Make the model predict no pixel (logits -100) on every image but the kept calls'."""
+    original, calls = Segmenter.predict_logits, []
+
+    def predict_logits(self, encoding, prompts, **options):
+        logits = original(self, encoding, prompts, **options)
+        calls.append(None)
+        return logits if len(calls) - 1 in kept_calls else np.full_like(logits, -100.0)
+
+    monkeypatch.setattr(Segmenter, "predict_logits", predict_logits)
+
+
+def test_an_image_without_any_predicted_pixel_does_not_kill_the_evaluation(
+        exports, tmp_path, monkeypatch):
+    # Issue 30, item 7: a bootstrap resample drawing only such images has no AP_FG.
+    _predicting_nothing_except(monkeypatch, {0})
+    result = evaluate("phrasecut", exports["phrasecut"], model="mini",
+                      output=tmp_path / "r.json", limit=4)
+    undefined = result["undefined_resamples"]["ap"]
+    assert 0 < undefined < 1000 and result["ap"]["mean"] is not None
+    assert (f"AP_FG is undefined in {undefined} of 1000 bootstrap resamples (no pixel predicted "
+            f"on the images they draw); its interval is over the other {1000 - undefined}"
+            ) in result["caveats"]
+    assert result["ap"]["ci_low"] <= result["ap"]["mean"] <= result["ap"]["ci_high"]
+
+
+def test_a_model_that_predicts_nothing_gets_an_undefined_ap_said_in_the_table(
+        exports, tmp_path, monkeypatch):
+    _predicting_nothing_except(monkeypatch, set())
+    result = evaluate("phrasecut", exports["phrasecut"], model="mini",
+                      output=tmp_path / "r.json", limit=2)
+    assert result["ap"] == {"mean": None, "n": result["n"], "ci_low": None, "ci_high": None}
+    assert "AP_FG is undefined: no threshold predicts any pixel on these data" in result["caveats"]
+    assert "AP_FG    undefined" in results_table(result)
+    assert "AP_FG is undefined" in comparison_sentence(result)
+    assert json.loads((tmp_path / "r.json").read_text()) == result

@@ -82,6 +82,28 @@ def test_calibration_with_one_score_per_class_is_their_midpoint():
     assert mitigations.calibrate_presence_threshold(scores, labels) == pytest.approx(0.4)
 
 
+def test_a_gate_is_calibrated_above_the_mask_threshold_so_it_can_change_masks():
+    # Absent maxima up to 0.45, present from 0.55: unrestricted, the best gate (0.5) equals the
+    # mask threshold and can empty no mask; above it, the best (0.575) empties one present map.
+    scores = np.array([0.10, 0.20, 0.30, 0.45, 0.55, 0.60, 0.90, 0.95])
+    labels = np.array([False] * 4 + [True] * 4)
+    assert mitigations.calibrate_presence_threshold(scores, labels) == pytest.approx(0.5)
+    gate = mitigations.calibrate_presence_threshold(scores, labels, above=0.5)
+    assert gate == pytest.approx(0.575)
+    maps = np.zeros((2, 4, 4), np.float32)
+    maps[0, 0, 0], maps[1, 0, 0] = 0.55, 0.9
+    gated = mitigations.gate_by_presence(maps, gate) > 0.5
+    assert not gated[0].any() and gated[1].any()
+    with pytest.raises(ValueError, match="no score lies above 0.99"):
+        mitigations.calibrate_presence_threshold(scores, labels, above=0.99)
+
+
+def test_world_templates_are_minis_composite_templates():
+    assert mitigations.WORLD_TEMPLATES == ("{}", "a {}", "the {}")
+    assert mitigations.template_prompts("orange star", mitigations.WORLD_TEMPLATES) == [
+        "orange star", "an orange star", "the orange star"]
+
+
 def test_negation_by_complement_by_hand():
     probs_x = np.array([[0.0, 0.5], [1.0, 0.2]], np.float32)
     foreground = np.array([[1.0, 1.0], [1.0, 0.0]], np.float32)

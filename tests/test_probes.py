@@ -203,11 +203,20 @@ def test_bad_inputs_raise_value_errors_naming_them():
         probes.candidate_objects(queries("composite", 1)[0])
     with pytest.raises(ValueError, match="names no colour and shape"):
         probes.prompt_composite(words[0])
-    with pytest.raises(ValueError, match="at least 2 cases"):
-        probes.split_halves(1)
+    with pytest.raises(ValueError, match="absent and present scores"):
+        probes.presence_auroc([], [0.5])
     with pytest.raises(ValueError, match="not a negation"):
         probes.excluded_composite(words[0])
     with pytest.raises(ValueError, match="n_shown"):
         probe_figures.choice_figure([(words[0], words[0].target)], n_shown=0)
     with pytest.raises(ValueError, match="answered is empty"):
         probe_figures.negation_figure([])
+
+
+def test_presence_auroc_by_hand_with_its_interval():
+    # 3 x 3 pairs: present above absent in 8, one tie (0.6, 0.6) counting a half: 8.5 / 9.
+    estimate = probes.presence_auroc([0.1, 0.3, 0.6], [0.6, 0.8, 0.9])
+    assert estimate.mean == pytest.approx(8.5 / 9) and estimate.n == 6
+    assert estimate.ci_low < estimate.mean <= estimate.ci_high == pytest.approx(1.0)
+    separated = probes.presence_auroc([0.1, 0.2], [0.8, 0.9])
+    assert (separated.mean, separated.ci_low) == (1.0, 1.0)

@@ -58,7 +58,7 @@ def test_sweep_rows_hold_estimates_and_the_per_case_values():
     assert rows[1]["iou_gt"]["mean"] == pytest.approx(0.6)
     assert rows[1]["iou_gt"]["n"] == 3
     low, high = rows[1]["iou_gt"]["ci_low"], rows[1]["iou_gt"]["ci_high"]
-    assert 0.4 - 1e-9 <= low < 0.6 < high <= 0.8 + 1e-9
+    assert (low, high) == pytest.approx((0.6 - 0.4968, 0.6 + 0.4968), abs=1e-4)  # 3 values: t
     assert rows[1]["per_case"] == {"iou_gt": [0.4, 0.6, 0.8], "iou_vs_clean": [0.8, 0.9, 1.0]}
     photo_only = robustness.sweep_rows({("jpeg", 0): {"iou_gt": [], "iou_vs_clean": [1.0]}})
     assert photo_only[0]["iou_gt"] is None
@@ -107,6 +107,27 @@ def test_image_groups_share_one_encoding_per_image(queries):
     assert [len(members) for _, members in groups] == [3, 1]
     assert groups[0][0] is image
     assert inputs.image_groups([]) == []
+
+
+def test_prompts_of_one_dataset_image_are_resampled_together(queries):
+    # Dataset mode: 10 images with 4 prompts each, the prompts of an image scoring alike.
+    images = [np.zeros((8, 8, 3), np.uint8) + level for level in range(10)]
+    asked = [cases.Case(image, f"thing {k}", np.ones((8, 8), bool), f"img{i}")
+             for i, image in enumerate(images) for k in range(4)]
+    values = np.repeat(np.linspace(0.3, 0.9, 10), 4).tolist()
+    scores = {("blur", 0): {"iou_gt": values, "iou_vs_clean": [1.0] * 40},
+              ("blur", 1): {"iou_gt": [v - 0.1 for v in values], "iou_vs_clean": values}}
+    alone = robustness.sweep_rows(scores, seed=0)
+    clustered = robustness.sweep_rows(scores, seed=0, questions=asked)
+    assert clustered[1]["images"]["iou_gt"] == [i for i in range(10) for _ in range(4)]
+    width = {name: rows[1]["iou_gt"]["ci_high"] - rows[1]["iou_gt"]["ci_low"]
+             for name, rows in (("alone", alone), ("clustered", clustered))}
+    # 10 independent images, not 40 cases: about twice as wide.
+    assert 1.6 < width["clustered"] / width["alone"] < 2.4
+    means = robustness.mean_table({(3, 7, 9): {"iou_gt": values}}, questions=asked)
+    assert means[0]["iou_gt"] == clustered[0]["iou_gt"]
+    with pytest.raises(ValueError, match="40 iou_gt scores in blur severity 0 for 3 questions"):
+        robustness.sweep_rows(scores, questions=[*queries])
 
 
 def test_layer_tables_and_findings(segmenter):

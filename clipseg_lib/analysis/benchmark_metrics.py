@@ -12,18 +12,21 @@ threshold, ignoring the pixels of an ignore mask, and from the counts summed ove
   is its own class, as the original passes the sample index as the class.
 - IoU_BIN (``biniou``, FB-IoU): the mean of the foreground ratio and the background ratio
   ``tn / (1 + tn + fn + fp)``.
-- AP: precision ``tp / (1 + tp + fp)`` against recall ``tp / (1 + tp + fn)`` at the thresholds
-  where anything is predicted; distinct (recall, precision) pairs sorted by recall and
-  integrated with Simpson's rule (``scipy.integrate.simpson``).
+- AP (the paper's foreground AP, printed "AP_FG" to keep it apart from the step-wise pixel AP
+  of `clipseg_lib.analysis.metrics.average_precision`): precision ``tp / (1 + tp + fp)``
+  against recall ``tp / (1 + tp + fn)`` at the thresholds where anything is predicted;
+  distinct (recall, precision) pairs sorted by recall and integrated with Simpson's rule
+  (``scipy.integrate.simpson``). It is undefined (None; NaN in a bootstrap resample) when no
+  threshold predicts any pixel.
 
 Predictions are resized bilinearly (``align_corners=True``) to the ground truth's size before
-counting (:func:`resize_probabilities`). The paper reports PhraseCut at t = 0.3
-(``PHRASECUT_THRESHOLD``) and the original's Pascal-5i columns at the best threshold.
+counting (:func:`resize_probabilities`). The paper reports PhraseCut and Pascal-5i at t = 0.3
+(``PHRASECUT_THRESHOLD``; the original's ``Tables.ipynb`` prints ``pas_h2_miou_0.3``); each
+curve's best threshold is the original's "without fixed thresholds" column.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -37,7 +40,7 @@ from clipseg_lib.analysis.stats import CONFIDENCE, Estimate
 THRESHOLDS = np.linspace(0.0, 1.0, 51)[1:-1]
 """The 49 fixed thresholds 0.02 .. 0.98 of the original's FixedIntervalMetrics."""
 PHRASECUT_THRESHOLD = 0.3
-"""The threshold at which the paper reports PhraseCut mIoU and IoU_FG."""
+"""The threshold at which the paper reports PhraseCut and Pascal-5i mIoU, IoU_FG, IoU_BIN."""
 COUNT_NAMES = ("tp", "fp", "fn", "tn")
 """Order of the last axis of a counts array."""
 
@@ -116,13 +119,6 @@ def average_precision(summed: np.ndarray) -> tuple[float, list[tuple[float, floa
     return float(simpson(np.array(precisions), x=np.array(recalls))), curve
 
 
-def ap_or_nan(summed: np.ndarray) -> float:
-    """`average_precision` of (49, 4) summed counts, NaN where no threshold predicts a pixel
-    (a resample of images on which the model marks nothing has no AP)."""
-    tp, fp = np.asarray(summed)[:, 0], np.asarray(summed)[:, 1]
-    return average_precision(summed)[0] if (tp + fp > 0).any() else math.nan
-
-
 def threshold_index(threshold: float) -> int:
     """Index of ``threshold`` in `THRESHOLDS` (one of 0.02, 0.04, .., 0.98)."""
     matches = np.flatnonzero(np.isclose(THRESHOLDS, threshold))
@@ -135,8 +131,8 @@ def benchmark_scores(counts: np.ndarray, class_ids: Sequence[Hashable]) -> dict:
     """The paper's metrics of N predictions' counts (N, 49, 4) and their N class ids.
 
     Returns ``{"ap", "fgiou", "miou", "biniou"}`` (float curves over `THRESHOLDS` for the
-    three IoUs; AP NaN when the model predicts no pixel at any threshold), ``"pr_curve"``
-    (distinct (recall, precision) pairs), ``"n"`` and ``"n_classes"``.
+    three IoUs; "ap" None when no threshold predicts any pixel), ``"pr_curve"`` (distinct
+    (recall, precision) pairs), ``"n"`` and ``"n_classes"``.
     """
     counts = np.asarray(counts, dtype=np.int64)
     if counts.ndim != 3 or counts.shape[1:] != (THRESHOLDS.size, 4) or counts.shape[0] == 0:
@@ -150,8 +146,7 @@ def benchmark_scores(counts: np.ndarray, class_ids: Sequence[Hashable]) -> dict:
     per_class = np.zeros((len(classes), *summed.shape), dtype=np.int64)
     np.add.at(per_class, [index_of[class_id] for class_id in class_ids], counts)
     miou = np.mean([_iou_curves(class_counts)[0] for class_counts in per_class], axis=0)
-    ap = ap_or_nan(summed)
-    curve = [] if math.isnan(ap) else average_precision(summed)[1]
+    ap, curve = _defined_ap(summed)
     return {
         "ap": ap,
         "fgiou": fgiou.tolist(),
@@ -161,6 +156,13 @@ def benchmark_scores(counts: np.ndarray, class_ids: Sequence[Hashable]) -> dict:
         "n": int(counts.shape[0]),
         "n_classes": len(classes),
     }
+
+
+def _defined_ap(summed: np.ndarray) -> tuple[float | None, list[tuple[float, float]]]:
+    """`average_precision`, or (None, []) when no threshold predicts any pixel."""
+    if not (summed[:, 0] + summed[:, 1] > 0).any():
+        return None, []
+    return average_precision(summed)
 
 
 IOU_NAMES = ("miou", "fgiou", "biniou")
@@ -178,11 +180,12 @@ def reported_indices(scores: dict, threshold: float | str) -> dict[str, int]:
 
 
 def reported_scores(scores: dict, threshold: float | str) -> dict[str, float]:
-    """``{"miou", "fgiou", "biniou", "ap"}`` read off `benchmark_scores` at ``threshold``."""
+    """``{"miou", "fgiou", "biniou", "ap"}`` read off `benchmark_scores` at ``threshold``
+    ("ap" None when undefined)."""
     indices = reported_indices(scores, threshold)
     return {
         **{name: float(scores[name][indices[name]]) for name in IOU_NAMES},
-        "ap": float(scores["ap"]),
+        "ap": None if scores["ap"] is None else float(scores["ap"]),
     }
 
 
@@ -197,13 +200,21 @@ def bootstrap_resamples(
 ) -> dict[str, np.ndarray]:
     """`reported_scores` of ``n_resamples`` resamples of the images (all samples of one image
     together, drawn with replacement); IoUs are read at the thresholds at which the full data
-    reports them. Returns {"miou", "fgiou", "biniou", "ap"}: float arrays (n_resamples,)."""
+    reports them. Returns {"miou", "fgiou", "biniou", "ap"}: float arrays (n_resamples,);
+    "ap" is NaN in a resample where no threshold predicts any pixel.
+
+    An image drawn k times counts k times everywhere: its pixel counts are weighted by k, and
+    in mIoU's mean over classes each class weighs the mean draw count of its samples, so a
+    class within one image (a PhraseCut task) drawn k times counts k times, and a class spread
+    over many images (a Pascal class) weighs about 1.
+    """
     counts = np.asarray(counts, dtype=np.int64)
     indices = reported_indices(benchmark_scores(counts, class_ids), threshold)
     images, image_of_sample = np.unique(np.asarray(image_ids, dtype=str), return_inverse=True)
     classes = sorted(set(class_ids), key=repr)
     class_index = {class_id: index for index, class_id in enumerate(classes)}
     class_of_sample = np.array([class_index[class_id] for class_id in class_ids])
+    samples_per_class = np.bincount(class_of_sample, minlength=len(classes))[:, None]
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(images.size, np.full(images.size, 1.0 / images.size), n_resamples)
     resampled: dict[str, list[float]] = {name: [] for name in (*IOU_NAMES, "ap")}
@@ -214,35 +225,38 @@ def bootstrap_resamples(
         fgiou, biniou = _iou_curves(summed)
         resampled["fgiou"] += fgiou[:, indices["fgiou"]].tolist()
         resampled["biniou"] += biniou[:, indices["biniou"]].tolist()
-        resampled["ap"] += [ap_or_nan(one) for one in summed]
+        resampled["ap"] += [np.nan if ap is None else ap
+                            for ap in (_defined_ap(one)[0] for one in summed)]
         per_class = np.zeros((len(classes), weights.shape[0], 4))
         np.add.at(
             per_class, class_of_sample, weights.T[:, :, None] * counts[:, indices["miou"], None, :]
         )
-        present = per_class.sum(axis=2) > 0
-        class_iou = np.where(present, _iou_curves(per_class)[0], 0.0)
-        resampled["miou"] += (class_iou.sum(0) / present.sum(0)).tolist()
+        class_weight = np.zeros((len(classes), weights.shape[0]))
+        np.add.at(class_weight, class_of_sample, weights.T)
+        class_weight /= samples_per_class
+        class_iou = np.where(class_weight > 0, _iou_curves(per_class)[0], 0.0)
+        resampled["miou"] += ((class_weight * class_iou).sum(0) / class_weight.sum(0)).tolist()
     return {name: np.array(values) for name, values in resampled.items()}
 
 
-def estimates(point: dict[str, float], resampled: dict[str, np.ndarray], n: int):
-    """{name: `Estimate`}: each point value with the 95% percentile interval of its resamples.
-
-    Resamples where a metric is undefined (NaN: AP without a predicted pixel) are left out of
-    its interval (`undefined_resamples` counts them); a metric undefined on the whole data, or
-    on every resample, gets NaN bounds.
-    """
+def estimates(point: dict[str, float | None], resampled: dict[str, np.ndarray], n: int
+              ) -> dict[str, Estimate | None]:
+    """{name: `Estimate`}: each point value with the 95% percentile interval of its resamples
+    where it is defined (not NaN; see `undefined_resamples`); None for a point value that is
+    undefined."""
     tail = (1 - CONFIDENCE) / 2 * 100
-    found = {}
+    result: dict[str, Estimate | None] = {}
     for name, values in resampled.items():
         defined = values[~np.isnan(values)]
-        bounds = (np.percentile(defined, [tail, 100 - tail]) if defined.size
-                  and not math.isnan(point[name]) else (math.nan, math.nan))
-        found[name] = Estimate(float(point[name]), int(n), float(bounds[0]), float(bounds[1]))
-    return found
+        if point[name] is None or defined.size == 0:
+            result[name] = None
+            continue
+        low, high = np.percentile(defined, [tail, 100 - tail])
+        result[name] = Estimate(float(point[name]), int(n), float(low), float(high))
+    return result
 
 
 def undefined_resamples(resampled: dict[str, np.ndarray]) -> dict[str, int]:
-    """How many resamples left each metric undefined (NaN), for the metrics where any did."""
+    """{name: how many resamples leave it undefined}, for the metrics that are in any."""
     counts = {name: int(np.isnan(values).sum()) for name, values in resampled.items()}
     return {name: count for name, count in counts.items() if count}

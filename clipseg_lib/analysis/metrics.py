@@ -141,7 +141,8 @@ def _pooled_pixels(probs: ArraySet, targets: ArraySet) -> tuple[np.ndarray, np.n
 
 
 def average_precision(probs: ArraySet, targets: ArraySet) -> float:
-    """Pixel-level average precision of probability maps against masks, in ``[0, 1]``.
+    """Step-wise pixel AP of probability maps against masks, in ``[0, 1]``: printed "pixel AP
+    (step-wise)", not the paper's foreground AP ("AP_FG", `benchmark_metrics`).
 
     ``probs`` and ``targets`` are one ``(H, W)`` pair or a set of pairs whose pixels are pooled.
     AP is the step-wise area under the precision-recall curve,

@@ -2,11 +2,14 @@
 
 Every mean a reader sees is an `Estimate` (mean, n, 95% interval); every "picked the right one"
 rate is a `HitRate` tested against its chance level. Both are seeded and print at fixed precision.
+A mean of `SMALL_SAMPLE` values or more gets a percentile-bootstrap interval; of fewer, a
+Student-t interval, which covers where the percentile bootstrap is too narrow (about 89% for
+8 normal values). Rates get exact Clopper-Pearson intervals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -14,6 +17,8 @@ from scipy import stats
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
+SMALL_SAMPLE = 40
+"""Below this many values a mean's interval is a Student-t interval, not a bootstrap one."""
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,18 @@ class Estimate:
         return self.ci_high < other.ci_low
 
 
-def mean_ci(values: Sequence[float] | np.ndarray, *, seed: int = 0) -> Estimate:
-    """The mean of `values` with a seeded 95% percentile-bootstrap interval.
+def mean_ci(
+    values: Sequence[float] | np.ndarray,
+    *,
+    seed: int = 0,
+    clusters: Sequence[Hashable] | None = None,
+) -> Estimate:
+    """The mean of `values` with a seeded 95% percentile-bootstrap interval (a Student-t
+    interval for fewer than `SMALL_SAMPLE` values).
 
+    ``clusters`` (one id per value, e.g. the image a prompt asks about) resamples whole
+    clusters: the prompts of one image are not independent cases (`cluster_mean_ci`); without
+    it, or when every cluster holds one value, each value is resampled alone.
     One value (or identical values) gives a zero-width interval; no values raise ValueError.
     NaN values are refused: they would hide a failed case.
     """
@@ -55,6 +69,11 @@ def mean_ci(values: Sequence[float] | np.ndarray, *, seed: int = 0) -> Estimate:
     mean = float(data.mean())
     if data.size == 1 or np.all(data == data[0]):
         return Estimate(mean, int(data.size), mean, mean)
+    if clusters is not None and len(set(clusters)) < data.size:
+        return cluster_mean_ci(data, clusters, seed=seed)
+    if data.size < SMALL_SAMPLE:
+        low, high = stats.t.interval(CONFIDENCE, data.size - 1, loc=mean, scale=stats.sem(data))
+        return Estimate(mean, int(data.size), float(low), float(high))
     result = stats.bootstrap(
         (data,),
         np.mean,
@@ -65,6 +84,26 @@ def mean_ci(values: Sequence[float] | np.ndarray, *, seed: int = 0) -> Estimate:
     )
     interval = result.confidence_interval
     return Estimate(mean, int(data.size), float(interval.low), float(interval.high))
+
+
+def cluster_mean_ci(
+    values: Sequence[float] | np.ndarray, clusters: Sequence[Hashable], *, seed: int = 0
+) -> Estimate:
+    """The mean of `values` with a seeded 95% percentile interval of a cluster bootstrap:
+    clusters drawn with replacement, a cluster drawn k times counting its values k times."""
+    data = np.asarray(values, dtype=np.float64).ravel()
+    if len(clusters) != data.size:
+        raise ValueError(f"{len(clusters)} cluster ids for {data.size} values")
+    if data.size == 0 or not np.all(np.isfinite(data)):
+        raise ValueError("cluster_mean_ci needs finite values")
+    _, cluster_of = np.unique(np.asarray([repr(c) for c in clusters]), return_inverse=True)
+    sums, sizes = np.bincount(cluster_of, weights=data), np.bincount(cluster_of)
+    count = sizes.size
+    draws = np.random.default_rng(seed).multinomial(count, np.full(count, 1 / count), N_RESAMPLES)
+    means = (draws @ sums) / (draws @ sizes)
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Estimate(float(data.mean()), int(data.size), float(low), float(high))
 
 
 def proportion_ci(outcomes: Sequence[bool] | np.ndarray) -> Estimate:
@@ -83,16 +122,21 @@ def proportion_ci(outcomes: Sequence[bool] | np.ndarray) -> Estimate:
 
 
 def paired_difference_ci(
-    after: Sequence[float] | np.ndarray, before: Sequence[float] | np.ndarray, *, seed: int = 0
+    after: Sequence[float] | np.ndarray,
+    before: Sequence[float] | np.ndarray,
+    *,
+    seed: int = 0,
+    clusters: Sequence[Hashable] | None = None,
 ) -> Estimate:
-    """Mean of ``after - before`` over paired cases, with its bootstrap interval."""
+    """Mean of ``after - before`` over paired cases, with its bootstrap interval (`mean_ci`,
+    cases of one cluster resampled together)."""
     after_values = np.asarray(after, dtype=np.float64).ravel()
     before_values = np.asarray(before, dtype=np.float64).ravel()
     if after_values.shape != before_values.shape:
         raise ValueError(
             f"paired values differ in number: {after_values.size} vs {before_values.size}"
         )
-    return mean_ci(after_values - before_values, seed=seed)
+    return mean_ci(after_values - before_values, seed=seed, clusters=clusters)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clipseg_lib.datasets.export import export_marker
 from clipseg_lib.datasets.pascal5i import Pascal5i
 from clipseg_lib.datasets.phrasecut import PhraseCut
 from clipseg_lib.datasets.refcoco import RefCOCO, load_plain_pickle
@@ -102,11 +103,13 @@ def load_samples(
 
 
 def dataset_provenance(adapter: Dataset) -> dict:
-    """``{"dataset", "root", "split", "files": {file name: sha256}}`` of an adapter's
-    annotation files (images are not hashed)."""
+    """``{"dataset", "root", "split", "files": {file name: sha256}, "synthetic"}`` of an
+    adapter's annotation files (images are not hashed); "synthetic" is the marker of an export
+    of the synthetic world (`export.export_marker`), None for real data."""
     return {
         "dataset": adapter.name,
         "root": str(Path(adapter.root).resolve()),
         "split": adapter.split,
         "files": {path.name: file_sha256(path) for path in adapter.annotation_files()},
+        "synthetic": export_marker(adapter.root),
     }

@@ -4,7 +4,9 @@ The exported files are fixtures with known answers: `world_images` builds the sa
 samples in memory (exact masks, the world's own scoring), `export_world` writes them as
 PhraseCut, Pascal-5i or RefCOCO files, and an adapter reading them back must score a model as
 the world does (up to JPEG compression of the images). Masks become polygons that rasterise
-back exactly (`mask_to_rectangles`).
+back exactly (`mask_to_rectangles`). Every export says so in its files: `MARKER_FILE` at its
+root names the format and the command that wrote it, and `export_marker` reads it back
+(`dataset_provenance` records it; real data has no such file).
 
 - phrasecut: one task per distinct object phrase ("red triangle", "the word CAT", "smiling
   face") and per shape category ("triangle"); the target is every object it names.
@@ -36,6 +38,8 @@ FORMATS = ("phrasecut", "pascal5i", "refcoco")
 DEFAULT_IMAGES = 24
 EXPORT_SPLITS = {"phrasecut": "test", "pascal5i": "val", "refcoco": "val"}
 IMAGE_SIZE = 384
+MARKER_FILE = "SYNTHETIC_WORLD.json"
+"""At the root of an export: these files are the synthetic world, not the benchmark."""
 JPEG_QUALITY = 95
 PASCAL_CLASS_NAMES = tuple(
     f"{colour} {shape}"
@@ -177,7 +181,17 @@ def export_world(
     writer = {"phrasecut": _write_phrasecut, "pascal5i": _write_pascal, "refcoco": _write_refcoco}
     directory.mkdir(parents=True, exist_ok=True)
     writer[format_name](images, directory, EXPORT_SPLITS[format_name])
+    (directory / MARKER_FILE).write_text(json.dumps({
+        "synthetic": True, "format": format_name, "written_by": "clipseg-study export-world",
+        "n_images": n_images, "seed": seed,
+    }))
     return directory
+
+
+def export_marker(root: str | Path) -> dict | None:
+    """The `MARKER_FILE` content of an export of the world at ``root``, or None (real data)."""
+    path = Path(root) / MARKER_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def world_export(format_name: str, output_dir: str | Path) -> Path:

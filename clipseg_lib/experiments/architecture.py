@@ -17,9 +17,12 @@ CLIPSeg (Lüddecke & Ecker 2022) keeps CLIP frozen and trains only a small decod
   3x3 convolution and two transposed convolutions with kernel = stride = patch size / 4.
 
 Counting needs no weights: `decoder_parameters` builds the model on torch's "meta" device.
-The published 1,122,305 is the rd64 decoder of transformers' default `CLIPSegConfig()`,
-whose vision patch size is 32 (ViT-B/32); with the ViT-B/16 patches of the released weights
-the same decoder has 1,073,153, the transposed convolution's kernel being the only difference.
+The paper's 1,122,305 counts its rd64 model on ViT-B/16, but no released module has that many:
+the original repository's rd64 module counts 1,122,369 (`original_module_parameters`: the
+decoder's 1,073,153 plus a `reduce` Linear(768 -> 64) its forward pass never uses, 49,216),
+64 more, exactly that Linear's bias. The same 1,122,305 is also, by coincidence, the rd64
+decoder of transformers' default `CLIPSegConfig()`, whose vision patch is 32 px: the larger
+transposed-convolution kernel adds 64 x (32² - 16²) = 49,152, as many as the Linear's weights.
 """
 
 from __future__ import annotations
@@ -52,6 +55,18 @@ DECODER_PARTS = {
     "blocks": ("layers",),
     "transposed conv": ("transposed_convolution",),
 }
+
+
+PAPER_PARAMETERS = 1_122_305
+"""The trainable parameters the paper (and the poster) give for CLIPSeg rd64 on ViT-B/16."""
+
+
+def original_module_parameters(model: ModelOrConfig) -> int:
+    """Trainable parameters of the original repository's module for this config: the decoder
+    and its unused ``reduce`` Linear(vision width -> reduce_dim), weights and bias."""
+    config = as_config(model)
+    unused = (config.vision_config.hidden_size + 1) * config.reduce_dim
+    return decoder_parameters(model)["decoder"] + unused
 
 
 def reference_configs() -> dict[str, CLIPSegConfig]:
@@ -116,8 +131,8 @@ def parameter_rows(models: Mapping[str, ModelOrConfig]) -> list[dict[str, object
 
 
 def parameter_finding(rows: Sequence[Mapping[str, object]]) -> str:
-    """Where the poster's 1,122,305 comes from, read from `parameter_rows` that include the
-    first four `REFERENCE_CONFIGS` under their names."""
+    """The paper's 1,122,305 beside the original rd64 module's count, and the decoders of the
+    configs, read from `parameter_rows` that include the first four `REFERENCE_CONFIGS`."""
     by_name = {row["model"]: row for row in rows}
     missing = [name for name in list(REFERENCE_CONFIGS)[:4] if name not in by_name]
     if missing:
@@ -126,11 +141,15 @@ def parameter_finding(rows: Sequence[Mapping[str, object]]) -> str:
     gap = default["decoder"] - b16["decoder"]
     kernel_gap = default["transposed conv"] - b16["transposed conv"]
     cause = "only" if gap == kernel_gap else "not only"
+    module = original_module_parameters(reference_configs()["rd64 (ViT-B/16)"])
     return (
-        f"transformers' default CLIPSegConfig() has a decoder of {default['decoder']:,} "
-        f"parameters, the poster's number ({default_refined['decoder']:,} refined); its vision "
-        f"patch is {default['patch']} px. With the {b16['patch']} px patches of ViT-B/16 (the "
-        f"released CIDAS weights) the rd64 decoder has {b16['decoder']:,} "
+        f"The paper's {PAPER_PARAMETERS:,} counts its rd64 model on ViT-B/16; the original "
+        f"repository's rd64 module has {module:,} trainable parameters ({b16['decoder']:,} in "
+        f"the decoder, the rest an unused reduce Linear), {module - PAPER_PARAMETERS:,} more "
+        f"than the paper says. transformers' default CLIPSegConfig() has a decoder of "
+        f"{default['decoder']:,} parameters ({default_refined['decoder']:,} refined); its "
+        f"vision patch is {default['patch']} px. With the {b16['patch']} px patches of ViT-B/16 "
+        f"(the released CIDAS weights) the rd64 decoder has {b16['decoder']:,} "
         f"({b16_refined['decoder']:,} refined): the "
         f"{gap:,} missing parameters are {cause} the transposed convolution's larger kernel "
         f"({kernel_gap:,} of them)."

@@ -1,42 +1,24 @@
-"""The poster's six claims judged on our numbers: verdict rules on 95% intervals and controls.
+"""The poster's six claims judged on our numbers: each claim's tests, corrected together.
 
 A verdict is about the model that produced the numbers ("on mini: reproduced"), never about
-CLIPSeg in general. Each claim is judged from one notebook's results (see `CLAIMS`) against
-that experiment's control; "clearly below" means the upper end of one 95% interval lies under
-the lower end of the other (`Estimate.clearly_below`). The rules, per kind of claim:
+CLIPSeg in general. Each claim is judged from one notebook's results (see `CLAIMS`) by its rule
+in `clipseg_lib.experiments.verdicts` (its docstring states each rule: an equivalence rule
+with a declared margin for robustness, a control for every failure claim). Every verdict
+rests on tests of which side of a bound an effect lies, at `significance.LEVEL` (5%, as a 95%
+interval decides), with Holm's correction over all the tests of the claims judged together
+(`build_claims`; `judge`, for one notebook, corrects over that claim's tests), so that the
+chance that any verdict rests on a test that holds by chance is at most 5%. A verdict that no
+test decides is "inconclusive".
 
-- robust (02 distorted images, 03 distorted prompts; the poster: slight distortions barely
-  change the prediction). Judged per distortion on ``results["sweep"]``: a distortion falls
-  when its severity-1 IoU with the ground truth is clearly below the clean input's (severity
-  0) by more than `ROBUST_MARGIN`: the whole 95% interval of the change lies below
-  -ROBUST_MARGIN (paired bootstrap over the per-case values when the rows keep them as
-  ``"per_case"``, else the widest difference of the two intervals). No distortion falls:
-  reproduced; every one: not reproduced; some: mixed.
-- choice (05 a specific word, 07 facial expressions; the poster: the model cannot pick the asked
-  one). Control: composite prompts on the same world. Reproduced when the asked object's mIoU
-  is clearly below the control's and the asked object is not picked above chance (binomial
-  test, `HitRate.above_chance`); not reproduced when it is picked above chance and its mIoU is
-  not clearly below the control's; mixed otherwise.
-- negation (06; the poster: "not X" is not told apart from "X"). Control: "X" on the same
-  scenes against X's truth. Reproduced when "not X" against its own truth is clearly below the
-  control and its mask still overlaps the "X" mask (interval above IoU 0.5); not reproduced when
-  "not X" is not clearly below the control; mixed otherwise (the mask moves, but not to the
-  negation's truth).
-- absent (08; the poster: performance declines when the object is absent). Control: how often
-  present, seen composites get an empty mask. False positives: absent prompts (seen or unseen
-  colour-shape pairs, similar objects around) that mark any pixel. False negatives: present
-  objects of unseen pairs (zero-shot) that get an empty mask. Reproduced when a false-positive
-  rate is clearly above the control's error rate; mixed when none is but the zero-shot
-  false-negative rate is (an empty mask then says "unseen", not "absent"); not reproduced
-  when neither is.
-
-A claim is "not measured" when its results file is missing, holds undefined numbers, or comes
-from another run configuration than the rest (see `configuration_problems`).
+A claim is "not judged" when a cell it reads holds fewer than `MIN_CASES` cases (the number
+after any budget, as in its intervals), and "not measured" when its results file is missing,
+holds undefined numbers, or comes from another run configuration than the rest (see
+`configuration_problems`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,189 +27,51 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from clipseg_lib.analysis.plotting import format_table
-from clipseg_lib.analysis.stats import Estimate, HitRate, paired_difference_ci
+from clipseg_lib.analysis.significance import LEVEL, holm
 from clipseg_lib.experiments.run_configuration import (
     configuration_problems,
     model_and_weights,
 )
+from clipseg_lib.experiments.verdicts import Assessment, NotMeasured, assess
 
-VERDICTS = ("reproduced", "not reproduced", "mixed", "not measured")
+VERDICTS = ("reproduced", "not reproduced", "mixed", "inconclusive", "not judged",
+            "not measured")
 VERDICT_COLOURS = {
     "reproduced": "#3b6fb6", "not reproduced": "#e08a2c", "mixed": "#9d7fc2",
-    "not measured": "#d9d9d9",
+    "inconclusive": "#d8cf8c", "not judged": "#ececec", "not measured": "#d9d9d9",
 }
-"""Blue / orange / purple / grey: what the colour says is whether the poster's claim held on
-the model, not whether the model did well."""
-ROBUST_MARGIN = 0.05
-"""A severity-1 drop of the IoU with the ground truth up to this much counts as slight."""
-OVERLAP_WITH_X = 0.5
-"""A "not X" mask whose IoU with the "X" mask is above this is still mostly X."""
-
-
-class NotMeasured(ValueError):
-    """A claim's numbers are missing or undefined; the message says which."""
+"""Blue / orange / purple / sand / greys: what the colour says is whether the poster's claim
+held on the model, not whether the model did well."""
+MIN_CASES = 40
+"""Fewer cases than this in a cell a claim reads, and the claim is not judged."""
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """A verdict with the text behind it: evidence (with intervals), control, the reason."""
+    """A verdict with the text behind it (evidence with intervals, control, the reason), the
+    cases it rests on, its tests (`VerdictTest.as_dict` with ``p_holm`` and ``holds``) and a
+    separate finding, if any."""
 
     verdict: str
     evidence: str
     control: str
     reason: str
     n: int
+    tests: tuple[dict[str, Any], ...]
+    finding: str = ""
 
 
-def _estimate(summary: Mapping[str, Any], key: str) -> Estimate:
-    value = summary.get(key)
-    if not isinstance(value, Mapping) or value.get("mean") is None:
-        raise NotMeasured(f"{key} is undefined")
-    return Estimate(**{field: value[field] for field in ("mean", "n", "ci_low", "ci_high")})
-
-
-def _hit_rate(summary: Mapping[str, Any], key: str) -> HitRate:
-    value = summary.get(key)
-    if not isinstance(value, Mapping) or value.get("rate") is None:
-        raise NotMeasured(f"{key} is undefined")
-    return HitRate(**value)
-
-
-def _three_way(reproduced: bool, not_reproduced: bool) -> str:
-    return "reproduced" if reproduced else "not reproduced" if not_reproduced else "mixed"
-
-
-def _per_case(row: Mapping[str, Any]) -> list[float] | None:
-    values = (row.get("per_case") or {}).get("iou_gt")
-    return values if isinstance(values, list) and values and None not in values else None
-
-
-def _change(row: Mapping[str, Any], clean_row: Mapping[str, Any]) -> Estimate:
-    """Severity-1 minus clean IoU with the ground truth: the paired bootstrap interval of the
-    per-case changes, or without them the widest difference of the two intervals."""
-    distorted, clean = _per_case(row), _per_case(clean_row)
-    if distorted is not None and clean is not None and len(distorted) == len(clean):
-        return paired_difference_ci(distorted, clean)
-    after, before = _estimate(row, "iou_gt"), _estimate(clean_row, "iou_gt")
-    return Estimate(after.mean - before.mean, min(after.n, before.n),
-                    after.ci_low - before.ci_high, after.ci_high - before.ci_low)
-
-
-def _interval(estimate: Estimate) -> str:
-    return f"{estimate.mean:.3f} [{estimate.ci_low:.3f}, {estimate.ci_high:.3f}]"
-
-
-def judge_robust(results: Mapping[str, Any]) -> Judgement:
-    """Verdict on a robustness claim from ``results["sweep"]`` (rows with distortion, severity,
-    iou_gt, iou_vs_clean and optionally per_case), per distortion at severity 1 against the
-    clean input (severity 0)."""
-    sweep = results.get("sweep")
-    if not isinstance(sweep, list) or not sweep:
-        raise NotMeasured("no 'sweep' rows (results written before the sweep format)")
-    clean_rows = [row for row in sweep if row["severity"] == 0]
-    if not clean_rows:
-        raise NotMeasured("the sweep has no clean (severity 0) row")
-    held, fell, evidence, sizes = [], [], [], []
-    for row in (row for row in sweep if row["severity"] == 1):
-        own_clean = [r for r in clean_rows if r["distortion"] == row["distortion"]]
-        change = _change(row, (own_clean or clean_rows)[0])
-        (fell if change.ci_high < -ROBUST_MARGIN else held).append(row["distortion"])
-        distorted = _estimate(row, "iou_gt")
-        sizes.append(distorted.n)
-        evidence.append(f"{row['distortion']} {_interval(distorted)}, change {_interval(change)}")
-    if not evidence:
-        raise NotMeasured("the sweep has no severity-1 rows")
-    drop = f"clearly below clean by more than {ROBUST_MARGIN:.2f}"
-    reason = f"{drop}: {', '.join(fell)}" if fell else f"no distortion {drop}"
-    return Judgement(
-        _three_way(not fell, not held),
-        f"IoU with the ground truth at severity 1 and its change from clean (n={min(sizes)}): "
-        + "; ".join(evidence),
-        f"clean input: {_estimate(clean_rows[0], 'iou_gt')}",
-        reason,
-        min(sizes),
-    )
-
-
-def judge_choice(results: Mapping[str, Any]) -> Judgement:
-    """Verdict on "cannot pick the asked word / face" from ``results["summary"]``: miou,
-    control_miou (Estimate dicts) and hit_rate (a HitRate dict)."""
-    summary = results.get("summary", {})
-    asked, control = _estimate(summary, "miou"), _estimate(summary, "control_miou")
-    picked = _hit_rate(summary, "hit_rate")
-    below = asked.clearly_below(control)
-    reason = (
-        f"mIoU {'clearly below' if below else 'not clearly below'} the control; picked "
-        f"{'above' if picked.above_chance else 'not above'} chance (p={picked.p_value:.3g})"
-    )
-    return Judgement(
-        _three_way(below and not picked.above_chance, picked.above_chance and not below),
-        f"asked object: mIoU {asked}; picked (highest mean probability) in {picked}",
-        f"composite prompts: mIoU {control}",
-        reason,
-        asked.n,
-    )
-
-
-def judge_negation(results: Mapping[str, Any]) -> Judgement:
-    """Verdict on "not X is not told apart from X" from ``results["summary"]``: miou_not_x
-    (against the negation's truth), miou_x (the control) and iou_not_x_vs_x."""
-    summary = results.get("summary", {})
-    negated, control = _estimate(summary, "miou_not_x"), _estimate(summary, "miou_x")
-    overlap = _estimate(summary, "iou_not_x_vs_x")
-    below = negated.clearly_below(control)
-    still_x = overlap.ci_low > OVERLAP_WITH_X
-    reason = (
-        f"\"not X\" {'clearly below' if below else 'not clearly below'} the control; its mask "
-        f"{'still' if still_x else 'no longer clearly'} overlaps \"X\" above IoU "
-        f"{OVERLAP_WITH_X:.1f}"
-    )
-    return Judgement(
-        _three_way(below and still_x, not below),
-        f"\"not X\" vs its truth: mIoU {negated}; \"not X\" vs \"X\" masks: IoU {overlap}",
-        f"\"X\" vs X's truth on the same scenes: mIoU {control}",
-        reason,
-        negated.n,
-    )
-
-
-ABSENT_FALSE_POSITIVES = {
-    "false_positive_absent": "absent, seen pair", "false_positive_absent_unseen":
-    "absent, unseen pair",
-}
-
-
-def judge_absent(results: Mapping[str, Any]) -> Judgement:
-    """Verdict on "declines when the object is absent" from ``results["summary"]``: the rates
-    (Estimate dicts of 0/1 outcomes) false_positive_absent, false_positive_absent_unseen,
-    false_negative_zero_shot and the control false_negative_seen."""
-    summary = results.get("summary", {})
-    control = _estimate(summary, "false_negative_seen")
-    positives = {label: _estimate(summary, key) for key, label in ABSENT_FALSE_POSITIVES.items()}
-    negatives = _estimate(summary, "false_negative_zero_shot")
-    painted = [label for label, rate in positives.items() if control.clearly_below(rate)]
-    missed = control.clearly_below(negatives)
-    reason = (
-        f"false positives clearly above the control: {', '.join(painted) or 'none'}; zero-shot "
-        f"false negatives {'clearly above' if missed else 'not clearly above'} it"
-    )
-    evidence = "; ".join(
-        [f"marks an absent object ({label}) in {rate}" for label, rate in positives.items()]
-        + [f"empty mask for a present unseen pair in {negatives}"]
-    )
-    return Judgement(
-        _three_way(bool(painted), not painted and not missed),
-        evidence,
-        f"empty mask for a present seen pair in {control}",
-        reason,
-        min(rate.n for rate in [control, negatives, *positives.values()]),
-    )
-
-
-JUDGES: dict[str, Callable[[Mapping[str, Any]], Judgement]] = {
-    "robust": judge_robust, "choice": judge_choice, "negation": judge_negation,
-    "absent": judge_absent,
-}
+def _judged(assessment: Assessment, adjusted: Sequence[float]) -> Judgement:
+    """The verdict of an assessment given its tests' Holm-adjusted p-values."""
+    tests = tuple(test.as_dict() | {"p_holm": p, "holds": p < LEVEL}
+                  for test, p in zip(assessment.tests, adjusted, strict=True))
+    if assessment.n < MIN_CASES:
+        verdict, reason = "not judged", f"too few cases: n = {assessment.n} < {MIN_CASES}"
+    else:
+        verdict, reason = assessment.decide(
+            {test["name"]: test["direction"] for test in tests if test["holds"]})
+    return Judgement(verdict, assessment.evidence, assessment.control, reason, assessment.n,
+                     tests, assessment.finding)
 
 
 @dataclass(frozen=True)
@@ -250,35 +94,41 @@ CLAIMS = (
 
 
 def judge(kind: str, results: Mapping[str, Any]) -> Judgement:
-    """The `Judgement` of a claim of `kind` on one notebook's ``results`` dict.
+    """The `Judgement` of a claim of `kind` on one notebook's ``results`` dict, Holm's
+    correction over this claim's tests alone (`build_claims` corrects over all claims').
 
     Raises ValueError for an unknown kind, `NotMeasured` when a number it needs is undefined.
     """
-    if kind not in JUDGES:
-        raise ValueError(f"claim kind {kind!r} is not one of {sorted(JUDGES)}")
-    return JUDGES[kind](results)
+    assessment = assess(kind, results)
+    return _judged(assessment, holm([test.p_value for test in assessment.tests]))
 
 
 def verdict_sentence(kind: str, results: Mapping[str, Any], *, model: str) -> str:
-    """"On <model>: <verdict> (<reason>)." for a notebook's own results."""
+    """"On <model>: <verdict> (<reason>)." for a notebook's own results, and its separate
+    finding, if any, as a second sentence."""
     judgement = judge(kind, results)
-    return f"On {model}: {judgement.verdict} ({judgement.reason})."
+    finding = judgement.finding and f" {judgement.finding[0].upper()}{judgement.finding[1:]}."
+    return f"On {model}: {judgement.verdict} ({judgement.reason}).{finding}"
 
 
 def build_claims(
     loaded: Mapping[str, Mapping[str, Any]], *, model: str | None = None
 ) -> list[dict[str, Any]]:
     """One row per claim of `CLAIMS`: claim, notebook, evidence, control, verdict, reason,
-    model, weights, n. Results from another configuration are refused ("not measured").
+    model, weights, n, tests (each `VerdictTest` under its field names with ``p_holm`` and
+    ``holds``) and finding (a separate finding, or ""). Holm's correction runs over the tests
+    of every claim with enough cases. Results from another configuration are refused ("not
+    measured").
 
     `loaded` is `results.load_results(output_dir)`: name -> {"name", "results", ...}.
     """
     problems = configuration_problems(loaded, model=model)
-    rows = []
+    rows, assessments = [], {}
     for claim in CLAIMS:
         row: dict[str, Any] = {
             "claim": claim.claim, "notebook": claim.notebook, "evidence": "", "control": "",
             "verdict": "not measured", "reason": "", "model": "", "weights": "", "n": 0,
+            "tests": [], "finding": "",
         }
         payload = loaded.get(claim.notebook)
         if payload is None:
@@ -288,35 +138,62 @@ def build_claims(
         else:
             row["model"], row["weights"] = model_and_weights(payload)
             try:
-                judgement = judge(claim.kind, payload.get("results", {}))
+                assessments[claim.claim] = assess(claim.kind, payload.get("results", {}))
             except NotMeasured as error:
                 row["reason"] = f"{claim.notebook}.json: {error}"
-            else:
-                row.update(evidence=judgement.evidence, control=judgement.control,
-                           verdict=judgement.verdict, reason=judgement.reason, n=judgement.n)
         rows.append(row)
+    family = [(name, test) for name, assessment in assessments.items()
+              if assessment.n >= MIN_CASES for test in assessment.tests]
+    adjusted = dict(zip([(name, test.name) for name, test in family],
+                        holm([test.p_value for _, test in family]), strict=True))
+    for row in rows:
+        assessment = assessments.get(row["claim"])
+        if assessment is not None:
+            judgement = _judged(assessment, [adjusted.get((row["claim"], test.name), 1.0)
+                                             for test in assessment.tests])
+            row.update(evidence=judgement.evidence, control=judgement.control,
+                       verdict=judgement.verdict, reason=judgement.reason, n=judgement.n,
+                       tests=list(judgement.tests), finding=judgement.finding)
     return rows
 
 
+def correction_sentence(claims: Sequence[Mapping[str, Any]]) -> str:
+    """How the verdict tests were corrected, with their numbers."""
+    judged = [claim for claim in claims if claim["verdict"] not in ("not judged", "not measured")]
+    tests = sum(len(claim["tests"]) for claim in judged)
+    holding = sum(test["holds"] for claim in judged for test in claim["tests"])
+    return (
+        f"Each verdict rests on tests of which side of a bound an effect lies (two-sided at "
+        f"{LEVEL:.0%}, as a 95% interval decides), Holm-corrected over the {tests} tests of "
+        f"the {len(judged)} judged claims: {holding} hold, and the chance that any verdict "
+        f"rests on a test that holds by chance is at most {LEVEL:.0%}. A claim with fewer "
+        f"than {MIN_CASES} cases in a cell is not judged."
+    )
+
+
 def verdict_on_model(claim: Mapping[str, Any]) -> str:
-    """"on <model>: <verdict>", or "not measured"."""
-    if claim["verdict"] == "not measured":
-        return "not measured"
+    """"on <model>: <verdict>", or "not measured" / "not judged"."""
+    if claim["verdict"] in ("not measured", "not judged"):
+        return claim["verdict"]
     return f"on {claim['model']}: {claim['verdict']}"
 
 
 def markdown_table(claims: Sequence[Mapping[str, Any]]) -> str:
     """The claims as a Markdown table (Claim, Evidence, Control, Verdict): the README's table.
 
-    A claim that is not measured says why in its Evidence cell."""
+    A claim that is not measured says why in its Evidence cell, one not judged in its Verdict
+    cell; a separate finding follows the evidence."""
     if not claims:
         raise ValueError("claims is empty: build them with build_claims")
     return format_table([
         {
             "Claim": claim["claim"],
-            "Evidence (mean [95% interval] (n))": claim["evidence"] or f"({claim['reason']})",
+            "Evidence (mean [95% interval] (n))": "; ".join(
+                filter(None, [claim["evidence"], claim.get("finding", "")])
+            ) or f"({claim['reason']})",
             "Control": claim["control"],
-            "Verdict": verdict_on_model(claim),
+            "Verdict": verdict_on_model(claim) + (
+                f" ({claim['reason']})" if claim["verdict"] == "not judged" else ""),
         }
         for claim in claims
     ])
@@ -349,7 +226,7 @@ def plot_verdicts(claims: Sequence[Mapping[str, Any]]) -> Figure:
     ax.set_xlim(0.0, 1.0)
     ax.legend(
         handles=[Patch(color=colour, label=v) for v, colour in VERDICT_COLOURS.items()],
-        loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=4, fontsize=8, frameon=False,
+        loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=8, frameon=False,
     )
     ax.set_title("Did the poster's claim hold on this model?")
     figure.tight_layout()

@@ -57,3 +57,16 @@ def image_groups(questions: Sequence[Question]) -> list[tuple[np.ndarray, list[Q
         image = question_image(question)
         groups.setdefault(id(image), (image, []))[1].append(question)
     return list(groups.values())
+
+
+def image_numbers(questions: Sequence[Question], *, with_truth: bool = False) -> list[int]:
+    """The number of each question's image (in order of first appearance, shared as in
+    `image_groups`), in the questions' order; ``with_truth`` keeps only the questions with a
+    ground truth. The cluster a question's scores are resampled in: prompts of one image are
+    not independent cases."""
+    numbers: dict[int, int] = {}
+    return [
+        numbers.setdefault(id(question_image(question)), len(numbers))
+        for question in questions
+        if not with_truth or question_target(question) is not None
+    ]

@@ -4,7 +4,8 @@
   threshold, e.g. one from `calibrate_presence_threshold`.
 - `negate_by_complement`: read "not X" as "foreground and not X", from the maps of X and of
   a generic foreground prompt (see `foreground_probs`), instead of embedding the negation.
-- `ensemble_prompts`: average the maps of one phrase put into several templates.
+- `ensemble_prompts`: average the maps of one phrase put into several templates (for `mini`,
+  `WORLD_TEMPLATES`, the composite templates of its training).
 - `predict_views` + `average_views`: the maps of flipped and shifted copies of the image, each
   mapped back to the image's own pixels, and their average (test-time augmentation).
 
@@ -21,10 +22,13 @@ import numpy as np
 from clipseg_lib.model.images import ImageLike, load_image
 from clipseg_lib.model.prompts import Prompt
 from clipseg_lib.model.segmenter import ImageEncoding, Segmenter
+from clipseg_lib.world import PROMPT_TEMPLATES
 from clipseg_lib.world.render import with_articles
 
 #: Templates of the CLIP paper's prompt ensembling, "{}" standing for the phrase.
 DEFAULT_TEMPLATES = ("{}", "a {}", "the {}", "a photo of a {}")
+#: The composite templates `mini` was trained on ("{c} {s}", "a {c} {s}", "the {c} {s}").
+WORLD_TEMPLATES = tuple(t.replace("{c} {s}", "{}") for t in PROMPT_TEMPLATES["composite"])
 #: Generic prompts whose maximum is taken as "some object is here".
 DEFAULT_FOREGROUND_PROMPTS = ("object",)
 
@@ -74,16 +78,23 @@ def balanced_accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float) 
     return float((said_present[labels].mean() + (~said_present[~labels]).mean()) / 2)
 
 
-def calibrate_presence_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold with the best balanced accuracy on (scores, labels) (1-D, bool labels).
+def calibrate_presence_threshold(
+    scores: np.ndarray, labels: np.ndarray, *, above: float = 0.0
+) -> float:
+    """The threshold above ``above`` with the best balanced accuracy on (scores, labels) (1-D,
+    bool labels). Pass the mask threshold as ``above``: a gate at or below it never empties a
+    mask that has a pixel above it, so it cannot change any mask.
 
     Candidates are the midpoints between consecutive distinct scores (and just outside their
     range); of equally good candidates the middle one is taken, deterministic and away from
-    both classes.
+    both classes. Raises ValueError when no candidate lies above ``above``.
     """
     scores, labels = _check_scores(scores, labels)
     distinct = np.unique(scores)
     candidates = np.r_[distinct[0] - 1e-6, (distinct[:-1] + distinct[1:]) / 2, distinct[-1] + 1e-6]
+    candidates = candidates[candidates > above]
+    if not candidates.size:
+        raise ValueError(f"no score lies above {above}: no gate there can tell the classes apart")
     accuracies = np.array([balanced_accuracy(scores, labels, c) for c in candidates])
     best = np.flatnonzero(accuracies == accuracies.max())
     return float(np.clip(candidates[best[len(best) // 2]], 0.0, 1.0))

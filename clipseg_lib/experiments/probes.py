@@ -1,6 +1,7 @@
 """Building blocks of the failure-mode probes (notebooks 05-09) on the synthetic world: which
 sign or face the model picked, the prompts of a negation scene, the objects an absent prompt
-resembles. The notebooks hold the loops that score them; these pieces only read a query.
+resembles, how well the presence score tells present from absent (`presence_auroc`). The
+notebooks hold the loops that score them; these pieces only read a query.
 
 "Which object did the model pick" is the candidate (sign or face) with the highest mean
 probability over its visible pixels; a tie at the top is broken at random (seeded), so a model
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from clipseg_lib import world
-from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, presence_score
+from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, auroc, presence_score
+from clipseg_lib.analysis.stats import CONFIDENCE, N_RESAMPLES, Estimate
 
 #: Prompt forms of the negation probe, formatted with the excluded composite's colour and shape.
 NEGATION_FORMS = {
@@ -133,9 +135,22 @@ def marks_something(probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> 
     return presence_score(probs) > threshold
 
 
-def split_halves(count: int) -> tuple[np.ndarray, np.ndarray]:
-    """(calibration, evaluation) indices of `count` cases: even positions, odd positions."""
-    if count < 2:
-        raise ValueError(f"a calibration split needs at least 2 cases, got {count}")
-    indices = np.arange(count)
-    return indices[0::2], indices[1::2]
+def presence_auroc(absent: Sequence[float], present: Sequence[float], *, seed: int = 0
+                   ) -> Estimate:
+    """AUROC of the presence score telling present prompts from absent ones (0.5: chance;
+    1.0: some gate separates them all), over their ``absent`` and ``present`` scores, with a
+    95% percentile interval of resampling each group (`stats.N_RESAMPLES`, seeded)."""
+    absent_scores, present_scores = np.asarray(absent, float), np.asarray(present, float)
+    if not absent_scores.size or not present_scores.size:
+        raise ValueError("presence_auroc needs absent and present scores")
+    labels = np.r_[np.zeros(absent_scores.size, bool), np.ones(present_scores.size, bool)]
+    rng = np.random.default_rng(seed)
+    resampled = [
+        auroc(np.r_[rng.choice(absent_scores, absent_scores.size),
+                    rng.choice(present_scores, present_scores.size)], labels)
+        for _ in range(N_RESAMPLES)
+    ]
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(resampled, [tail, 100 - tail])
+    return Estimate(auroc(np.r_[absent_scores, present_scores], labels), int(labels.size),
+                    float(low), float(high))

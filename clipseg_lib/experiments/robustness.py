@@ -19,7 +19,7 @@ import numpy as np
 from clipseg_lib import world
 from clipseg_lib.analysis.distortions import DISTORTIONS, MAX_SEVERITY, distort, distort_mask
 from clipseg_lib.analysis.stats import Estimate, mean_ci, paired_difference_ci
-from clipseg_lib.experiments.inputs import Question, question_support
+from clipseg_lib.experiments.inputs import Question, image_numbers, question_support
 from clipseg_lib.model.prompts import DEFAULT_ENGINEERING, ImagePrompt
 from clipseg_lib.model.segmenter import Segmenter
 
@@ -107,18 +107,43 @@ def empty_scores(
     return {cell: {metric: [] for metric in METRICS} for cell in cells}
 
 
+def case_images(questions: Sequence[Question]) -> dict[str, list[int]]:
+    """Per metric of `METRICS`, the image number (`inputs.image_numbers`) of each case it
+    scores, for `questions` in the order their scores were appended ("iou_gt": only those
+    with a ground truth)."""
+    return {"iou_gt": image_numbers(questions, with_truth=True),
+            "iou_vs_clean": image_numbers(questions)}
+
+
 def sweep_rows(scores: Mapping[tuple[str, int], Mapping[str, Sequence[float]]], *,
-               seed: int = 0) -> list[dict]:
+               seed: int = 0, questions: Sequence[Question] | None = None) -> list[dict]:
     """The results' "sweep": a row per cell, ``{"distortion", "severity", "iou_gt",
     "iou_vs_clean", "per_case"}`` where each metric is `stats.mean_ci`'s Estimate as a dict
-    (None when no case has that reference) and "per_case" keeps the values it came from."""
+    (None when no case has that reference) and "per_case" keeps the values it came from.
+
+    ``questions`` (in the order the scores were appended) adds "images" (`case_images`): the
+    prompts of one image are then resampled together, in these intervals and in every paired
+    interval read from the rows."""
+    images = None if questions is None else case_images(questions)
     rows = []
     for (name, level), values in scores.items():
         row = {"distortion": name, "severity": level}
         for metric in METRICS:
-            row[metric] = mean_ci(values[metric], seed=seed).as_dict() if values[metric] else None
-        rows.append(row | {"per_case": {metric: list(values[metric]) for metric in METRICS}})
+            clusters = None if images is None else images[metric]
+            if clusters is not None and len(clusters) != len(values[metric]):
+                raise ValueError(f"{len(values[metric])} {metric} scores in {name} severity "
+                                 f"{level} for {len(clusters)} questions")
+            row[metric] = (mean_ci(values[metric], seed=seed, clusters=clusters).as_dict()
+                           if values[metric] else None)
+        row["per_case"] = {metric: list(values[metric]) for metric in METRICS}
+        rows.append(row if images is None else row | {"images": images})
     return rows
+
+
+def row_images(row: Mapping, metric: str) -> list[int] | None:
+    """The image number of each of a sweep row's per-case values of ``metric``, or None when
+    the row does not keep them (each case then its own image)."""
+    return (row.get("images") or {}).get(metric)
 
 
 def severity_table(sweep: Sequence[Mapping], metric: str) -> list[dict]:
@@ -148,7 +173,8 @@ def distortion_finding(sweep: Sequence[Mapping], *, what: str = "input image",
         truth = "no case has a ground truth"
     else:
         changes = {name: paired_difference_ci(cells[name, 1]["per_case"]["iou_gt"],
-                                              clean["per_case"]["iou_gt"], seed=seed)
+                                              clean["per_case"]["iou_gt"], seed=seed,
+                                              clusters=row_images(clean, "iou_gt"))
                    for name in names}
         lower = [name for name in names if changes[name].ci_high < 0]
         listed = "; ".join(f"{name} {changes[name]}" for name in lower)
@@ -217,11 +243,22 @@ def prompt_table(ious: Mapping[tuple[int, ...], Sequence[float]], n_prompts: int
             for layers, values in ious.items()]
 
 
+def _measure_images(questions: Sequence[Question] | None, measure: str) -> list[int] | None:
+    """Image numbers of a measure's cases: those with a ground truth for "iou_gt", else all."""
+    if questions is None:
+        return None
+    return image_numbers(questions, with_truth=measure == "iou_gt")
+
+
 def mean_table(ious: Mapping[tuple[int, ...], Mapping[str, Sequence[float]]], *,
-               seed: int = 0) -> list[dict]:
-    """A row per triple, a column per measure: `mean_ci` Estimate dicts (None without values)."""
+               seed: int = 0, questions: Sequence[Question] | None = None) -> list[dict]:
+    """A row per triple, a column per measure: `mean_ci` Estimate dicts (None without values).
+    ``questions`` (in the order the values were appended) resamples the prompts of one image
+    together."""
     return [{"extract_layers": layer_label(layers)}
-            | {measure: mean_ci(values, seed=seed).as_dict() if len(values) else None
+            | {measure: mean_ci(values, seed=seed,
+                                clusters=_measure_images(questions, measure)).as_dict()
+               if len(values) else None
                for measure, values in measures.items()}
             for layers, measures in ious.items()]
 
@@ -239,19 +276,24 @@ def extract_layer_finding(rows: Sequence[Mapping], *, reference: Sequence[int],
 
 
 def released_layers_finding(ious: Mapping[tuple[int, ...], Mapping[str, Sequence[float]]], *,
-                            model: str, trained_layers: Sequence[int], seed: int = 0) -> str:
+                            model: str, trained_layers: Sequence[int], seed: int = 0,
+                            questions: Sequence[Question] | None = None) -> str:
     """One sentence on which triple a decoder expects, (3, 6, 9) (transformers' config of the
     released weights) or (3, 7, 9) (the original repository's training config), judged on the
     paired interval of the per-case difference of their IoU with the ground truth
-    (`ious[layers]["iou_gt"]`, the same cases in the same order)."""
+    (`ious[layers]["iou_gt"]`, the same cases in the same order; ``questions`` as in
+    `mean_table`)."""
     released, original = tuple(RELEASED_CONFIG_LAYERS), tuple(PAPER_REFERENCE)
     sources = (f"transformers' config of the released weights (CIDAS/clipseg-rd64-refined) says "
                f"{layer_label(released)}, the original repository's training config "
                f"(experiments/phrasecut.yaml) says {layer_label(original)}")
     if not all(len(ious.get(layers, {}).get("iou_gt", ())) for layers in (released, original)):
         return f"{sources}; without both readings and a ground truth these cases cannot tell."
-    first, second = (mean_ci(ious[layers]["iou_gt"], seed=seed) for layers in (released, original))
-    difference = paired_difference_ci(ious[released]["iou_gt"], ious[original]["iou_gt"], seed=seed)
+    clusters = _measure_images(questions, "iou_gt")
+    first, second = (mean_ci(ious[layers]["iou_gt"], seed=seed, clusters=clusters)
+                     for layers in (released, original))
+    difference = paired_difference_ci(ious[released]["iou_gt"], ious[original]["iou_gt"],
+                                      seed=seed, clusters=clusters)
     if difference.ci_low > 0 or difference.ci_high < 0:
         preferred = released if difference.mean > 0 else original
         judgement = f"the ground truth prefers {layer_label(preferred)}"

@@ -8,7 +8,8 @@ split is `mini`'s; for any other model both rows are text prompts it may or may 
 One-shot gives no text but a support image with the object's mask (another scene, another
 size and place; visual prompt engineering crop + blur + darken). Referring expressions pick
 exactly one object by side, size or neighbour. The notebook scores each query by the IoU of
-`probability > threshold` and by pixel average precision; this module holds the task table,
+`probability > threshold` and by its step-wise pixel AP (not the paper's foreground AP,
+AP_FG, of `benchmark_metrics`); this module holds the task table,
 the figures and the sentence generated from the numbers.
 """
 
