@@ -103,7 +103,7 @@ def test_cli_prints_the_paper_beside_ours(exports, tmp_path, capsys):
     assert "caveat: model 'mini' is not the paper's" in printed
     status = main(["evaluate", "--dataset", "phrasecut", "--root", str(exports["phrasecut"]),
                    "--model", "mini", "--output", str(output), "--fold", "1"])
-    assert status == 2 and "clipseg-study: error: --fold" in capsys.readouterr().out
+    assert status == 2 and "clipseg-study: error: --fold" in capsys.readouterr().err
 
 
 def test_rerun_skips_finished_shards_and_refuses_foreign_output(exports, tmp_path):

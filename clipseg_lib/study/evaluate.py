@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from clipseg_lib.datasets import (
     dataset_provenance,
     open_dataset,
 )
-from clipseg_lib.model.images import ImageLike
+from clipseg_lib.model.images import ImageError, ImageLike
 from clipseg_lib.model.loading import load_segmenter
 from clipseg_lib.model.segmenter import Segmenter
 from clipseg_lib.study.executor import SchedulerError, map_tasks
@@ -363,8 +364,8 @@ def _evaluate_command(arguments: argparse.Namespace) -> int:
             limit=arguments.limit, seed=arguments.seed, dtype=arguments.dtype,
             scheduler=arguments.scheduler, shard_size=arguments.shard_size, force=arguments.force,
         )
-    except (EvaluationError, DatasetError, SchedulerError, FileNotFoundError) as error:
-        print(f"clipseg-study: error: {error}")
+    except (EvaluationError, DatasetError, ImageError, SchedulerError, OSError) as error:
+        print(f"clipseg-study: error: {error}", file=sys.stderr)
         return 2
     print(results_table(result))
     print(f"wrote {arguments.output}")
