@@ -73,3 +73,14 @@ def test_a_notebook_on_its_own_never_replaces_a_study_runs_results(tmp_path: Pat
              "notebook._refuse_another_runs_results(pathlib.Path(sys.argv[1]), '04_layers')",
              str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert checker.returncode == 0, checker.stderr
+
+
+def test_scene_size_is_the_models_input_size_unless_set_and_is_recorded(capsys) -> None:
+    full_size = types.SimpleNamespace(image_size=352)
+    notebook.record_parameters(namespace(model="CIDAS/clipseg-rd64-refined", scene_size=None))
+    assert notebook.scene_size(full_size, None) == 352
+    assert notebook._recorded["scene_size"] == 352
+    assert "Scenes: 352 x 352 px (the model's input size)" in capsys.readouterr().out
+    assert notebook.scene_size(full_size, 96) == 96 and notebook._recorded["scene_size"] == 96
+    with pytest.raises(ValueError, match="scene_size 8 is too small"):
+        notebook.scene_size(full_size, 8)

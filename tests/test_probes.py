@@ -220,3 +220,17 @@ def test_presence_auroc_by_hand_with_its_interval():
     assert estimate.ci_low < estimate.mean <= estimate.ci_high == pytest.approx(1.0)
     separated = probes.presence_auroc([0.1, 0.2], [0.8, 0.9])
     assert (separated.mean, separated.ci_low) == (1.0, 1.0)
+
+
+def test_presence_by_pair_scores_each_pair_against_its_own_absent_prompts():
+    cases = (
+        [{"group": "present, seen pair", "marks_something": True, "iou": 0.9}] * 3
+        + [{"group": "absent, seen pair", "marks_something": False, "iou": None}] * 3
+        + [{"group": "present, unseen pair", "marks_something": True, "iou": 0.4}] * 2
+        + [{"group": "absent, unseen pair", "marks_something": True, "iou": None}] * 2
+    )
+    found = probes.presence_by_pair(cases, seed=0)
+    # seen: every decision right; F1 1 up to tau 0.90, 0 at 0.95
+    assert found["seen"].il_mcc == 1.0 and found["seen"].pm_f1 == pytest.approx(0.9)
+    assert found["unseen"].il_mcc is None and found["unseen"].pm_f1 == 0.0
+    assert (found["unseen"].n_present, found["unseen"].n_absent) == (2, 2)

@@ -1,6 +1,7 @@
 """Building blocks of the failure-mode probes (notebooks 05-09) on the synthetic world: which
 sign or face the model picked, the prompts of a negation scene, the objects an absent prompt
-resembles, how well the presence score tells present from absent (`presence_auroc`). The
+resembles, how well the presence score tells present from absent (`presence_auroc`), and SAM 3's
+presence scores of the absent-object cases (`presence_by_pair`). The
 notebooks hold the loops that score them; these pieces only read a query.
 
 "Which object did the model pick" is the candidate (sign or face) with the highest mean
@@ -16,6 +17,7 @@ import numpy as np
 
 from clipseg_lib import world
 from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, auroc, presence_score
+from clipseg_lib.analysis.presence import Presence, presence_scores
 from clipseg_lib.analysis.stats import CONFIDENCE, N_RESAMPLES, Estimate
 
 #: Prompt forms of the negation probe, formatted with the excluded composite's colour and shape.
@@ -154,3 +156,19 @@ def presence_auroc(absent: Sequence[float], present: Sequence[float], *, seed: i
     low, high = np.percentile(resampled, [tail, 100 - tail])
     return Estimate(auroc(np.r_[absent_scores, present_scores], labels), int(labels.size),
                     float(low), float(high))
+
+
+def presence_by_pair(cases: Sequence[dict], *, seed: int = 0) -> dict[str, Presence]:
+    """SAM 3's presence scores (`presence.presence_scores`: IL_MCC, pmF1, cgF1) of notebook
+    08's cases, for the seen and the unseen pairs: their "present, <pair> pair" cases against
+    their "absent, <pair> pair" cases. A case holds ``group``, ``marks_something`` and, when
+    present, its mask's ``iou``."""
+    found = {}
+    for pair in ("seen", "unseen"):
+        present = [case for case in cases if case["group"] == f"present, {pair} pair"]
+        absent = [case for case in cases if case["group"] == f"absent, {pair} pair"]
+        found[pair] = presence_scores(
+            [case["iou"] for case in present], [case["marks_something"] for case in present],
+            [case["marks_something"] for case in absent], seed=seed,
+        )
+    return found

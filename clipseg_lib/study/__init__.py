@@ -1,9 +1,15 @@
 """The study machinery: notebook start/finish, results files, the runner and the report."""
 
 from clipseg_lib.study.budget import image_gflop, sample_for_budget, support_gflop
-from clipseg_lib.study.notebook import finish, record_parameters, seed_everything, start
+from clipseg_lib.study.notebook import (
+    finish,
+    record_parameters,
+    scene_size,
+    seed_everything,
+    start,
+)
 
 __all__ = [
-    "finish", "image_gflop", "record_parameters", "sample_for_budget", "seed_everything", "start",
-    "support_gflop",
+    "finish", "image_gflop", "record_parameters", "sample_for_budget", "scene_size",
+    "seed_everything", "start", "support_gflop",
 ]

@@ -103,6 +103,20 @@ def start(
     return segmenter
 
 
+def scene_size(segmenter: Segmenter, requested: int | None) -> int:
+    """The synthetic scenes' side in pixels: `requested`, or the model's input size when None
+    (96 for mini, 352 for full-size CLIPSeg), so no model sees scenes drawn for another's
+    resolution. Recorded with the notebook's parameters and printed."""
+    size = segmenter.image_size if requested is None else int(requested)
+    if size < 16:
+        raise ValueError(f"scene_size {requested!r} is too small: scenes need at least 16 px")
+    if _recorded is not None:
+        _recorded["scene_size"] = size
+    source = "the model's input size" if requested is None else "as set"
+    print(f"Scenes: {size} x {size} px ({source})")
+    return size
+
+
 class ResultsOwnedError(RuntimeError):
     """A notebook executed outside a study run would replace that run's results."""
 
