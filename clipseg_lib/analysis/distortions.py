@@ -1,7 +1,18 @@
 """Deterministic, seeded image distortions at severities 0 (identity) to 5 (strong).
 
-Severity 1 is a slight change a person barely notices (the "slightly distorted" images of
-the study); severity 5 is strong but leaves the scene recognisable. ``SEVERITY_TABLE`` holds
+Severities sit on one scale across distortions (``scale="ssim"``, the default): for the
+photometric distortions, severity s is the parameter at which the median SSIM
+(``skimage.metrics.structural_similarity``, per channel) of the distorted image with the clean
+one, over 24 synthetic-world test scenes of 96 px, is `SSIM_BANDS` [s]: 0.95 (slight: the
+"slightly distorted" images of the study), 0.90, 0.80, 0.70 and 0.60 (strong but
+recognisable), so that one severity means one amount of change whichever the distortion.
+Where a distortion cannot go that far its severity 5 is its strongest setting (blur stops at
+SSIM 0.65, colour jitter at 0.68, JPEG at 0.61 with quality 1), and JPEG's mildest setting,
+quality 100, already gives 0.94 (chroma subsampling), so its severity 1 sits below 0.95.
+The geometric distortions (rotation, zoom-in crop) keep their own steps: SSIM scores a moved
+image as a different one. `clipseg_lib.experiments.severity_calibration` recomputes the
+table. ``scale="legacy"`` keeps the earlier hand-set steps (`LEGACY_SEVERITY_TABLE`), on which severity 1 ranged from SSIM
+0.99 (brightness and contrast) and 0.98 (blur) down to 0.82 (JPEG at quality 50). ``SEVERITY_TABLE`` holds
 the parameter of each distortion per severity (index = severity):
 
 ==================== ===================================================================
@@ -47,7 +58,12 @@ DISTORTIONS = (
 GEOMETRIC_DISTORTIONS = ("rotation", "scale_crop")
 MAX_SEVERITY = 5
 
-SEVERITY_TABLE: dict[str, dict[str, tuple[float, ...]]] = {
+SSIM_BANDS = (1.0, 0.95, 0.90, 0.80, 0.70, 0.60)
+"""The median SSIM with the clean image that each severity (index) of a photometric
+distortion is calibrated to."""
+SEVERITY_SCALES = ("ssim", "legacy")
+
+LEGACY_SEVERITY_TABLE: dict[str, dict[str, tuple[float, ...]]] = {
     "gaussian_noise": {"sigma": (0, 4, 8, 16, 28, 45)},
     "blur": {"radius": (0, 0.6, 1.2, 2.0, 3.2, 5.0)},
     "jpeg": {"quality": (100, 50, 30, 18, 10, 5)},
@@ -63,6 +79,25 @@ SEVERITY_TABLE: dict[str, dict[str, tuple[float, ...]]] = {
         "saturation_change": (0.0, 0.1, 0.2, 0.35, 0.5, 0.7),
     },
 }
+"""The hand-set steps of the first studies (``scale="legacy"``)."""
+
+SEVERITY_TABLE: dict[str, dict[str, tuple[float, ...]]] = {
+    "gaussian_noise": {"sigma": (0, 2.24, 3.3, 5.13, 6.98, 9.16)},
+    "blur": {"radius": (0, 0.82, 1.22, 2.24, 3.88, 23.0)},
+    "jpeg": {"quality": (100, 100, 90, 35, 9, 1)},
+    "rotation": LEGACY_SEVERITY_TABLE["rotation"],
+    "scale_crop": LEGACY_SEVERITY_TABLE["scale_crop"],
+    "brightness_contrast": {
+        "contrast": (1.0, 0.631, 0.469, 0.28, 0.166, 0.074),
+        "brightness": (1.0, 1.215, 1.345, 1.56, 1.713, 1.835),
+    },
+    "occlusion": {"area_fraction": (0.0, 0.05, 0.115, 0.266, 0.48, 0.669)},
+    "colour_jitter": {
+        "hue_shift": (0.0, 0.065, 0.128, 0.269, 0.458, 0.5),
+        "saturation_change": (0.0, 0.219, 0.419, 0.742, 1.0, 1.0),
+    },
+}
+"""The SSIM-calibrated steps (``scale="ssim"``, the default)."""
 
 OCCLUSION_GREY = 128
 
@@ -76,8 +111,13 @@ def _check_name_and_severity(name: str, severity: int) -> None:
         raise ValueError(f"severity must lie in 0..{MAX_SEVERITY}, got {severity}")
 
 
-def _parameter(name: str, parameter: str, severity: int) -> float:
-    return SEVERITY_TABLE[name][parameter][severity]
+def severity_parameters(name: str, severity: int, *, scale: str = "ssim") -> dict[str, float]:
+    """The parameters of distortion `name` at `severity` on `scale` ("ssim" or "legacy")."""
+    _check_name_and_severity(name, severity)
+    if scale not in SEVERITY_SCALES:
+        raise ValueError(f"unknown severity scale {scale!r}; choose one of {SEVERITY_SCALES}")
+    table = SEVERITY_TABLE if scale == "ssim" else LEGACY_SEVERITY_TABLE
+    return {parameter: values[severity] for parameter, values in table[name].items()}
 
 
 def _rotate(image: Image.Image, degrees: float, resample: Image.Resampling) -> Image.Image:
@@ -130,14 +170,23 @@ def _colour_jitter(
     return Image.merge("HSV", bands).convert("RGB")
 
 
-def distort(image: np.ndarray, name: str, severity: int, *, seed: int = 0) -> np.ndarray:
+def distort(image: np.ndarray, name: str, severity: int, *, seed: int = 0,
+            scale: str = "ssim") -> np.ndarray:
     """Return a distorted copy of an ``(H, W, 3)`` uint8 RGB image, same shape and dtype.
 
-    ``name`` is one of ``DISTORTIONS``; ``severity`` in ``0..5`` indexes ``SEVERITY_TABLE``
-    (0 returns an equal copy). The same ``seed`` always gives the same output. The geometry it
-    applied is ``distort_mask(mask, name, severity)``: move every reference mask with it.
+    ``name`` is one of ``DISTORTIONS``; ``severity`` in ``0..5`` on ``scale`` (see
+    `severity_parameters`; 0 returns an equal copy). The same ``seed`` always gives the same
+    output. The geometry it applied is ``distort_mask(mask, name, severity)``: move every
+    reference mask with it.
     """
-    _check_name_and_severity(name, severity)
+    parameters = severity_parameters(name, severity, scale=scale)
+    if severity == 0:
+        _check_image(image)
+        return image.copy()
+    return distort_with(image, name, parameters, seed=seed)
+
+
+def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray):
         raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -147,36 +196,36 @@ def distort(image: np.ndarray, name: str, severity: int, *, seed: int = 0) -> np
         )
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image must not be empty, got shape {image.shape}")
-    if severity == 0:
-        return image.copy()
+
+
+def distort_with(image: np.ndarray, name: str, parameters: dict[str, float], *,
+                 seed: int = 0) -> np.ndarray:
+    """`distort` with explicit parameters (the keys of ``SEVERITY_TABLE[name]``), for
+    calibrating a scale."""
+    _check_image(image)
     rng = np.random.default_rng(seed)
     picture = Image.fromarray(image)
     if name == "gaussian_noise":
-        return _gaussian_noise(image, _parameter(name, "sigma", severity), rng)
+        return _gaussian_noise(image, parameters["sigma"], rng)
     if name == "occlusion":
-        return _occlusion(image, _parameter(name, "area_fraction", severity), rng)
+        return _occlusion(image, parameters["area_fraction"], rng)
     if name == "blur":
-        distorted = picture.filter(ImageFilter.GaussianBlur(_parameter(name, "radius", severity)))
+        distorted = picture.filter(ImageFilter.GaussianBlur(parameters["radius"]))
     elif name == "jpeg":
-        distorted = _jpeg(picture, int(_parameter(name, "quality", severity)))
+        distorted = _jpeg(picture, int(parameters["quality"]))
     elif name == "rotation":
-        degrees = _parameter(name, "degrees", severity)
-        distorted = _rotate(picture, degrees, Image.Resampling.BILINEAR)
+        distorted = _rotate(picture, parameters["degrees"], Image.Resampling.BILINEAR)
     elif name == "scale_crop":
-        zoom = _parameter(name, "zoom", severity)
-        distorted = _scale_crop(picture, zoom, Image.Resampling.BILINEAR)
+        distorted = _scale_crop(picture, parameters["zoom"], Image.Resampling.BILINEAR)
     elif name == "brightness_contrast":
-        contrasted = ImageEnhance.Contrast(picture).enhance(_parameter(name, "contrast", severity))
-        distorted = ImageEnhance.Brightness(contrasted).enhance(
-            _parameter(name, "brightness", severity)
+        contrasted = ImageEnhance.Contrast(picture).enhance(parameters["contrast"])
+        distorted = ImageEnhance.Brightness(contrasted).enhance(parameters["brightness"])
+    elif name == "colour_jitter":
+        distorted = _colour_jitter(
+            picture, parameters["hue_shift"], parameters["saturation_change"], rng
         )
     else:
-        distorted = _colour_jitter(
-            picture,
-            _parameter(name, "hue_shift", severity),
-            _parameter(name, "saturation_change", severity),
-            rng,
-        )
+        raise ValueError(f"unknown distortion {name!r}; choose one of {DISTORTIONS}")
     return np.asarray(distorted, dtype=np.uint8).copy()
 
 
@@ -187,7 +236,8 @@ def distort_mask(mask: np.ndarray, name: str, severity: int, *, seed: int = 0) -
     ``rotation`` and ``scale_crop`` apply the same transform as :func:`distort` with
     nearest-neighbour sampling (pixels rotated in from outside are background). Photometric
     distortions return an equal copy; so does ``occlusion``, since the hidden object is still
-    there. ``seed`` is accepted so that calls mirror :func:`distort`; geometry does not use it.
+    there. ``seed`` is accepted so that calls mirror :func:`distort`; geometry does not use it,
+    and the geometric steps are the same on both severity scales.
     """
     _check_name_and_severity(name, severity)
     if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.ndim != 2:
@@ -199,7 +249,9 @@ def distort_mask(mask: np.ndarray, name: str, severity: int, *, seed: int = 0) -
         return mask.copy()
     picture = Image.fromarray(mask.astype(np.uint8) * 255)
     if name == "rotation":
-        moved = _rotate(picture, _parameter(name, "degrees", severity), Image.Resampling.NEAREST)
+        moved = _rotate(picture, SEVERITY_TABLE[name]["degrees"][severity],
+                        Image.Resampling.NEAREST)
     else:
-        moved = _scale_crop(picture, _parameter(name, "zoom", severity), Image.Resampling.NEAREST)
+        moved = _scale_crop(picture, SEVERITY_TABLE[name]["zoom"][severity],
+                            Image.Resampling.NEAREST)
     return np.asarray(moved) > 127

@@ -71,15 +71,18 @@ def one_shot_queries(
 
 
 def distorted_prompt(
-    question: Question, name: str, level: int, *, seed: int, engineering: str = DEFAULT_ENGINEERING
+    question: Question, name: str, level: int, *, seed: int,
+    engineering: str = DEFAULT_ENGINEERING, scale: str = "ssim",
 ) -> ImagePrompt:
-    """The image prompt of a one-shot question with its support image and mask distorted."""
+    """The image prompt of a one-shot question with its support image and mask distorted
+    (severity `level` on `scale`, see `distortions.severity_parameters`)."""
     support_image, support_mask = question_support(question)
     mask = distort_mask(support_mask, name, level, seed=seed)
     if not mask.any():
         raise ValueError(f"{question.prompt!r}: the support object leaves the image under {name} "
                          f"severity {level}; choose cases with one_shot_queries")
-    return ImagePrompt(distort(support_image, name, level, seed=seed), mask, engineering)
+    return ImagePrompt(distort(support_image, name, level, seed=seed, scale=scale), mask,
+                       engineering)
 
 
 def sweep_cells(distortions: Sequence[str], severities: Sequence[int]) -> list[tuple[str, int]]:

@@ -61,10 +61,11 @@ def distortion_examples(
     distortions: Sequence[str],
     severities: Sequence[int] = (1, 5),
     seed: int = 0,
+    scale: str = "ssim",
 ) -> Figure:
     """A row per distortion: the clean image, then the image at each severity (distorted with
-    `seed`), each with its mask from `masks`, keyed (distortion, severity), severity 0 the
-    clean image; titles give the IoU with the (moved) ground truth where there is one."""
+    `seed`, severities on `scale`), each with its mask from `masks`, keyed (distortion,
+    severity), severity 0 the clean image; titles give the IoU with the (moved) ground truth where there is one."""
     image, target = question_image(question), question_target(question)
     figure, axes = _grid(len(distortions), 1 + len(severities))
     for row, name in zip(axes, distortions, strict=True):
@@ -73,7 +74,7 @@ def distortion_examples(
         for ax, level in zip(row[1:], severities, strict=True):
             mask = masks[name, level]
             moved = None if target is None else distort_mask(target, name, level)
-            _panel(ax, distort(image, name, level, seed=seed), mask,
+            _panel(ax, distort(image, name, level, seed=seed, scale=scale), mask,
                    f"{name} {level}\n{_score(mask, moved)}")
     figure.suptitle(f"prompt: {question.prompt}")
     figure.tight_layout()
@@ -88,6 +89,7 @@ def prompt_distortion_examples(
     severities: Sequence[int] = (1, 5),
     seed: int = 0,
     engineering: str = DEFAULT_ENGINEERING,
+    scale: str = "ssim",
 ) -> Figure:
     """A row per distortion; for the clean support and each severity, two panels: the support
     image with its (moved) mask (`distorted_prompt` with `seed` and `engineering`), and the
@@ -98,7 +100,8 @@ def prompt_distortion_examples(
     figure, axes = _grid(len(distortions), 2 * len(levels))
     for row, name in zip(axes, distortions, strict=True):
         for column, level in enumerate(levels):
-            prompt = distorted_prompt(question, name, level, seed=seed, engineering=engineering)
+            prompt = distorted_prompt(question, name, level, seed=seed, engineering=engineering,
+                                      scale=scale)
             mask = masks[name, level]
             label = "clean" if level == 0 else f"{name} {level}"
             _panel(row[2 * column], prompt.image, prompt.mask, f"support, {label}",
