@@ -11,9 +11,9 @@ SSIM 0.65, colour jitter at 0.68, JPEG at 0.61 with quality 1), and JPEG's milde
 quality 100, already gives 0.94 (chroma subsampling), so its severity 1 sits below 0.95.
 The geometric distortions (rotation, zoom-in crop) keep their own steps: SSIM scores a moved
 image as a different one. `clipseg_lib.experiments.severity_calibration` recomputes the
-table. ``scale="legacy"`` keeps the earlier hand-set steps (`LEGACY_SEVERITY_TABLE`), on which severity 1 ranged from SSIM
-0.99 (brightness and contrast) and 0.98 (blur) down to 0.82 (JPEG at quality 50). ``SEVERITY_TABLE`` holds
-the parameter of each distortion per severity (index = severity):
+table. ``scale="legacy"`` keeps the earlier hand-set steps (`LEGACY_SEVERITY_TABLE`), on
+which severity 1 ranged from SSIM 0.99 (brightness and contrast) and 0.98 (blur) down to 0.82
+(JPEG at quality 50). ``SEVERITY_TABLE`` holds the parameter of each distortion per severity (index = severity):
 
 ==================== ===================================================================
 distortion           parameters

@@ -65,7 +65,8 @@ def distortion_examples(
 ) -> Figure:
     """A row per distortion: the clean image, then the image at each severity (distorted with
     `seed`, severities on `scale`), each with its mask from `masks`, keyed (distortion,
-    severity), severity 0 the clean image; titles give the IoU with the (moved) ground truth where there is one."""
+    severity), severity 0 the clean image; titles give the IoU with the (moved) ground truth
+    where there is one."""
     image, target = question_image(question), question_target(question)
     figure, axes = _grid(len(distortions), 1 + len(severities))
     for row, name in zip(axes, distortions, strict=True):
