@@ -13,7 +13,8 @@ The geometric distortions (rotation, zoom-in crop) keep their own steps: SSIM sc
 image as a different one. `clipseg_lib.experiments.severity_calibration` recomputes the
 table. ``scale="legacy"`` keeps the earlier hand-set steps (`LEGACY_SEVERITY_TABLE`), on
 which severity 1 ranged from SSIM 0.99 (brightness and contrast) and 0.98 (blur) down to 0.82
-(JPEG at quality 50). ``SEVERITY_TABLE`` holds the parameter of each distortion per severity (index = severity):
+(JPEG at quality 50). ``SEVERITY_TABLE`` holds the parameter of each distortion per severity
+(index = severity):
 
 ==================== ===================================================================
 distortion           parameters
