@@ -84,3 +84,17 @@ def test_scene_size_is_the_models_input_size_unless_set_and_is_recorded(capsys) 
     assert notebook.scene_size(full_size, 96) == 96 and notebook._recorded["scene_size"] == 96
     with pytest.raises(ValueError, match="scene_size 8 is too small"):
         notebook.scene_size(full_size, 8)
+
+
+def test_the_mask_threshold_is_the_model_authors_unless_set(capsys) -> None:
+    notebook.record_parameters(namespace(model="mini", threshold=None))
+    assert notebook.mask_threshold(types.SimpleNamespace(name="mini"), None) == 0.5
+    assert notebook._recorded["threshold"] == 0.5
+    cidas = types.SimpleNamespace(name="CIDAS/clipseg-rd64-refined")
+    assert notebook.mask_threshold(cidas, None) == 0.3
+    assert "Mask threshold: 0.3 (the threshold CIDAS/clipseg-rd64-refined's authors use)" in (
+        capsys.readouterr().out)
+    assert notebook.mask_threshold(cidas, 0.4) == 0.4 and notebook._recorded["threshold"] == 0.4
+    for bad, problem in ((1.0, "strictly between 0 and 1"), ("high", "is not a number")):
+        with pytest.raises(ValueError, match=problem):
+            notebook.mask_threshold(cidas, bad)

@@ -3,6 +3,7 @@
 from clipseg_lib.study.budget import image_gflop, sample_for_budget, support_gflop
 from clipseg_lib.study.notebook import (
     finish,
+    mask_threshold,
     record_parameters,
     scene_size,
     seed_everything,
@@ -10,6 +11,6 @@ from clipseg_lib.study.notebook import (
 )
 
 __all__ = [
-    "finish", "image_gflop", "record_parameters", "sample_for_budget", "scene_size",
-    "seed_everything", "start", "support_gflop",
+    "finish", "image_gflop", "mask_threshold", "record_parameters", "sample_for_budget",
+    "scene_size", "seed_everything", "start", "support_gflop",
 ]

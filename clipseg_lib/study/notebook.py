@@ -107,7 +107,9 @@ def scene_size(segmenter: Segmenter, requested: int | None) -> int:
     """The synthetic scenes' side in pixels: `requested`, or the model's input size when None
     (96 for mini, 352 for full-size CLIPSeg), so no model sees scenes drawn for another's
     resolution. Recorded with the notebook's parameters and printed."""
-    size = segmenter.image_size if requested is None else int(requested)
+    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)):
+        raise ValueError(f"scene_size {requested!r} is not a whole number of pixels")
+    size = segmenter.image_size if requested is None else requested
     if size < 16:
         raise ValueError(f"scene_size {requested!r} is too small: scenes need at least 16 px")
     if _recorded is not None:
@@ -115,6 +117,32 @@ def scene_size(segmenter: Segmenter, requested: int | None) -> int:
     source = "the model's input size" if requested is None else "as set"
     print(f"Scenes: {size} x {size} px ({source})")
     return size
+
+
+AUTHORS_THRESHOLDS = {"mini": 0.5}
+"""The mask threshold each model's authors report at; any other model is CLIPSeg's
+(`PAPER_THRESHOLD`)."""
+PAPER_THRESHOLD = 0.3
+"""CLIPSeg's authors report PhraseCut and Pascal-5i at t = 0.3."""
+
+
+def mask_threshold(segmenter: Segmenter, requested: float | None) -> float:
+    """The probability above which a pixel is in a mask: `requested`, or when None the
+    threshold the model's authors use (`AUTHORS_THRESHOLDS`: 0.5 for mini; 0.3, the paper's,
+    for CLIPSeg weights). Recorded with the notebook's parameters and printed."""
+    if requested is None:
+        threshold, source = AUTHORS_THRESHOLDS.get(segmenter.name, PAPER_THRESHOLD), (
+            f"the threshold {segmenter.name}'s authors use")
+    elif isinstance(requested, bool) or not isinstance(requested, int | float):
+        raise ValueError(f"threshold {requested!r} is not a number")
+    else:
+        threshold, source = float(requested), "as set"
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold {requested!r} must lie strictly between 0 and 1")
+    if _recorded is not None:
+        _recorded["threshold"] = threshold
+    print(f"Mask threshold: {threshold} ({source})")
+    return threshold
 
 
 class ResultsOwnedError(RuntimeError):
