@@ -163,7 +163,7 @@ class HitRate:
     def __str__(self) -> str:
         return (
             f"{self.rate:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}] ({self.hits}/{self.n}; "
-            f"chance {self.chance:.3f}, p={self.p_value:.3g})"
+            f"chance {self.chance:.3f}, one-sided p={self.p_value:.3g})"
         )
 
 
