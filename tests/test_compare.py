@@ -34,7 +34,8 @@ def test_a_claim_the_runs_disagree_on_is_marked_as_a_disagreement(tmp_path):
     code, stdout, stderr = run_main(["compare", mini, other, "--output", tmp_path / "out"])
     assert (code, stderr) == (0, "")
     page = (tmp_path / "out" / "compare.html").read_text()
-    assert stdout == f"comparison: {tmp_path / 'out' / 'compare.html'}\n"
+    assert stdout == (f"the runs disagree on: {WORD}\n"
+                      f"comparison: {tmp_path / 'out' / 'compare.html'}\n")
     rows = claim_rows(page)
     assert rows[WORD].startswith('<tr class="disagree">')
     assert 'class="verdict-reproduced"' in rows[WORD]
@@ -76,6 +77,24 @@ def test_a_parameter_only_the_results_record_is_compared_too(tmp_path):
     code, _, stderr = run_main(["compare", first, second, "--output", tmp_path / "out"])
     assert code == 2
     assert "parameter 05_specific_word.threshold is 0.5 in a, 0.3 in b" in stderr
+    assert stderr.endswith(", or name it with --vary threshold\n")
+
+
+def test_vary_threshold_compares_one_study_at_two_mask_thresholds(tmp_path):
+    # Issue 27, item 17: does any verdict flip between t = 0.5 and the paper's 0.3?
+    runs = []
+    for name, threshold, verdict in (("t05", 0.5, "reproduced"), ("t03", 0.3, "mixed")):
+        run = fabricate_run(tmp_path / name, verdicts={WORD: verdict, LAYERS: "mixed"})
+        payload = json.loads((run / "05_specific_word.json").read_text())
+        payload["parameters"]["threshold"] = threshold
+        (run / "05_specific_word.json").write_text(json.dumps(payload))
+        runs.append(run)
+    code, stdout, stderr = run_main(["compare", *runs, "--output", tmp_path / "out"])
+    assert code == 2 and "or name it with --vary threshold" in stderr
+    code, stdout, stderr = run_main(["compare", *runs, "--vary", "threshold",
+                                     "--output", tmp_path / "out"])
+    assert (code, stderr) == (0, "")
+    assert stdout.startswith(f"the runs disagree on: {WORD}\n")
 
 
 def test_a_failed_notebook_makes_its_claim_not_current_not_a_disagreement(tmp_path):

@@ -3,7 +3,8 @@
 Each claim gets one row: per run its verdict (coloured) and evidence, and the row is marked as a
 disagreement when the runs' current verdicts differ. A RUN that holds no ``run.json`` but
 subfolders that do (the runs of a grid) stands for those subfolders. Runs are comparable when
-they differ only in what a comparison is for (`MAY_DIFFER`: model, seed, device, dtype); any
+they differ only in what a comparison is for (`MAY_DIFFER`: model, seed, device, dtype, and
+what ``--vary`` names, e.g. ``--vary threshold`` for one study at two mask thresholds); any
 other parameter that differs (quick vs full, n_cases, threshold) is refused with exit status 2.
 Only current results count (`run_records`): a claim whose notebook failed reads "not current";
 a run that did not finish (interrupted, failed, still running) is refused.
@@ -59,29 +60,33 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
     return runs
 
 
-def _compared_parameters(run: RunRecord) -> dict[str, object]:
+def _compared_parameters(run: RunRecord, may_differ: Sequence[str]) -> dict[str, object]:
     """What must be equal across runs: the run's shared parameters, and every parameter each
-    current results file recorded (``05_specific_word.n_cases``), except `MAY_DIFFER`."""
+    current results file recorded (``05_specific_word.n_cases``), except `may_differ`."""
     compared = {"quick": run.quick}
-    compared |= {k: v for k, v in run.shared_parameters.items() if k not in MAY_DIFFER}
+    compared |= {k: v for k, v in run.shared_parameters.items() if k not in may_differ}
     for name, payload in run.current_results().items():
         compared |= {f"{name}.{k}": v for k, v in recorded_parameters(payload).items()
-                     if k not in MAY_DIFFER}
+                     if k not in may_differ}
     return compared
 
 
-def check_compatible(runs: Sequence[RunRecord], labels: Sequence[str]) -> None:
-    """CompareError naming the first parameter the runs were given different values of."""
-    compared = [_compared_parameters(run) for run in runs]
+def check_compatible(runs: Sequence[RunRecord], labels: Sequence[str],
+                     vary: Sequence[str] = ()) -> None:
+    """CompareError naming the first parameter the runs were given different values of, other
+    than `MAY_DIFFER` and `vary`."""
+    may_differ = (*MAY_DIFFER, *vary)
+    compared = [_compared_parameters(run, may_differ) for run in runs]
     # the run's own parameters first, then those of single results files (``name.parameter``)
     for name in sorted(set().union(*compared), key=lambda name: ("." in name, name)):
         values = {label: params[name] for label, params in zip(labels, compared, strict=True)
                   if name in params}
         if len({json.dumps(value, sort_keys=True) for value in values.values()}) > 1:
             listed = ", ".join(f"{value!r} in {label}" for label, value in values.items())
+            bare = name.rsplit(".", 1)[-1]
             raise CompareError(
                 f"runs are not comparable: parameter {name} is {listed}; compare runs that "
-                f"differ only in {', '.join(MAY_DIFFER[:-1])}"
+                f"differ only in {', '.join(MAY_DIFFER[:-1])}, or name it with --vary {bare}"
             )
 
 
@@ -152,8 +157,11 @@ def comparison_page(runs: Sequence[RunRecord], labels: Sequence[str]) -> tuple[s
     return page("CLIPSeg study: runs side by side", body), disagreements
 
 
-def compare_runs(paths: Sequence[str | Path], output: str | Path, *, force: bool = False) -> Path:
-    """Write ``<output>/compare.html`` for the runs at ``paths``; return its path.
+def compare_runs(paths: Sequence[str | Path], output: str | Path, *, force: bool = False,
+                 vary: Sequence[str] = ()) -> tuple[Path, list[str]]:
+    """Write ``<output>/compare.html`` for the runs at ``paths``; return its path and the
+    claims on which the runs' verdicts differ. `vary` names parameters that may differ
+    besides `MAY_DIFFER`.
 
     Raises CompareError when a path is not a run (or grid), the runs are not comparable, or
     the page would replace a file this command did not write (unless ``force``).
@@ -166,17 +174,17 @@ def compare_runs(paths: Sequence[str | Path], output: str | Path, *, force: bool
         if status in UNFINISHED:
             raise CompareError(f"{label}: run.json says the run {UNFINISHED[status]}; finish it "
                                "(rerun the same command) before comparing it")
-    check_compatible(runs, labels)
+    check_compatible(runs, labels, vary)
     target = Path(output) / PAGE_NAME
     if target.exists() and not force and GENERATOR not in target.read_text(errors="replace"):
         raise CompareError(f"{target} exists and was not written by compare; use --force")
-    html, _ = comparison_page(runs, labels)
+    html, disagreements = comparison_page(runs, labels)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(html, encoding="utf-8")
     except OSError as error:
         raise CompareError(f"output {output}: {error.strerror or error}") from error
-    return target
+    return target, disagreements
 
 
 def add_compare_command(commands: argparse._SubParsersAction) -> None:
@@ -186,6 +194,8 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("runs", nargs="+", metavar="RUN", help="output dirs of runs, or grids")
     compare.add_argument("--output", required=True, type=Path, metavar="DIR",
                          help=f"where to write {PAGE_NAME}")
+    compare.add_argument("--vary", action="append", default=[], metavar="PARAMETER",
+                         help="a parameter the runs may differ in (repeatable), e.g. threshold")
     compare.add_argument("--force", action="store_true",
                          help=f"replace a {PAGE_NAME} this command did not write")
     compare.set_defaults(handler=compare_command)
@@ -194,9 +204,12 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
 def compare_command(arguments: argparse.Namespace) -> int:
     """``clipseg-study compare``: 0 page written, 2 invalid input."""
     try:
-        target = compare_runs(arguments.runs, arguments.output, force=arguments.force)
+        target, disagreements = compare_runs(arguments.runs, arguments.output,
+                                             force=arguments.force, vary=arguments.vary)
     except CompareError as error:
         print(f"clipseg-study: error: {error}", file=sys.stderr)
         return 2
+    print("the runs disagree on: " + "; ".join(disagreements) if disagreements
+          else "the runs agree on every claim")
     print(f"comparison: {target}")
     return 0
