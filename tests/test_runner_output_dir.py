@@ -245,8 +245,36 @@ def test_a_full_disk_marks_the_run_failed_in_one_line(
     monkeypatch.setattr(report_module, "write_text_atomic", disk_full)
     code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
     assert code == 2 and stderr.count("\n") == 1 and "No space left on device" in stderr
-    assert json.loads((output_dir / "run.json").read_text())["status"] == "failed"
+    manifest = json.loads((output_dir / "run.json").read_text())
+    assert manifest["status"] == "failed"
+    error = f"[Errno 28] No space left on device: '{output_dir}/report/index.html'"
+    assert manifest["error"] == error
     assert not list(output_dir.rglob("*.tmp"))
+
+
+def test_a_run_json_that_cannot_be_marked_failed_is_said_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output_dir = tmp_path / "study"
+    real_write = runner.write_json_atomic
+
+    def disk_full(path, document):
+        if document["status"] == "failed":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, document)
+
+    def report_fails(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(runner, "write_json_atomic", disk_full)
+    monkeypatch.setattr(report_module, "write_text_atomic", report_fails)
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
+    assert code == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert stderr.endswith(
+        f"run.json could not be marked failed ([Errno 28] No space left on device: "
+        f"'{output_dir}/run.json') and stays as it was (status 'running')\n"
+    )
+    assert json.loads((output_dir / "run.json").read_text())["status"] == "running"
 
 
 def test_an_unreachable_scheduler_is_refused_before_anything_runs(tmp_path: Path) -> None:
