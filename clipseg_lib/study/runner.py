@@ -5,7 +5,9 @@ in its own kernel, writes the executed copies to ``<output_dir>/notebooks/``, th
 ``<output_dir>/run.json`` (outcomes, parameters, provenance and every file the run wrote) and the
 HTML report ``<output_dir>/report/``. A notebook that fails, times out or kills its kernel is
 recorded and the run goes on. Independent notebooks may run concurrently (``jobs``); a notebook
-whose stem contains `CONCLUSION_MARKER` reads the others' results and starts after them.
+whose stem contains `CONCLUSION_MARKER` reads the others' results and starts after them. A run
+that cannot go on (a worker process killed, a full disk) keeps the finished notebooks' results
+and marks ``run.json`` failed with the error and the notebooks it did not finish.
 
 `plan_study` checks everything (parameters, output dir, the model loading once) without
 writing anything; `execute_plan` runs a plan.
@@ -268,7 +270,10 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
         write_json_atomic(manifest_path, _manifest(plan, outcomes, "interrupted"))
         raise
     except (SchedulerError, OSError) as error:
-        message = _mark_failed(manifest_path, plan, outcomes, str(error))
+        finished = {outcome.stem for outcome in outcomes}
+        unfinished = ", ".join(stem for stem in stems if stem not in finished)
+        text = f"{error}; notebooks not finished: {unfinished}" if unfinished else str(error)
+        message = _mark_failed(manifest_path, plan, outcomes, text)
         raise StudyConfigError(f"the run in {output_dir} stopped: {message}") from error
     return StudyRun(
         plan.model_requested, plan.model_resolved, output_dir, plan.quick, plan.overrides, outcomes,
