@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -229,6 +230,48 @@ def test_ctrl_c_marks_the_run_interrupted_in_one_line_and_a_rerun_finishes(
     monkeypatch.setattr(run_command, "NOTEBOOKS_DIR", tmp_path / "notebooks")
     code, _, _ = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
     assert code == 0 and json.loads((output_dir / "run.json").read_text())["status"] == "finished"
+
+
+SLOW_CELL = """import pathlib, time
+pathlib.Path(output_dir, "busy").touch()
+time.sleep(300)
+"""
+RUN_FROM = """import pathlib, sys
+from clipseg_lib.study import cli, run_command
+run_command.NOTEBOOKS_DIR = pathlib.Path(sys.argv[1])
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_on_busy_kernels_ends_in_one_line_without_tracebacks(
+    tmp_path: Path, jobs: str
+) -> None:
+    directory = notebooks_dir(tmp_path, "00_ok")
+    slow = nbformat.read(directory / "00_ok.ipynb", as_version=4)
+    (directory / "00_ok.ipynb").unlink()
+    stems = ["00_slow", "01_slow"][: int(jobs)]
+    for stem in stems:
+        slow.cells[1].source = SLOW_CELL.replace("busy", f"busy-{stem}")
+        nbformat.write(slow, directory / f"{stem}.ipynb")
+    output_dir = tmp_path / "study"
+    command = [sys.executable, "-c", RUN_FROM, str(directory), "run", "--model", "mini",
+               "--output-dir", str(output_dir), "--jobs", jobs]
+    # Its own session, as a terminal's foreground job: Ctrl-C signals the whole group.
+    run = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if all((output_dir / f"busy-{stem}").exists() for stem in stems):
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # every kernel is in its sleep
+    os.killpg(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 1
+    assert stderr == (f"clipseg-study: interrupted; {output_dir / 'run.json'} marks the run "
+                      "interrupted: the same command runs it again\n")
+    assert json.loads((output_dir / "run.json").read_text())["status"] == "interrupted"
 
 
 def test_a_full_disk_marks_the_run_failed_in_one_line(
