@@ -40,6 +40,13 @@ def announce_and_wait(task: tuple[int, str]) -> tuple[int, int]:
     return number, os.getpid()
 
 
+def die_on_two(number: int) -> int:
+    """Return `number`, except that the worker process handed 2 kills itself."""
+    if number == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return number
+
+
 def fail_on_three(number: int) -> int:
     if number == 3:
         raise RuntimeError("task 3 failed")
@@ -110,3 +117,9 @@ def test_a_killed_dask_worker_is_survived(tmp_path):
     assert sorted(task[0] for task, _ in results) == list(range(6))
     assert all(task[0] == number for task, (number, _) in results)
     assert killed[0] not in {pid for _, (_, pid) in results}
+
+
+def test_a_killed_local_worker_raises_a_scheduler_error():
+    died = r"^a worker process died \(killed, or out of memory\)$"
+    with pytest.raises(SchedulerError, match=died):
+        list(map_tasks(die_on_two, [1, 2], scheduler="processes:2"))

@@ -407,3 +407,41 @@ def test_training_notebooks_lead_their_stage_and_conclusions_come_last() -> None
     assert [[path.stem for path in stage] for stage in stages] == [
         ["13_finetuning", "00_a", "12_b"], ["10_conclusion"],
     ]
+
+
+KILL_WORKER = """import json, os, pathlib, signal, time
+import psutil
+assert "spawn_main" in " ".join(psutil.Process(os.getppid()).cmdline()), "not in a worker"
+manifest = pathlib.Path(output_dir, "run.json")
+for _ in range(600):
+    if "00_ok" in [n["stem"] for n in json.loads(manifest.read_text())["notebooks"]]:
+        break
+    time.sleep(0.1)
+os.kill(os.getppid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_worker_fails_the_run_in_one_line_and_keeps_finished_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = notebooks_dir(tmp_path, "00_ok")
+    killer = nbformat.read(directory / "00_ok.ipynb", as_version=4)
+    killer.cells[1].source = KILL_WORKER
+    nbformat.write(killer, directory / "01_kills_its_worker.ipynb")
+    monkeypatch.setattr(run_command, "NOTEBOOKS_DIR", directory)
+    output_dir = tmp_path / "study"
+
+    code, _, stderr = run_main(
+        ["run", "--model", "mini", "--output-dir", str(output_dir), "--jobs", "2"]
+    )
+    manifest = json.loads((output_dir / "run.json").read_text())
+    error = (
+        "a worker process died (killed, or out of memory); "
+        "notebooks not finished: 01_kills_its_worker"
+    )
+    assert code == 2
+    assert stderr == f"clipseg-study: error: the run in {output_dir} stopped: {error}\n"
+    assert (manifest["status"], manifest["error"]) == ("failed", error)
+    assert [(n["stem"], n["status"]) for n in manifest["notebooks"]] == [("00_ok", "ok")]
+    assert json.loads((output_dir / "00_ok.json").read_text())["name"] == "00_ok"
+    assert manifest["written_files"]["00_ok"] == ["00_ok.json", "notebooks/00_ok.ipynb"]

@@ -10,6 +10,7 @@ from runner_helpers import notebooks_dir, run_main
 
 from clipseg_lib.model import loading
 from clipseg_lib.study import grid, run_command
+from clipseg_lib.study.output_dir import LOCK_FILE, run_in_progress
 from clipseg_lib.study.parameters import StudyConfigError
 
 
@@ -111,3 +112,22 @@ def test_a_two_by_two_grid_gives_four_studies_and_one_index(
 
     code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
     assert code == 2 and "holds the results of another grid (grid)" in stderr
+
+
+def test_a_grid_holds_its_folders_run_lock_while_its_studies_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_command, "NOTEBOOKS_DIR", notebooks_dir(tmp_path, "00_ok"))
+    output_dir = tmp_path / "grid"
+    locked: list[bool] = []
+    real_execute = grid.execute_plan
+
+    def execute_plan(plan):
+        locked.append(run_in_progress(output_dir))
+        return real_execute(plan)
+
+    monkeypatch.setattr(grid, "execute_plan", execute_plan)
+    code, _, _ = run_main(["run", "--output-dir", str(output_dir), "-g", "seed=0,1"])
+    assert code == 0 and locked == [True, True]
+    assert not run_in_progress(output_dir)
+    assert not (output_dir / LOCK_FILE).exists()

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -231,6 +232,48 @@ def test_ctrl_c_marks_the_run_interrupted_in_one_line_and_a_rerun_finishes(
     assert code == 0 and json.loads((output_dir / "run.json").read_text())["status"] == "finished"
 
 
+SLOW_CELL = """import pathlib, time
+pathlib.Path(output_dir, "busy").touch()
+time.sleep(300)
+"""
+RUN_FROM = """import pathlib, sys
+from clipseg_lib.study import cli, run_command
+run_command.NOTEBOOKS_DIR = pathlib.Path(sys.argv[1])
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_on_busy_kernels_ends_in_one_line_without_tracebacks(
+    tmp_path: Path, jobs: str
+) -> None:
+    directory = notebooks_dir(tmp_path, "00_ok")
+    slow = nbformat.read(directory / "00_ok.ipynb", as_version=4)
+    (directory / "00_ok.ipynb").unlink()
+    stems = ["00_slow", "01_slow"][: int(jobs)]
+    for stem in stems:
+        slow.cells[1].source = SLOW_CELL.replace("busy", f"busy-{stem}")
+        nbformat.write(slow, directory / f"{stem}.ipynb")
+    output_dir = tmp_path / "study"
+    command = [sys.executable, "-c", RUN_FROM, str(directory), "run", "--model", "mini",
+               "--output-dir", str(output_dir), "--jobs", jobs]
+    # Its own session, as a terminal's foreground job: Ctrl-C signals the whole group.
+    run = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if all((output_dir / f"busy-{stem}").exists() for stem in stems):
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # every kernel is in its sleep
+    os.killpg(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 1
+    assert stderr == (f"clipseg-study: interrupted; {output_dir / 'run.json'} marks the run "
+                      "interrupted: the same command runs it again\n")
+    assert json.loads((output_dir / "run.json").read_text())["status"] == "interrupted"
+
+
 def test_a_full_disk_marks_the_run_failed_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -245,8 +288,36 @@ def test_a_full_disk_marks_the_run_failed_in_one_line(
     monkeypatch.setattr(report_module, "write_text_atomic", disk_full)
     code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
     assert code == 2 and stderr.count("\n") == 1 and "No space left on device" in stderr
-    assert json.loads((output_dir / "run.json").read_text())["status"] == "failed"
+    manifest = json.loads((output_dir / "run.json").read_text())
+    assert manifest["status"] == "failed"
+    error = f"[Errno 28] No space left on device: '{output_dir}/report/index.html'"
+    assert manifest["error"] == error
     assert not list(output_dir.rglob("*.tmp"))
+
+
+def test_a_run_json_that_cannot_be_marked_failed_is_said_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output_dir = tmp_path / "study"
+    real_write = runner.write_json_atomic
+
+    def disk_full(path, document):
+        if document["status"] == "failed":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, document)
+
+    def report_fails(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(runner, "write_json_atomic", disk_full)
+    monkeypatch.setattr(report_module, "write_text_atomic", report_fails)
+    code, _, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
+    assert code == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert stderr.endswith(
+        f"run.json could not be marked failed ([Errno 28] No space left on device: "
+        f"'{output_dir}/run.json') and stays as it was (status 'running')\n"
+    )
+    assert json.loads((output_dir / "run.json").read_text())["status"] == "running"
 
 
 def test_an_unreachable_scheduler_is_refused_before_anything_runs(tmp_path: Path) -> None:

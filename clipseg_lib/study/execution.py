@@ -9,10 +9,13 @@ so the runner can map it over local processes or Dask workers.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 import papermill
 import psutil
 from jupyter_client import AsyncKernelManager
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_event_loop, run_sync
 from nbclient.exceptions import CellTimeoutError
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
@@ -96,6 +99,19 @@ class ProgressAwareClient(PapermillNotebookClient):
     # nbclient binds its synchronous execute_cell to its own async_execute_cell.
     execute_cell = run_sync(async_execute_cell)
 
+    @contextmanager
+    def setup_kernel(self, **kwargs: Any) -> Iterator[None]:
+        """nbclient's, except that a run interrupted (Ctrl-C) cancels the cell it waits on and
+        kills its kernel at once: shutting a busy kernel down gracefully races the reply to its
+        cell, and a cell left waiting sees its kernel die; both print tracebacks."""
+        with super().setup_kernel(**kwargs):
+            try:
+                yield
+            except KeyboardInterrupt:
+                _cancel_pending_tasks(ensure_event_loop())
+                self.shutdown_kernel = "immediate"
+                raise
+
     def _kernel_cpu_seconds(self) -> float | None:
         """CPU seconds used so far by the kernel and its children; None if unknown."""
         process = getattr(getattr(self.km, "provisioner", None), "process", None)
@@ -120,6 +136,16 @@ class ProgressAwareClient(PapermillNotebookClient):
             f"{now - self._cell_started:.0f} s, the last {timeout} s without using the CPU; "
             f"raise {CELL_TIMEOUT_FLAG} (now {timeout} s) if it needs longer"
         )
+
+
+def _cancel_pending_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks an interrupt left pending on `loop` (the cell's polls) and collect their
+    errors, so that none reports a dead kernel or an error never retrieved."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 class ProgressAwareEngine(NBClientEngine):

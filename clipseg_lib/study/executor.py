@@ -26,6 +26,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
@@ -39,7 +40,8 @@ SCHEDULER_HELP = "serial, processes:N, local:N or a Dask address such as tcp://h
 
 
 class SchedulerError(ValueError):
-    """A scheduler string that names no known way to run tasks, or Dask missing."""
+    """A scheduler string that names no known way to run tasks, Dask missing, or a local worker
+    process that died (killed, out of memory): the tasks not yet yielded are lost."""
 
 
 def parse_scheduler(scheduler: str | None) -> tuple[str, int | str]:
@@ -138,6 +140,8 @@ def _map_on_processes(
         futures = {pool.submit(function, task): task for task in tasks}
         for future in as_completed(futures):
             yield futures[future], future.result()
+    except BrokenProcessPool as error:
+        raise SchedulerError("a worker process died (killed, or out of memory)") from error
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -20,7 +20,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from clipseg_lib.study.output_dir import OwnedOutputDir, read_manifest
+from clipseg_lib.study.output_dir import OwnedOutputDir, read_manifest, run_lock
 from clipseg_lib.study.parameters import StudyConfigError
 from clipseg_lib.study.results import write_json_atomic
 from clipseg_lib.study.runner import StudyPlan, StudyRun, execute_plan, plan_study
@@ -161,9 +161,20 @@ def run_grid(
     """Run every combination's study into ``output_dir/<combination>/``, one after another
     (each with the notebook concurrency of its options), then write ``output_dir/index.html``."""
     owned, plans = plan_grid(notebooks_dir, output_dir, grid, **options)
-    owned.prepare(rerun=[])
-    runs = [(combination, execute_plan(plan)) for combination, plan in plans]
-    write_index(owned.path, runs)
+    with run_lock(owned.path):
+        owned.prepare(rerun=[])
+        runs = [(combination, execute_plan(plan)) for combination, plan in plans]
+        write_index(owned.path, runs)
+        _write_grid_manifest(owned, grid, runs)
+    return runs
+
+
+def _write_grid_manifest(
+    owned: OwnedOutputDir,
+    grid: Mapping[str, Sequence[str]],
+    runs: list[tuple[Combination, StudyRun]],
+) -> None:
+    """``grid.json``: the grid, each combination's failed notebooks and the files written."""
     write_json_atomic(
         owned.manifest_path,
         {
@@ -177,7 +188,6 @@ def run_grid(
             "written_files": owned.written_files([]),
         },
     )
-    return runs
 
 
 def _claims(study_dir: Path) -> list[dict[str, Any]]:

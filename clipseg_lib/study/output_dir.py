@@ -198,14 +198,9 @@ class OwnedOutputDir:
         return cls(path, kind, manifest["written_files"], replace_all=previous != (kind, identity))
 
     def prepare(self, rerun: Iterable[str]) -> None:
-        """Create the directory and delete the files earlier runs recorded for the notebooks in
-        ``rerun`` (all recorded files when replacing another run); then remember what is there."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StudyConfigError(f"output dir {self.path}: cannot create it: {error}") from error
-        if not os.access(self.path, os.W_OK | os.X_OK):
-            raise StudyConfigError(f"output dir {self.path}: not writable")
+        """Delete the files earlier runs recorded for the notebooks in ``rerun`` (all recorded
+        files when replacing another run), then remember what is there; call it holding the
+        directory's `run_lock`, which creates the directory and checks it is writable."""
         stale = set(self.previous_files) if self.replace_all else set(rerun)
         for owner in stale:
             for relative in self.previous_files.pop(owner, []):

@@ -5,7 +5,9 @@ in its own kernel, writes the executed copies to ``<output_dir>/notebooks/``, th
 ``<output_dir>/run.json`` (outcomes, parameters, provenance and every file the run wrote) and the
 HTML report ``<output_dir>/report/``. A notebook that fails, times out or kills its kernel is
 recorded and the run goes on. Independent notebooks may run concurrently (``jobs``); a notebook
-whose stem contains `CONCLUSION_MARKER` reads the others' results and starts after them.
+whose stem contains `CONCLUSION_MARKER` reads the others' results and starts after them. A run
+that cannot go on (a worker process killed, a full disk) keeps the finished notebooks' results
+and marks ``run.json`` failed with the error and the notebooks it did not finish.
 
 `plan_study` checks everything (parameters, output dir, the model loading once) without
 writing anything; `execute_plan` runs a plan.
@@ -13,6 +15,7 @@ writing anything; `execute_plan` runs a plan.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -178,7 +181,10 @@ def plan_study(
     return plan
 
 
-def _manifest(plan: StudyPlan, outcomes: list[NotebookRun], status: str) -> dict[str, Any]:
+def _manifest(
+    plan: StudyPlan, outcomes: list[NotebookRun], status: str, error: str | None = None
+) -> dict[str, Any]:
+    """run.json's content; `error` (why a failed run stopped) only where given."""
     seeds = [o.effective_parameters.get("seed") for o in outcomes if o.effective_parameters]
     intervals = [Interval(o.stem, o.started, o.started + o.seconds) for o in outcomes]
     return {
@@ -197,6 +203,7 @@ def _manifest(plan: StudyPlan, outcomes: list[NotebookRun], status: str) -> dict
         "provenance": provenance(seed=seeds[0] if len(set(seeds)) == 1 else None),
         "seeds": sorted({seed for seed in seeds if seed is not None}),
         "written_files": plan.output.written_files(intervals),
+        **({"error": error} if error is not None else {}),
     }
 
 
@@ -226,14 +233,14 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
     (output_dir / "notebooks").mkdir(exist_ok=True)
     manifest_path = plan.output.manifest_path
     outcomes: list[NotebookRun] = []
-    write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
-    # A run killed from here on must not leave the previous run's report looking current.
-    build_report(output_dir)
     runner_parameters = {"model": plan.model_resolved, "output_dir": str(output_dir)}
     kind, workers = parse_scheduler(plan.scheduler)
     bars = int(workers) if kind != "dask" else 1
     threads = max(1, (os.cpu_count() or 1) // bars) if kind == "processes" else None
     try:
+        write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
+        # A run killed from here on must not leave the previous run's report looking current.
+        build_report(output_dir)
         for stage in _stages(plan.notebooks):
             tasks = []
             for position, notebook in enumerate(stage):
@@ -263,20 +270,36 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
         write_json_atomic(manifest_path, _manifest(plan, outcomes, "interrupted"))
         raise
     except (SchedulerError, OSError) as error:
-        _mark_failed(manifest_path, plan, outcomes)
-        raise StudyConfigError(f"the run in {output_dir} stopped: {error}") from error
+        finished = {outcome.stem for outcome in outcomes}
+        unfinished = ", ".join(stem for stem in stems if stem not in finished)
+        text = f"{error}; notebooks not finished: {unfinished}" if unfinished else str(error)
+        message = _mark_failed(manifest_path, plan, outcomes, text)
+        raise StudyConfigError(f"the run in {output_dir} stopped: {message}") from error
     return StudyRun(
         plan.model_requested, plan.model_resolved, output_dir, plan.quick, plan.overrides, outcomes,
         plan.skipped,
     )
 
 
-def _mark_failed(manifest_path: Path, plan: StudyPlan, outcomes: list[NotebookRun]) -> None:
-    """Record in run.json that the run failed, where the disk still takes it."""
+def _mark_failed(
+    manifest_path: Path, plan: StudyPlan, outcomes: list[NotebookRun], error: str
+) -> str:
+    """Record in run.json that the run failed with `error`; return `error`, with a note when
+    run.json could not be written (a full disk): then it stays as it was."""
     try:
-        write_json_atomic(manifest_path, _manifest(plan, outcomes, "failed"))
-    except OSError:
-        pass  # a full disk: the manifest still says "running", which reads as unfinished too
+        write_json_atomic(manifest_path, _manifest(plan, outcomes, "failed", error))
+    except OSError as write_error:
+        return (f"{error}; run.json could not be marked failed ({write_error}) and stays as it "
+                f"was (status {_status_on_disk(manifest_path)!r})")
+    return error
+
+
+def _status_on_disk(manifest_path: Path) -> str:
+    """The status run.json now records, or "unreadable"."""
+    try:
+        return str(json.loads(manifest_path.read_text(encoding="utf-8"))["status"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable"
 
 
 def run_study(notebooks_dir: Path, output_dir: Path, **options: Any) -> StudyRun:
