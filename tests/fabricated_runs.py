@@ -79,11 +79,31 @@ def results_of(stem: str, n_cases: int, verdicts: dict[str, str]) -> dict:
         "claims": [
             {"claim": claim, "notebook": notebook, "evidence": f"mIoU 0.330 [0.280, 0.380] "
              f"(n={n_cases})", "control": "composite prompts 0.880", "verdict": verdicts[claim],
-             "model": "mini", "n": n_cases}
+             "model": "mini", "n": n_cases, "reason": REASONS[notebook],
+             "tests": claim_tests(notebook, n_cases)}
             for claim, notebook in CLAIMS
         ],
         "summary": "Generated from the numbers.",
     }
+
+
+REASONS = {"05_specific_word": "mIoU below the control; picked not shown above chance",
+           "04_extract_layers": "every change above -0.05"}
+
+
+def claim_tests(notebook: str, n: int) -> list[dict]:
+    """The tests `build_claims` writes per claim: a gap against 0 and a pick rate against
+    chance (05); two changes against the margin -0.05 (04)."""
+    def test(name, effect, low, high, bound, margin, p_holm):
+        return {"name": name, "effect": effect, "ci_low": low, "ci_high": high, "n": n,
+                "bound": bound, "margin": margin, "rule": f"{name}: a rule", "p_value": p_holm,
+                "p_holm": p_holm, "holds": p_holm < 0.05,
+                "direction": "above" if effect > bound else "below"}
+    if notebook == "05_specific_word":
+        return [test("mIoU against the control", -0.55, -0.61, -0.49, 0.0, None, 0.001),
+                test("picked against chance", 0.375, 0.227, 0.542, 0.354, None, 0.9)]
+    return [test("(2,4,7)", -0.01, -0.02, 0.0, -0.05, 0.05, 0.002),
+            test("(3,6,9)", -0.03, -0.045, -0.015, -0.05, 0.05, 0.04)]
 
 
 def fabricate_run(

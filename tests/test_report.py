@@ -14,34 +14,37 @@ from fabricated_runs import CLAIMS, age, fabricate_run, write_executed
 
 from clipseg_lib.study.model_description import describe_model
 from clipseg_lib.study.report import build_report
+from clipseg_lib.study.report_conclusion import summary_text
 from clipseg_lib.study.report_html import format_value, main_table, rows_table
 from clipseg_lib.study.run_records import read_run
 
 
 class Elements(HTMLParser):
-    """Every start tag as (tag, attributes), and every table row's cell texts joined by " | "."""
+    """Every start tag as (tag, attributes), and every table row's cell texts joined by " | "
+    (a row of a table nested in a cell counts as its own row, and in its cell's text)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.tags: list[tuple[str, dict]] = []
         self.rows: list[str] = []
-        self._row: list[str] | None = None
+        self._open_rows: list[list[list[str]]] = []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
         if tag == "tr":
-            self._row = []
-        elif tag in ("td", "th") and self._row is not None:
-            self._row.append([])
+            self._open_rows.append([])
+        elif tag in ("td", "th") and self._open_rows:
+            self._open_rows[-1].append([])
 
     def handle_endtag(self, tag):
-        if tag == "tr" and self._row is not None:
-            self.rows.append(" | ".join(" ".join("".join(cell).split()) for cell in self._row))
-            self._row = None
+        if tag == "tr" and self._open_rows:
+            row = self._open_rows.pop()
+            self.rows.append(" | ".join(" ".join("".join(cell).split()) for cell in row))
 
     def handle_data(self, data):
-        if self._row:
-            self._row[-1].append(data)
+        for row in self._open_rows:
+            if row:
+                row[-1].append(data)
 
 
 def parse(path: Path) -> tuple[str, Elements]:
@@ -57,17 +60,19 @@ def section(text: str, stem: str) -> str:
 
 
 def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experiment(tmp_path):
-    run = fabricate_run(tmp_path / "run", verdicts={CLAIMS[0][0]: "reproduced",
-                                                    CLAIMS[1][0]: "not reproduced"})
+    run = fabricate_run(tmp_path / "run", quick=False,
+                        verdicts={CLAIMS[0][0]: "reproduced", CLAIMS[1][0]: "not reproduced"})
     index = build_report(run)
     text, elements = parse(index)
     claim_rows = [row for row in elements.rows if row.startswith(("Fails", "Robust"))]
-    assert claim_rows[0].startswith("Fails to segment a specific word in the image (05)")
-    assert claim_rows[0].endswith(
-        "| mIoU 0.330 [0.280, 0.380] (n=4) | composite prompts 0.880 | reproducedon mini | 4")
+    assert claim_rows[0].startswith(
+        "Fails to segment a specific word in the image (05) | mIoU against the control: "
+        "-0.550 [-0.610, -0.490] against 0, n = 16. mIoU below the control; picked not shown "
+        "above chance.Full evidence")
+    assert claim_rows[0].endswith("| reproducedon mini | 16")
     assert re.search(r'class="verdict verdict-reproduced">reproduced', text)
     assert re.search(r'class="verdict verdict-not-reproduced">not reproduced', text)
-    assert "Quick run" in text
+    assert "Quick run" not in text
     caveat = text[text.index('class="box caveat"'):]
     assert "mini, the small model bundled with this repository" in caveat[:600]
     assert "pretrained CLIPSeg weights" not in text.replace("not CLIPSeg's pretrained weights", "")
@@ -78,12 +83,46 @@ def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experim
         assert part.count('<img src="data:image/png;base64,') == 1
         assert "<table>" in part and f'href="{stem}.html"' in part
         assert (index.parent / f"{stem}.html").is_file()
-        assert "Cases per condition: 4. Intervals are 95% over n = 4." in part
+        assert "Cases per condition: 16. Intervals are 95% over n = 16." in part
     extract = section(text, "04_extract_layers")
     assert "The poster's numbers" in extract
     assert "(3,6,9) | 0.88 | 0.94 | 0.797 | 0.967" in elements.rows
     assert "(5,7,8) | 0.56 | 0.87 | 0.00031 | 0.437" in elements.rows
-    assert "0.800 [0.750, 0.850] n=4" in " ".join(elements.rows)
+    assert "0.800 [0.750, 0.850] n=16" in " ".join(elements.rows)
+
+
+def test_the_forest_plot_comes_first_and_each_claim_has_a_headline_and_folded_evidence(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=False,
+                        verdicts={CLAIMS[0][0]: "inconclusive", CLAIMS[1][0]: "not judged"})
+    index = build_report(run)
+    text, elements = parse(index)
+    images = [attributes for tag, attributes in elements.tags if tag == "img"]
+    forest = images[0]
+    assert forest["src"] == "forest_plot.svg"
+    assert forest["alt"].startswith("Forest plot of every claim's tests")
+    assert "Robust to other extract layers: not judged (2 tests)" in forest["alt"]
+    assert (index.parent / "forest_plot.svg").read_text().lstrip().startswith("<?xml")
+    assert text.index('src="forest_plot.svg"') < text.index('<table class="claims">')
+    claims = text[text.index('<table class="claims">'):text.index("</table>\n", text.index(
+        '<table class="claims">'))]
+    assert claims.count("<details><summary>Full evidence</summary>") == 2
+    assert "<li><b>Control</b>: composite prompts 0.880</li>" in claims
+    assert "(3,6,9): -0.030 [-0.045, -0.015] against -0.05, n = 16. Every change above -0.05." \
+        in claims
+    assert 'class="verdict verdict-inconclusive">inconclusive' in text
+    assert 'class="verdict verdict-not-judged">not judged' in text
+    style = text[text.index("<style>"):text.index("</style>")]
+    assert ".verdict-inconclusive { background: #f9e7bf; border-left: 0.4rem solid #E69F00; }" \
+        in style
+    assert ".verdict-not-judged {" in style
+
+
+def test_the_verdict_counts_read_as_a_sentence():
+    summary = {"configuration_problems": {}, "verdicts": {
+        "mixed": 1, "not measured": 0, "not reproduced": 1, "reproduced": 4}}
+    assert summary_text(summary) == "Verdicts: 1 mixed, 1 not reproduced, 4 reproduced."
+    assert summary_text({"configuration_problems": {"02_distorted_images": "seed 1 vs 0"}}) == (
+        "Configuration problems: 02_distorted_images (seed 1 vs 0).")
 
 
 def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrapping(tmp_path):
@@ -97,10 +136,10 @@ def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrappi
 
 
 def test_a_notebook_that_failed_in_this_run_shows_no_older_numbers(tmp_path):
-    run = fabricate_run(tmp_path / "run", quick=True)
+    run = fabricate_run(tmp_path / "run", quick=False)
     for old in run.glob("*.*"):
         age(old, 100)
-    fabricate_run(run, quick=True, failed=("05_specific_word",))
+    fabricate_run(run, quick=False, failed=("05_specific_word",))
     text, elements = parse(build_report(run))
     part = section(text, "05_specific_word")
     assert "failed in this run</b>: ValueError: broke. No results shown." in part
@@ -108,7 +147,6 @@ def test_a_notebook_that_failed_in_this_run_shows_no_older_numbers(tmp_path):
     assert "left out: 05_specific_word.json: from an earlier run" in part
     word_claim = next(row for row in elements.rows if row.startswith("Fails to segment"))
     assert word_claim.endswith("| not current: 05_specific_word failed in this run")
-    assert "Quick run" in text
 
 
 def test_a_full_rerun_of_one_notebook_shows_no_quick_results_as_current(tmp_path):

@@ -23,27 +23,13 @@ from nbconvert.filters import markdown2html
 
 from clipseg_lib.study.model_description import ModelDescription, describe_model
 from clipseg_lib.study.poster import poster_table_for
-from clipseg_lib.study.report_html import (
-    format_value,
-    is_interval,
-    main_table,
-    page,
-    png_data_uri,
-    rows_table,
-    verdict_class,
-)
+from clipseg_lib.study.report_conclusion import conclusion_section
+from clipseg_lib.study.report_html import is_interval, main_table, page, png_data_uri, rows_table
 from clipseg_lib.study.results import describe_machine, write_text_atomic
-from clipseg_lib.study.run_records import (
-    ClaimRecord,
-    NotebookRecord,
-    RunRecord,
-    conclusion_of,
-    read_run,
-)
+from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
 
 REPORT_DIR_NAME = "report"
 CARD_PAGE = "model_card.html"
-CLAIM_COLUMNS = ("claim", "evidence", "control", "verdict", "n")
 #: nbconvert's lab template without CDN scripts and without mid-word wrapping of output text.
 NOTEBOOK_PAGE_TEMPLATE = Path(__file__).parent / "templates" / "offline_page.html.j2"
 SHOWN_STATUSES = ("ok", "earlier", "unverified")
@@ -139,55 +125,6 @@ def _card_link(description: ModelDescription, report_dir: Path) -> str | None:
     return description.card_url
 
 
-def _conclusion(run: RunRecord, model: str) -> tuple[str, str | None]:
-    """(the conclusion section, the stem of the notebook that wrote it, if any)."""
-    conclusion = conclusion_of(run)
-    if conclusion is None:
-        return ('<h2 id="conclusion">Conclusion</h2><p class="stale">No conclusion from this run '
-                "(the conclusion notebook did not run, failed, or its results are not current)."
-                "</p>", None)
-    header = "".join(f"<th>{column.capitalize()}</th>" for column in CLAIM_COLUMNS)
-    rows = "\n".join(_claim_row(claim, run.model) for claim in conclusion.claims)
-    summary = conclusion.results.get("summary")
-    stale = sum(not claim.current for claim in conclusion.claims)
-    summary_html = f"<p>{_summary_text(summary)}</p>" if summary else ""
-    if stale:
-        summary_html = (f'<p class="stale">The conclusion\'s summary is not shown: {stale} of its '
-                        f"{len(conclusion.claims)} claims are not current.</p>")
-    return (f'<h2 id="conclusion">Conclusion: the poster\'s claims on {escape(model)}</h2>\n'
-            f'<table class="claims">\n<tr>{header}</tr>\n{rows}\n</table>\n{summary_html}',
-            conclusion.stem)
-
-
-def _summary_text(summary: Any) -> str:
-    """The conclusion's summary: text as is; counts (``{"verdicts": {"mixed": 1}}``) in words."""
-    if isinstance(summary, dict):
-        return "; ".join(
-            ", ".join(f"{count} {escape(str(name))}" for name, count in value.items())
-            if isinstance(value, dict) else f"{escape(str(key))}: {format_value(value)}"
-            for key, value in summary.items()
-        )
-    return escape(str(summary))
-
-
-def _claim_row(record: ClaimRecord, run_model: str | None) -> str:
-    claim, source = record.claim, record.source
-    cells = {column: format_value(claim.get(column)) for column in CLAIM_COLUMNS}
-    claim_text = cells["claim"]
-    if not record.current:
-        return (f"<tr><td>{claim_text}</td>"
-                f'<td colspan="4" class="stale">not current: {escape(record.why)}</td></tr>')
-    earlier = " from an earlier run" if source.status == "earlier" else ""
-    claim_text += (f' <small>(<a href="#{escape(source.stem)}">{escape(source.number)}</a>'
-                   f"{earlier})</small>")
-    verdict = str(claim.get("verdict"))
-    on_model = escape(str(claim.get("model") or run_model))
-    return (f"<tr><td>{claim_text}</td><td>{cells['evidence']}</td><td>{cells['control']}</td>"
-            f'<td class="verdict {verdict_class(verdict)}">{escape(verdict)}'
-            f"<br><small>on {on_model}</small></td>"
-            f'<td class="number">{cells["n"]}</td></tr>')
-
-
 def _sample_sizes(record: NotebookRecord, shown_rows: list[dict[str, Any]]) -> str:
     """What the results say of their sample sizes: ``n_cases`` and the n of shown intervals."""
     cases = sorted({
@@ -251,7 +188,7 @@ def build_report(output_dir: str | Path) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     run = read_run(output_dir)
     description = describe_model(run.model, _first_provenance(run, "weights_sha256"))
-    conclusion, conclusion_stem = _conclusion(run, str(run.model))
+    conclusion, conclusion_stem = conclusion_section(run, report_dir)
     sections, contents = [], []
     for record in run.notebooks:
         title = notebook_title(record.executed, record.stem) if record.executed else record.stem

@@ -15,10 +15,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
+
 #: Keys that name a results file's main table, most preferred first; else its first table.
 MAIN_TABLE_KEYS = ("sweep", "rows", "mean_rows", "claims")
 MAX_TABLE_ROWS = 15
-VERDICTS = ("reproduced", "not reproduced", "mixed")
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 1.5rem auto; padding: 0 1rem;
@@ -30,8 +31,6 @@ td, th { border: 1px solid #bbb; padding: 0.3rem 0.5rem; vertical-align: top; te
 th { background: #f0f0f0; } td.number { text-align: right; white-space: nowrap; }
 .ci, .n { color: #555; font-size: 0.85em; white-space: nowrap; }
 .verdict { font-weight: 600; white-space: nowrap; }
-.verdict-reproduced { background: #dff0d8; } .verdict-not-reproduced { background: #f8dcdc; }
-.verdict-mixed { background: #fcefc7; } .verdict-other { background: #eeeeee; }
 .disagree { outline: 3px solid #7a1fa2; } .stale { color: #8a1c1c; }
 .box { border: 2px solid #444; background: #f7f7f7; padding: 0.6rem 1rem; margin: 1rem 0; }
 .caveat { border-color: #b36b00; background: #fff6e5; } .quick { color: #a00; font-weight: 600; }
@@ -43,10 +42,23 @@ section { margin-bottom: 2rem; }
 @media print {
   body { max-width: none; margin: 0; font-size: 10pt; } a { color: inherit; }
   section, table, figure, .box { break-inside: avoid; } nav { display: none; }
-  .verdict-reproduced, .verdict-not-reproduced, .verdict-mixed, .verdict-other {
-    print-color-adjust: exact; -webkit-print-color-adjust: exact; }
+  .verdict { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
 }
 """
+
+
+def _tint(colour: str, share: float = 0.25) -> str:
+    """``colour`` (``#RRGGBB``) mixed with white, ``share`` of it kept: a background that
+    keeps black text readable."""
+    channels = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{round(255 - share * (255 - c)):02x}" for c in channels)
+
+
+VERDICT_STYLE = "\n".join(
+    f".{'verdict-' + verdict.replace(' ', '-')} {{ background: {_tint(colour)}; "
+    f"border-left: 0.4rem solid {colour}; }}"
+    for verdict, colour in VERDICT_COLOURS.items()
+) + "\n.verdict-other { background: #eeeeee; }"
 
 
 def is_interval(value: Any) -> bool:
@@ -133,9 +145,9 @@ def main_table(results: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]] |
 
 
 def verdict_class(verdict: Any) -> str:
-    """CSS class colouring a verdict: reproduced, not reproduced, mixed, or anything else."""
+    """CSS class colouring a verdict: one of `VERDICT_COLOURS`' (the forest plot's), or other."""
     text = str(verdict).strip().lower()
-    return "verdict-" + (text.replace(" ", "-") if text in VERDICTS else "other")
+    return "verdict-" + (text.replace(" ", "-") if text in VERDICT_COLOURS else "other")
 
 
 def png_data_uri(path: Path) -> str:
@@ -151,7 +163,7 @@ def page(title: str, body: Sequence[str]) -> str:
             '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{escape(title)}</title>",
-            f"<style>{STYLE}</style></head><body>",
+            f"<style>{STYLE}{VERDICT_STYLE}</style></head><body>",
             *body,
             "</body></html>",
         ]
