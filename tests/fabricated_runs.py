@@ -153,3 +153,37 @@ def age(path: Path, seconds: float) -> None:
     """Set `path`'s modification time `seconds` into the past (an older run's file)."""
     then = time.time() - seconds
     os.utime(path, (then, then))
+
+
+REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"
+
+
+def reference_run(directory: Path) -> Path:
+    """A full run of the committed notebooks' results (``data/reference``) as the runner leaves
+    it, its conclusion drawn anew by `build_claims` (with each claim's tests), one figure each."""
+    from clipseg_lib.experiments.conclusion import build_claims, verdict_counts
+    from clipseg_lib.study.results import load_results
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "notebooks").mkdir(exist_ok=True)
+    started = time.time() - 5
+    payloads = {path.stem: json.loads(path.read_text())
+                for path in sorted(REFERENCE.glob("*.json"))}
+    claims = build_claims(load_results(REFERENCE))
+    payloads["conclusion"]["results"] = {
+        "claims": claims, "summary": {"configuration_problems": {},
+                                      "verdicts": verdict_counts(claims)}}
+    outcomes = []
+    for index, (name, payload) in enumerate(payloads.items()):
+        stem = "10_conclusion" if name == "conclusion" else name
+        injected = {**payload["parameters"], "output_dir": str(directory)}
+        write_executed(directory / "notebooks" / f"{stem}.ipynb", stem.replace("_", " ", 1),
+                       started, injected)
+        outcomes.append({"stem": stem, "status": "ok", "seconds": 1.5, "parameters": injected})
+        (directory / f"{name}.json").write_text(json.dumps(payload))
+        write_figure(directory / f"{name}_figure.png", index)
+    manifest = {"model_requested": "mini", "model_resolved": "mini", "quick": False,
+                "dtype": "float32", "parameters": {}, "notebooks": outcomes,
+                "provenance": payloads["conclusion"]["provenance"]}
+    (directory / "run.json").write_text(json.dumps(manifest))
+    return directory

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from fabricated_runs import CLAIMS, age, fabricate_run, write_executed
+from fabricated_runs import CLAIMS, age, fabricate_run, reference_run, write_executed
 
 from clipseg_lib.study.model_description import describe_model
 from clipseg_lib.study.report import build_report
@@ -123,6 +123,59 @@ def test_the_verdict_counts_read_as_a_sentence():
     assert summary_text(summary) == "Verdicts: 1 mixed, 1 not reproduced, 4 reproduced."
     assert summary_text({"configuration_problems": {"02_distorted_images": "seed 1 vs 0"}}) == (
         "Configuration problems: 02_distorted_images (seed 1 vs 0).")
+
+
+class Cells(HTMLParser):
+    """The text of every ``<td>``, links' targets beside it; ``shown``: what shows in each
+    outermost cell before any ``<details>`` is opened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self.links: list[list[str]] = []
+        self.shown: list[str] = []
+        self._folded = 0
+        self._open_cells = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "td":
+            self.cells.append("")
+            self.links.append([])
+            self._open_cells += 1
+            if self._open_cells == 1:
+                self.shown.append("")
+        elif tag == "a" and self.cells:
+            self.links[-1].append(dict(attrs).get("href", ""))
+        elif tag == "details":
+            self._folded += 1
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._open_cells -= 1
+        elif tag == "details":
+            self._folded -= 1
+
+    def handle_data(self, data):
+        if self.cells:
+            self.cells[-1] += data
+        if self._open_cells and not self._folded:
+            self.shown[-1] += data
+
+
+RAW_NUMBERS = re.compile(r"\[\s*-?[\d.e+-]+(\s*,\s*\[?\s*-?[\d.e+-]+\]?){4,}")
+
+
+def test_no_table_cell_holds_raw_data_but_a_count_and_a_link_to_the_results(tmp_path):
+    index = build_report(reference_run(tmp_path / "run"))
+    cells = Cells()
+    cells.feed(index.read_text(encoding="utf-8"))
+    assert len(cells.cells) > 200
+    assert [cell[:80] for cell in cells.cells if RAW_NUMBERS.search(cell)] == []
+    assert max(len(cell) for cell in cells.shown) < 400
+    per_case = next(i for i, cell in enumerate(cells.cells) if cell.startswith("iou_gt: 64 values"))
+    assert cells.links[per_case] == ["../02_distorted_images.json"]
+    assert any(cell.startswith("biniou: 49 values") for cell in cells.cells)
+    assert "49 points (JSON)" in cells.cells
 
 
 def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrapping(tmp_path):

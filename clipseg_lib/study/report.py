@@ -170,7 +170,8 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
         shown_rows += rows
         poster = poster_table_for(rows)
         heading = f"Ours ({escape(key)})" if poster else escape(f"{name}: {key}")
-        ours = f"<div><h3>{heading}</h3>{rows_table(rows)}</div>"
+        table_html = rows_table(rows, data_link=f"../{name}.json")
+        ours = f"<div><h3>{heading}</h3>{table_html}</div>"
         if poster is not None:
             ours += f"<div><h3>The poster's numbers</h3>{poster}</div>"
         parts.append(f'<div class="side">{ours}</div>')

@@ -8,7 +8,6 @@ shows as ``mean [low, high] n=N``. Pages are standalone: one inline style sheet,
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -20,6 +19,8 @@ from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
 #: Keys that name a results file's main table, most preferred first; else its first table.
 MAIN_TABLE_KEYS = ("sweep", "rows", "mean_rows", "claims")
 MAX_TABLE_ROWS = 15
+#: A list of more numbers than this is raw data: a table cell says how many, and links to it.
+MAX_LISTED = 4
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 1.5rem auto; padding: 0 1rem;
@@ -76,8 +77,38 @@ def _number(value: float | None) -> str:
     return f"{value:.3f}"
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def raw_data_summary(value: Any) -> str | None:
+    """What a raw-data value holds, in words (``64 values``, ``49 points``, ``iou_gt: 64
+    values``), or None for a value a table shows as it is (an interval, a number, a label,
+    a short list of labels or up to `MAX_LISTED` numbers)."""
+    if is_interval(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(item, (list, tuple)) for item in value):
+            return f"{len(value)} points"
+        if any(isinstance(item, (dict, list, tuple)) for item in value):
+            return f"{len(value)} records"
+        numbers = sum(_is_number(item) for item in value)
+        return f"{len(value)} values" if numbers > MAX_LISTED else None
+    if isinstance(value, Mapping):
+        return "; ".join(f"{key}: {_held(inner)}" for key, inner in value.items()) or "empty"
+    return None
+
+
+def _held(value: Any) -> str:
+    return raw_data_summary(value) or ("1 interval" if is_interval(value) else "1 value")
+
+
 def format_value(value: Any) -> str:
-    """``value`` as escaped HTML: intervals with their n, floats at 3 decimals, None as a dash."""
+    """``value`` as escaped HTML: intervals with their n, floats at 3 decimals, None as a dash,
+    raw data (lists of numbers, records) as `raw_data_summary` says."""
+    summary = raw_data_summary(value)
+    if summary is not None:
+        return escape(summary)
     if is_interval(value):
         centre = value.get("mean", value.get("rate"))
         return (
@@ -90,20 +121,20 @@ def format_value(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return _number(value)
-    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list)) for v in value):
+    if isinstance(value, (list, tuple)):
         return escape(", ".join(str(item) for item in value))
-    if isinstance(value, (dict, list)):
-        return f"<code>{escape(json.dumps(value, sort_keys=True)[:200])}</code>"
     return escape(str(value))
 
 
 def _is_numeric(value: Any) -> bool:
-    return is_interval(value) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return is_interval(value) or _is_number(value)
 
 
-def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_ROWS) -> str:
+def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_ROWS,
+               data_link: str | None = None) -> str:
     """An HTML table of ``rows``: label columns first, then numbers, each in order of first
-    appearance (JSON files are written with sorted keys, which would put labels anywhere)."""
+    appearance (JSON files are written with sorted keys, which would put labels anywhere).
+    A cell of raw data says what it holds, with a link to ``data_link`` (the results file)."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
     numeric = {key for key in keys if any(_is_numeric(row.get(key)) for row in rows)}
     columns = [key for key in keys if key not in numeric] + [key for key in keys if key in numeric]
@@ -113,7 +144,7 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_R
         cells = "".join(
             f'<td class="number">{format_value(row.get(c))}</td>'
             if _is_numeric(row.get(c))
-            else f"<td>{format_value(row.get(c))}</td>"
+            else f"<td>{format_value(row.get(c))}{_data_link(row.get(c), data_link)}</td>"
             for c in columns
         )
         body.append(f"<tr>{cells}</tr>")
@@ -122,6 +153,12 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_R
         body.append(f'<tr><td colspan="{len(columns)}">… {more} more rows in the notebook'
                     "</td></tr>")
     return f"<table>\n<tr>{header}</tr>\n" + "\n".join(body) + "\n</table>"
+
+
+def _data_link(value: Any, data_link: str | None) -> str:
+    if data_link is None or raw_data_summary(value) is None:
+        return ""
+    return f' <a href="{escape(data_link)}">(JSON)</a>'
 
 
 def tables_in(results: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
