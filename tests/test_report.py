@@ -178,6 +178,26 @@ def test_no_table_cell_holds_raw_data_but_a_count_and_a_link_to_the_results(tmp_
     assert "49 points (JSON)" in cells.cells
 
 
+def test_the_front_page_names_the_run_model_settings_machine_and_versions(tmp_path):
+    run = reference_run(tmp_path / "run")
+    manifest = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**manifest, "run_id": "2026-12-04T05-00-mini"}))
+    text = build_report(run).read_text(encoding="utf-8")
+    box = text[text.index('<aside class="box provenance"'):text.index("</aside>")]
+    entries = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", box))
+    sha = json.loads((run / "05_specific_word.json").read_text())["provenance"]["weights_sha256"]
+    assert entries == {
+        "Run": "2026-12-04T05-00-mini", "Model": "mini", "Weights sha256": sha,
+        "Data": "phrasecut, world", "Seed": "0", "dtype": "float32", "Threshold": "0.5",
+        "n per claim": "64, 64, 40, 40, 40, 40", "Mode": "full",
+        "Machine": "AMD EPYC; instruction sets: avx2 fma avx512f avx512_vnni avx512_bf16; "
+                   "AVX512 kernels; 2 threads",
+        "Versions": "python 3.11.7, torch 2.13.0+cpu, transformers 5.25.0, numpy 2.4.6",
+    }
+    assert len(sha) == 64
+    assert text.index('id="conclusion"') < text.index('id="provenance"') < text.index("<nav>")
+
+
 def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrapping(tmp_path):
     run = fabricate_run(tmp_path / "run")
     build_report(run)

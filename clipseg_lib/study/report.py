@@ -25,7 +25,8 @@ from clipseg_lib.study.model_description import ModelDescription, describe_model
 from clipseg_lib.study.poster import poster_table_for
 from clipseg_lib.study.report_conclusion import conclusion_section
 from clipseg_lib.study.report_html import is_interval, main_table, page, png_data_uri, rows_table
-from clipseg_lib.study.results import describe_machine, write_text_atomic
+from clipseg_lib.study.report_provenance import provenance_box
+from clipseg_lib.study.results import write_text_atomic
 from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
 
 REPORT_DIR_NAME = "report"
@@ -76,33 +77,20 @@ def _first_provenance(run: RunRecord, key: str) -> Any:
     )
 
 
-def _run_banner(run: RunRecord) -> str:
+def _run_notes(run: RunRecord) -> str:
+    """What a reader must know before the numbers: no manifest, an interrupted later run,
+    notebooks the runner left out; "" when there is nothing to say."""
     if run.manifest is None:
         return ('<div class="box caveat">No <code>run.json</code> here: which run produced '
                 "these results, and with which parameters, is unknown.</div>")
     lines = []
-    provenance = run.manifest.get("provenance") or {}
-    versions = ", ".join(f"{name} {provenance[name]}" for name in ("torch", "transformers")
-                         if provenance.get(name))
-    seed = next((s for s in (provenance.get("seed"), run.shared_parameters.get("seed"))
-                 if s is not None), None)
-    seed_text = f" · seed {seed}" if seed is not None else ""
-    requested = run.manifest.get("model_requested")
-    requested_text = f" (requested: {requested})" if requested not in (None, run.model) else ""
-    lines.append(escape(f"Run of {run.model}{requested_text}{seed_text} · {versions}"))
-    notebook_provenance = next((payload.get("provenance") for payload in
-                                run.current_results().values() if payload.get("provenance")), {})
-    lines.append(escape(f"Machine: {describe_machine(notebook_provenance or provenance)}"))
-    if run.quick:
-        lines.append('<span class="quick">Quick run: a few cases per experiment, enough to '
-                     "exercise every notebook, not to conclude anything.</span>")
     if run.interrupted:
         lines.append('<span class="quick">A later run in this directory did not finish: '
                      f"{escape('; '.join(run.interrupted))}. Its notebooks are not shown as ok."
                      "</span>")
     for stem, reason in (run.manifest.get("skipped") or {}).items():
         lines.append(escape(f"Not run: {stem}, which {reason}."))
-    return '<div class="box">' + "<br>".join(lines) + "</div>"
+    return '<div class="box">' + "<br>".join(lines) + "</div>" if lines else ""
 
 
 def _caveat(description: ModelDescription, card_link: str | None) -> str:
@@ -207,9 +195,10 @@ def build_report(output_dir: str | Path) -> Path:
         "<p>Does CLIPSeg (Lüddecke &amp; Ecker, CVPR 2022) behave as the student poster "
         "says? Its claims, each judged against a control, then the experiments behind "
         "them.</p>",
-        _run_banner(run),
+        _run_notes(run),
         _caveat(description, _card_link(description, report_dir)),
         conclusion,
+        provenance_box(run),
         f"<nav><h2>Experiments</h2><ul>{''.join(contents)}</ul></nav>",
         *sections,
         f"<h2>Not from this run</h2><ul>{left_out}</ul>" if left_out else "",

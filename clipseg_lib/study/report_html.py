@@ -35,6 +35,10 @@ th { background: #f0f0f0; } td.number { text-align: right; white-space: nowrap; 
 .disagree { outline: 3px solid #7a1fa2; } .stale { color: #8a1c1c; }
 .box { border: 2px solid #444; background: #f7f7f7; padding: 0.6rem 1rem; margin: 1rem 0; }
 .caveat { border-color: #b36b00; background: #fff6e5; } .quick { color: #a00; font-weight: 600; }
+.provenance dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.1rem 1rem;
+                 margin: 0; font-size: 0.9rem; }
+.provenance dt { font-weight: 600; } .provenance dd { margin: 0; }
+.provenance h2 { font-size: 1.05rem; border: none; margin: 0 0 0.3rem; }
 .side { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
 figure { margin: 0.5rem 0; }
 figure img { max-width: 100%; max-height: 36rem; height: auto; border: 1px solid #ddd; }
