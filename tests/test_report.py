@@ -117,6 +117,16 @@ def test_the_forest_plot_comes_first_and_each_claim_has_a_headline_and_folded_ev
     assert ".verdict-not-judged {" in style
 
 
+def test_a_quick_run_shows_no_verdicts_but_says_why(tmp_path):
+    index = build_report(fabricate_run(tmp_path / "run", quick=True))
+    text, elements = parse(index)
+    conclusion = text[text.index('<h2 id="conclusion">'):text.index('<aside class="box')]
+    assert "Quick run: no verdicts.</b> n = 4 per cell; the conclusion needs 40." in conclusion
+    assert 'class="claims"' not in text and "verdict-" not in text.split("</style>")[1]
+    assert "forest_plot.svg" not in text and not (index.parent / "forest_plot.svg").exists()
+    assert ("dt", {}) in elements.tags and "<dd>quick (a smoke test)</dd>" in text
+
+
 def test_the_verdict_counts_read_as_a_sentence():
     summary = {"configuration_problems": {}, "verdicts": {
         "mixed": 1, "not measured": 0, "not reproduced": 1, "reproduced": 4}}
