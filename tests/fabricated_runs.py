@@ -33,9 +33,15 @@ def declared_parameters(stem: str) -> dict:
     return declared if stem == "10_conclusion" else {**declared, "n_cases": 16}
 
 
+#: A 1×1 PNG, base64, as a notebook's figure output holds it.
+PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+           "RU5ErkJggg==")
+
+
 def write_executed(path: Path, title: str, started: float, injected: dict | None = None) -> None:
     """An executed notebook as papermill leaves it: a heading, the parameters cell, the
-    injected parameters (also in the metadata), one code cell with a long output line."""
+    injected parameters (also in the metadata), a Markdown line, one code cell with a long
+    output line and a figure."""
     injected = injected or {}
     notebook = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell("\n".join(
@@ -47,8 +53,11 @@ def write_executed(path: Path, title: str, started: float, injected: dict | None
     notebook.cells = [
         nbformat.v4.new_markdown_cell(f"# {title}\n\nWhat this notebook asks."),
         parameters, injected_cell,
+        nbformat.v4.new_markdown_cell("The sweep, per distortion."),
         nbformat.v4.new_code_cell("print(finding)", outputs=[nbformat.v4.new_output(
-            "stream", name="stdout", text="A finding sentence " * 20 + "\n")]),
+            "stream", name="stdout", text="A finding sentence " * 20 + "\n"),
+            nbformat.v4.new_output("display_data", data={"image/png": PNG_1PX,
+                                                         "text/plain": "<Figure>"})]),
     ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}

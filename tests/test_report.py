@@ -9,6 +9,7 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import html5lib
 import pytest
 from fabricated_runs import CLAIMS, age, fabricate_run, reference_run, write_executed
 
@@ -206,6 +207,24 @@ def test_the_front_page_names_the_run_model_settings_machine_and_versions(tmp_pa
     }
     assert len(sha) == 64
     assert text.index('id="conclusion"') < text.index('id="provenance"') < text.index("<nav>")
+
+
+def test_every_page_parses_strictly_and_every_image_has_alt_text(tmp_path):
+    index = build_report(reference_run(tmp_path / "run"))
+    pages = sorted(index.parent.glob("*.html"))
+    assert len(pages) == 15
+    alts = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        html5lib.HTMLParser(strict=True).parse(text)
+        elements = Elements()
+        elements.feed(text)
+        images = [attributes for tag, attributes in elements.tags if tag == "img"]
+        assert all(image.get("alt") for image in images), page.name
+        alts += [image["alt"] for image in images]
+    assert "Figure 1 of 05 specific_word, after: The sweep, per distortion." in alts
+    assert "Key figure of 05 specific_word (05_specific_word_figure.png)" in alts
+    assert len(alts) == 1 + 13 + 13
 
 
 def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrapping(tmp_path):

@@ -11,17 +11,15 @@ that reads offline and prints.
 
 from __future__ import annotations
 
-import warnings
 from html import escape
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import nh3
-from nbconvert import HTMLExporter
 from nbconvert.filters import markdown2html
 
 from clipseg_lib.study.model_description import ModelDescription, describe_model
+from clipseg_lib.study.notebook_page import notebook_title, render_notebook
 from clipseg_lib.study.poster import poster_table_for
 from clipseg_lib.study.report_conclusion import conclusion_section
 from clipseg_lib.study.report_html import is_interval, main_table, page, png_data_uri, rows_table
@@ -31,42 +29,7 @@ from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
 
 REPORT_DIR_NAME = "report"
 CARD_PAGE = "model_card.html"
-#: nbconvert's lab template without CDN scripts and without mid-word wrapping of output text.
-NOTEBOOK_PAGE_TEMPLATE = Path(__file__).parent / "templates" / "offline_page.html.j2"
 SHOWN_STATUSES = ("ok", "earlier", "unverified")
-
-
-def notebook_title(executed: Path, fallback: str) -> str:
-    """The first Markdown heading of ``executed`` (``05 · A specific word``), else ``fallback``."""
-    try:
-        notebook = nbformat.read(executed, as_version=4)
-    except (OSError, ValueError, AttributeError) as error:
-        warnings.warn(f"could not read {executed}: {error}", stacklevel=2)
-        return fallback
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("#"):
-                    return line.lstrip("#").strip() or fallback
-    return fallback
-
-
-def render_notebook(executed: Path, target: Path, title: str) -> bool:
-    """Write ``executed`` as HTML titled ``title``, inputs and prompts hidden; False on failure."""
-    exporter = HTMLExporter(
-        template_file=str(NOTEBOOK_PAGE_TEMPLATE), exclude_input=True, exclude_input_prompt=True,
-        exclude_output_prompt=True, embed_images=True,
-    )
-    # A half-written notebook from a killed run must not take the whole report down.
-    try:
-        body, _ = exporter.from_notebook_node(
-            nbformat.read(executed, as_version=4), resources={"metadata": {"name": title}}
-        )
-    except Exception as error:  # noqa: BLE001
-        warnings.warn(f"could not render {executed}: {error}", stacklevel=2)
-        return False
-    write_text_atomic(target, body)
-    return True
 
 
 def _first_provenance(run: RunRecord, key: str) -> Any:
@@ -147,7 +110,8 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
                         else "its earlier results do not match this run.") + "</small></p>")
     if record.figures:
         figure = record.figures[0]
-        parts.append(f'<figure><img src="{png_data_uri(figure)}" alt="{escape(figure.stem)}">'
+        parts.append(f'<figure><img src="{png_data_uri(figure)}" '
+                     f'alt="Key figure of {escape(title)} ({escape(figure.name)})">'
                      f"<figcaption>{escape(figure.name)}</figcaption></figure>")
     shown_rows: list[dict[str, Any]] = []
     for name, payload in record.results.items():
