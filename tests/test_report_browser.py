@@ -76,6 +76,8 @@ def test_the_report_reads_in_a_browser(output_dir, tmp_path):
             assert forest.get_attribute("alt").startswith("Forest plot")
             box = forest.bounding_box()
             assert forest.is_visible() and box["y"] < VIEWPORT["height"], box
+            # shown at its own size, so its 9 pt text stays 9 pt
+            assert forest.evaluate("img => img.width / img.naturalWidth") >= 0.99
 
             rows = page.locator("table.claims > tbody > tr")
             assert rows.count() == 1 + len(conclusion.claims)

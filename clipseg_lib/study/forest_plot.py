@@ -78,7 +78,7 @@ def plot_forest(claims: Sequence[Mapping[str, Any]]) -> Figure:
     its verdict, a row per test; "not judged" claims' markers hollow."""
     rows = forest_rows(claims)
     labels: list[tuple[float, str, bool]] = []  # (y, text, is a claim heading)
-    figure, ax = plt.subplots(figsize=(9.0, 0.28 * (len(rows) + len(claims)) + 1.3),
+    figure, ax = plt.subplots(figsize=(9.0, 0.23 * (len(rows) + len(claims)) + 1.2),
                               layout="constrained")
     y = 0.0
     for claim in claims:
@@ -110,7 +110,7 @@ def plot_forest(claims: Sequence[Mapping[str, Any]]) -> Figure:
                       markerfacecolor="white" if v in HOLLOW_VERDICTS else VERDICT_COLOURS[v],
                       label=v) for v in shown]
     handles.append(Line2D([], [], color="#333333", linestyle="--", label="declared margin"))
-    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles),
+    figure.legend(handles=handles, loc="outside upper center", ncol=len(handles),
                   fontsize=FONT_PT, frameon=False)
     return figure
 

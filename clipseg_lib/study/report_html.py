@@ -42,6 +42,7 @@ th { background: #f0f0f0; } td.number { text-align: right; white-space: nowrap; 
 .side { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
 figure { margin: 0.5rem 0; }
 figure img { max-width: 100%; max-height: 36rem; height: auto; border: 1px solid #ddd; }
+figure.forest img { max-height: none; max-width: 100%; border: none; }
 figcaption { font-size: 0.85rem; color: #555; }
 section { margin-bottom: 2rem; }
 @media print {
@@ -138,8 +139,11 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_R
                data_link: str | None = None) -> str:
     """An HTML table of ``rows``: label columns first, then numbers, each in order of first
     appearance (JSON files are written with sorted keys, which would put labels anywhere).
-    A cell of raw data says what it holds, with a link to ``data_link`` (the results file)."""
+    A column of raw data only (`raw_data_summary`) is left out and named under the table; a
+    raw-data cell elsewhere says what it holds; both link to ``data_link`` (the results file)."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
+    raw = [key for key in keys if _raw_column(rows, key)]
+    keys = [key for key in keys if key not in raw]
     numeric = {key for key in keys if any(_is_numeric(row.get(key)) for row in rows)}
     columns = [key for key in keys if key not in numeric] + [key for key in keys if key in numeric]
     header = "".join(f"<th>{escape(str(column))}</th>" for column in columns)
@@ -156,7 +160,25 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_R
     if more > 0:
         body.append(f'<tr><td colspan="{len(columns)}">… {more} more rows in the notebook'
                     "</td></tr>")
-    return f"<table>\n<tr>{header}</tr>\n" + "\n".join(body) + "\n</table>"
+    table = f"<table>\n<tr>{header}</tr>\n" + "\n".join(body) + "\n</table>"
+    return table + _raw_note(rows, raw, data_link)
+
+
+def _raw_column(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return bool(values) and all(raw_data_summary(value) is not None for value in values)
+
+
+def _raw_note(rows: Sequence[Mapping[str, Any]], raw: Sequence[str], data_link: str | None) -> str:
+    """"Not in the table: per_case (iou_gt: 64 values) per row, in the results JSON."."""
+    if not raw:
+        return ""
+    first = {key: next(row[key] for row in rows if row.get(key) is not None) for key in raw}
+    named = "; ".join(f"{escape(str(key))} ({escape(str(raw_data_summary(value)))})"
+                      for key, value in first.items())
+    where = (f'<a href="{escape(data_link)}">the results JSON</a>' if data_link
+             else "the results JSON")
+    return f'<p class="note">Not in the table: {named} per row, in {where}.</p>'
 
 
 def _data_link(value: Any, data_link: str | None) -> str:
