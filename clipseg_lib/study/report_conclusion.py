@@ -25,14 +25,14 @@ def conclusion_section(run: RunRecord, report_dir: Path) -> tuple[str, str | Non
     """(the conclusion section's HTML, the stem of the notebook that wrote it, if any); writes
     the forest plot into `report_dir` when it shows one."""
     conclusion = conclusion_of(run)
+    heading = (f'<h2 id="conclusion">Conclusion: the poster\'s claims on '
+               f"{escape(str(run.model))}</h2>")
+    if run.quick:
+        return heading + _quick_banner(run, conclusion), conclusion.stem if conclusion else None
     if conclusion is None:
         return ('<h2 id="conclusion">Conclusion</h2><p class="stale">No conclusion from this run '
                 "(the conclusion notebook did not run, failed, or its results are not current)."
                 "</p>", None)
-    heading = (f'<h2 id="conclusion">Conclusion: the poster\'s claims on '
-               f"{escape(str(run.model))}</h2>")
-    if run.quick:
-        return heading + _quick_banner(run, conclusion), conclusion.stem
     parts = [heading, _forest_figure(conclusion, report_dir), _claims_table(conclusion, run.model)]
     stale = sum(not claim.current for claim in conclusion.claims)
     summary = conclusion.results.get("summary")
@@ -44,9 +44,9 @@ def conclusion_section(run: RunRecord, report_dir: Path) -> tuple[str, str | Non
     return "\n".join(parts), conclusion.stem
 
 
-def cases_per_cell(run: RunRecord, conclusion: Conclusion) -> int | None:
+def cases_per_cell(run: RunRecord, conclusion: Conclusion | None) -> int | None:
     """The fewest cases a claim reads, else the run's ``n_cases``, else None."""
-    sizes = [claim.claim.get("n") for claim in conclusion.claims]
+    sizes = [claim.claim.get("n") for claim in conclusion.claims] if conclusion else []
     sizes = [n for n in sizes if isinstance(n, int) and n > 0]
     if sizes:
         return min(sizes)
@@ -54,7 +54,7 @@ def cases_per_cell(run: RunRecord, conclusion: Conclusion) -> int | None:
     return n_cases if isinstance(n_cases, int) else None
 
 
-def _quick_banner(run: RunRecord, conclusion: Conclusion) -> str:
+def _quick_banner(run: RunRecord, conclusion: Conclusion | None) -> str:
     n = cases_per_cell(run, conclusion)
     size = f"n = {n} per cell" if n is not None else "a few cases per cell"
     return (f'<div class="box quick-banner" role="note"><b>Quick run: no verdicts.</b> '
