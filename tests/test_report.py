@@ -357,7 +357,7 @@ def test_tables_are_read_generically_with_intervals():
 
 
 def test_malformed_files_are_named_not_fatal(tmp_path):
-    run = fabricate_run(tmp_path / "run")
+    run = fabricate_run(tmp_path / "run", quick=False)
     manifest = json.loads((run / "run.json").read_text())
     manifest["provenance"] = "garbled"
     (run / "run.json").write_text(json.dumps(manifest))
