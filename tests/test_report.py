@@ -205,8 +205,8 @@ def test_the_front_page_names_the_run_model_settings_machine_and_versions(tmp_pa
         "Run": "2026-12-04T05-00-mini", "Model": "mini", "Weights sha256": sha,
         "Data": "phrasecut, world", "Seed": "0", "dtype": "float32", "Threshold": "0.5",
         "n per claim": "64, 64, 40, 40, 40, 40", "Mode": "full",
-        "Machine": "AMD EPYC; instruction sets: avx2 fma avx512f avx512_vnni avx512_bf16; "
-                   "AVX512 kernels; 2 threads",
+        "Machine": "AMD EPYC (avx2 fma avx512f avx512_vnni avx512_bf16), AVX512 kernels, "
+                   "2 threads",
         "Versions": "python 3.11.7, torch 2.13.0+cpu, transformers 5.25.0, numpy 2.4.6",
     }
     assert len(sha) == 64

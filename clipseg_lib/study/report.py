@@ -1,12 +1,13 @@
 """The study's front page, ``<output_dir>/report/index.html``, and one page per notebook.
 
-The front page holds the conclusion (each claim's evidence with intervals, its control and its
-verdict on the named model, coloured by verdict), a caveat naming the model with a link to its
-card, then one section per notebook: its key figure, its main table (the extract-layer table
-beside the poster's), sample sizes and a link to the notebook's page. Only results of the run
+The front page holds a caveat naming the model with a link to its card, the conclusion (a
+forest plot and one headline per claim: `report_conclusion`), the run's provenance
+(`report_provenance`), then one section per notebook: its key figure, its main table (the
+extract-layer table beside the poster's; raw data named, not listed), sample sizes and a link
+to the notebook's page (`notebook_page`). Only results of the run
 recorded in ``run.json`` are shown (see `run_records`): a notebook that failed shows as failed,
-with no older numbers beside it. Figures are embedded as data URIs, so the report is one folder
-that reads offline and prints.
+with no older numbers beside it. Figures are embedded as data URIs or written beside the page
+(the forest plot's SVG), so the report is one folder that reads offline and prints.
 """
 
 from __future__ import annotations
@@ -23,21 +24,13 @@ from clipseg_lib.study.notebook_page import notebook_title, render_notebook
 from clipseg_lib.study.poster import poster_table_for
 from clipseg_lib.study.report_conclusion import conclusion_section
 from clipseg_lib.study.report_html import is_interval, main_table, page, png_data_uri, rows_table
-from clipseg_lib.study.report_provenance import provenance_box
+from clipseg_lib.study.report_provenance import first_provenance, provenance_box
 from clipseg_lib.study.results import write_text_atomic
 from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
 
 REPORT_DIR_NAME = "report"
 CARD_PAGE = "model_card.html"
 SHOWN_STATUSES = ("ok", "earlier", "unverified")
-
-
-def _first_provenance(run: RunRecord, key: str) -> Any:
-    return next(
-        (payload.get("provenance", {}).get(key) for payload in run.current_results().values()
-         if payload.get("provenance", {}).get(key)),
-        None,
-    )
 
 
 def _run_notes(run: RunRecord) -> str:
@@ -140,7 +133,7 @@ def build_report(output_dir: str | Path) -> Path:
     report_dir = output_dir / REPORT_DIR_NAME
     report_dir.mkdir(parents=True, exist_ok=True)
     run = read_run(output_dir)
-    description = describe_model(run.model, _first_provenance(run, "weights_sha256"))
+    description = describe_model(run.model, first_provenance(run, "weights_sha256"))
     conclusion, conclusion_stem = conclusion_section(run, report_dir)
     sections, contents = [], []
     for record in run.notebooks:

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from html import escape
 from typing import Any
 
+from clipseg_lib.study.results import describe_machine
 from clipseg_lib.study.run_records import RunRecord, conclusion_of
 
 VERSIONS = ("python", "torch", "transformers", "numpy")
@@ -32,13 +33,9 @@ def _first(records: Iterator[Mapping[str, Any]], key: str) -> Any:
     return next((record[key] for record in records if record.get(key) not in (None, "")), None)
 
 
-def _machine(machine: Mapping[str, Any] | None) -> str | None:
-    if not machine:
-        return None
-    flags = " ".join(machine.get("cpu_flags") or []) or "no listed instruction sets"
-    threads = machine.get("threads")
-    return (f"{machine.get('cpu')}; instruction sets: {flags}; {machine.get('kernel_path')} "
-            f"kernels; {threads} thread{'' if threads == 1 else 's'}")
+def first_provenance(run: RunRecord, key: str) -> Any:
+    """``key`` of the first current results' provenance that holds it (else the manifest's)."""
+    return _first(_provenances(run), key)
 
 
 def provenance_items(run: RunRecord) -> list[tuple[str, str]]:
@@ -50,20 +47,21 @@ def provenance_items(run: RunRecord) -> list[tuple[str, str]]:
     datasets = sorted({str(parameters["dataset"]) for parameters in _parameters(run)
                        if parameters.get("dataset")})
     conclusion = conclusion_of(run)
+    machine = first_provenance(run, "machine")
     sizes = [f"{record.claim.get('n')}" for record in conclusion.claims] if conclusion else []
     items = [
         ("Run", manifest.get("run_id")),
         ("Model", model),
-        ("Weights sha256", _first(_provenances(run), "weights_sha256")),
+        ("Weights sha256", first_provenance(run, "weights_sha256")),
         ("Data", ", ".join(datasets) or None),
-        ("Seed", _first(_provenances(run), "seed")),
-        ("dtype", manifest.get("dtype") or _first(_provenances(run), "dtype")),
+        ("Seed", first_provenance(run, "seed")),
+        ("dtype", manifest.get("dtype") or first_provenance(run, "dtype")),
         ("Threshold", _first(_parameters(run), "threshold")),
         ("n per claim", ", ".join(sizes) or None),
         ("Mode", "quick (a smoke test)" if run.quick else "full"),
-        ("Machine", _machine(_first(_provenances(run), "machine"))),
+        ("Machine", machine and describe_machine({"machine": machine})),
         ("Versions", ", ".join(f"{name} {version}" for name in VERSIONS
-                               if (version := _first(_provenances(run), name))) or None),
+                               if (version := first_provenance(run, name))) or None),
     ]
     return [(label, str(value)) for label, value in items if value is not None]
 
