@@ -59,7 +59,7 @@ def provenance_items(run: RunRecord) -> list[tuple[str, str]]:
         ("Threshold", _first(_parameters(run), "threshold")),
         ("n per claim", ", ".join(sizes) or None),
         ("Mode", "quick (a smoke test)" if run.quick else "full"),
-        ("Machine", machine and describe_machine({"machine": machine})),
+        ("Machine", describe_machine({"machine": machine}) if machine else None),
         ("Versions", ", ".join(f"{name} {version}" for name in VERSIONS
                                if (version := first_provenance(run, name))) or None),
     ]
