@@ -33,9 +33,15 @@ def declared_parameters(stem: str) -> dict:
     return declared if stem == "10_conclusion" else {**declared, "n_cases": 16}
 
 
+#: A 1×1 PNG, base64, as a notebook's figure output holds it.
+PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+           "RU5ErkJggg==")
+
+
 def write_executed(path: Path, title: str, started: float, injected: dict | None = None) -> None:
     """An executed notebook as papermill leaves it: a heading, the parameters cell, the
-    injected parameters (also in the metadata), one code cell with a long output line."""
+    injected parameters (also in the metadata), a Markdown line, one code cell with a long
+    output line and a figure."""
     injected = injected or {}
     notebook = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell("\n".join(
@@ -47,8 +53,11 @@ def write_executed(path: Path, title: str, started: float, injected: dict | None
     notebook.cells = [
         nbformat.v4.new_markdown_cell(f"# {title}\n\nWhat this notebook asks."),
         parameters, injected_cell,
+        nbformat.v4.new_markdown_cell("The sweep, per distortion."),
         nbformat.v4.new_code_cell("print(finding)", outputs=[nbformat.v4.new_output(
-            "stream", name="stdout", text="A finding sentence " * 20 + "\n")]),
+            "stream", name="stdout", text="A finding sentence " * 20 + "\n"),
+            nbformat.v4.new_output("display_data", data={"image/png": PNG_1PX,
+                                                         "text/plain": "<Figure>"})]),
     ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
@@ -79,11 +88,31 @@ def results_of(stem: str, n_cases: int, verdicts: dict[str, str]) -> dict:
         "claims": [
             {"claim": claim, "notebook": notebook, "evidence": f"mIoU 0.330 [0.280, 0.380] "
              f"(n={n_cases})", "control": "composite prompts 0.880", "verdict": verdicts[claim],
-             "model": "mini", "n": n_cases}
+             "model": "mini", "n": n_cases, "reason": REASONS[notebook],
+             "tests": claim_tests(notebook, n_cases)}
             for claim, notebook in CLAIMS
         ],
         "summary": "Generated from the numbers.",
     }
+
+
+REASONS = {"05_specific_word": "mIoU below the control; picked not shown above chance",
+           "04_extract_layers": "every change above -0.05"}
+
+
+def claim_tests(notebook: str, n: int) -> list[dict]:
+    """The tests `build_claims` writes per claim: a gap against 0 and a pick rate against
+    chance (05); two changes against the margin -0.05 (04)."""
+    def test(name, effect, low, high, bound, margin, p_holm):
+        return {"name": name, "effect": effect, "ci_low": low, "ci_high": high, "n": n,
+                "bound": bound, "margin": margin, "rule": f"{name}: a rule", "p_value": p_holm,
+                "p_holm": p_holm, "holds": p_holm < 0.05,
+                "direction": "above" if effect > bound else "below"}
+    if notebook == "05_specific_word":
+        return [test("mIoU against the control", -0.55, -0.61, -0.49, 0.0, None, 0.001),
+                test("picked against chance", 0.375, 0.227, 0.542, 0.354, None, 0.9)]
+    return [test("(2,4,7)", -0.01, -0.02, 0.0, -0.05, 0.05, 0.002),
+            test("(3,6,9)", -0.03, -0.045, -0.015, -0.05, 0.05, 0.04)]
 
 
 def fabricate_run(
@@ -133,3 +162,37 @@ def age(path: Path, seconds: float) -> None:
     """Set `path`'s modification time `seconds` into the past (an older run's file)."""
     then = time.time() - seconds
     os.utime(path, (then, then))
+
+
+REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"
+
+
+def reference_run(directory: Path) -> Path:
+    """A full run of the committed notebooks' results (``data/reference``) as the runner leaves
+    it, its conclusion drawn anew by `build_claims` (with each claim's tests), one figure each."""
+    from clipseg_lib.experiments.conclusion import build_claims, verdict_counts
+    from clipseg_lib.study.results import load_results
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "notebooks").mkdir(exist_ok=True)
+    started = time.time() - 5
+    payloads = {path.stem: json.loads(path.read_text())
+                for path in sorted(REFERENCE.glob("*.json"))}
+    claims = build_claims(load_results(REFERENCE))
+    payloads["conclusion"]["results"] = {
+        "claims": claims, "summary": {"configuration_problems": {},
+                                      "verdicts": verdict_counts(claims)}}
+    outcomes = []
+    for index, (name, payload) in enumerate(payloads.items()):
+        stem = "10_conclusion" if name == "conclusion" else name
+        injected = {**payload["parameters"], "output_dir": str(directory)}
+        write_executed(directory / "notebooks" / f"{stem}.ipynb", stem.replace("_", " ", 1),
+                       started, injected)
+        outcomes.append({"stem": stem, "status": "ok", "seconds": 1.5, "parameters": injected})
+        (directory / f"{name}.json").write_text(json.dumps(payload))
+        write_figure(directory / f"{name}_figure.png", index)
+    manifest = {"model_requested": "mini", "model_resolved": "mini", "quick": False,
+                "dtype": "float32", "parameters": {}, "notebooks": outcomes,
+                "provenance": payloads["conclusion"]["provenance"]}
+    (directory / "run.json").write_text(json.dumps(manifest))
+    return directory

@@ -9,39 +9,43 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import html5lib
 import pytest
-from fabricated_runs import CLAIMS, age, fabricate_run, write_executed
+from fabricated_runs import CLAIMS, age, fabricate_run, reference_run, write_executed
 
 from clipseg_lib.study.model_description import describe_model
 from clipseg_lib.study.report import build_report
+from clipseg_lib.study.report_conclusion import summary_text
 from clipseg_lib.study.report_html import format_value, main_table, rows_table
 from clipseg_lib.study.run_records import read_run
 
 
 class Elements(HTMLParser):
-    """Every start tag as (tag, attributes), and every table row's cell texts joined by " | "."""
+    """Every start tag as (tag, attributes), and every table row's cell texts joined by " | "
+    (a row of a table nested in a cell counts as its own row, and in its cell's text)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.tags: list[tuple[str, dict]] = []
         self.rows: list[str] = []
-        self._row: list[str] | None = None
+        self._open_rows: list[list[list[str]]] = []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
         if tag == "tr":
-            self._row = []
-        elif tag in ("td", "th") and self._row is not None:
-            self._row.append([])
+            self._open_rows.append([])
+        elif tag in ("td", "th") and self._open_rows:
+            self._open_rows[-1].append([])
 
     def handle_endtag(self, tag):
-        if tag == "tr" and self._row is not None:
-            self.rows.append(" | ".join(" ".join("".join(cell).split()) for cell in self._row))
-            self._row = None
+        if tag == "tr" and self._open_rows:
+            row = self._open_rows.pop()
+            self.rows.append(" | ".join(" ".join("".join(cell).split()) for cell in row))
 
     def handle_data(self, data):
-        if self._row:
-            self._row[-1].append(data)
+        for row in self._open_rows:
+            if row:
+                row[-1].append(data)
 
 
 def parse(path: Path) -> tuple[str, Elements]:
@@ -57,17 +61,19 @@ def section(text: str, stem: str) -> str:
 
 
 def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experiment(tmp_path):
-    run = fabricate_run(tmp_path / "run", verdicts={CLAIMS[0][0]: "reproduced",
-                                                    CLAIMS[1][0]: "not reproduced"})
+    run = fabricate_run(tmp_path / "run", quick=False,
+                        verdicts={CLAIMS[0][0]: "reproduced", CLAIMS[1][0]: "not reproduced"})
     index = build_report(run)
     text, elements = parse(index)
     claim_rows = [row for row in elements.rows if row.startswith(("Fails", "Robust"))]
-    assert claim_rows[0].startswith("Fails to segment a specific word in the image (05)")
-    assert claim_rows[0].endswith(
-        "| mIoU 0.330 [0.280, 0.380] (n=4) | composite prompts 0.880 | reproducedon mini | 4")
+    assert claim_rows[0].startswith(
+        "Fails to segment a specific word in the image (05) | mIoU against the control: "
+        "-0.550 [-0.610, -0.490] against 0, n = 16. mIoU below the control; picked not shown "
+        "above chance.Full evidence")
+    assert claim_rows[0].endswith("| reproducedon mini | 16")
     assert re.search(r'class="verdict verdict-reproduced">reproduced', text)
     assert re.search(r'class="verdict verdict-not-reproduced">not reproduced', text)
-    assert "Quick run" in text
+    assert "Quick run" not in text
     caveat = text[text.index('class="box caveat"'):]
     assert "mini, the small model bundled with this repository" in caveat[:600]
     assert "pretrained CLIPSeg weights" not in text.replace("not CLIPSeg's pretrained weights", "")
@@ -78,12 +84,151 @@ def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experim
         assert part.count('<img src="data:image/png;base64,') == 1
         assert "<table>" in part and f'href="{stem}.html"' in part
         assert (index.parent / f"{stem}.html").is_file()
-        assert "Cases per condition: 4. Intervals are 95% over n = 4." in part
+        assert "Cases per condition: 16. Intervals are 95% over n = 16." in part
     extract = section(text, "04_extract_layers")
     assert "The poster's numbers" in extract
     assert "(3,6,9) | 0.88 | 0.94 | 0.797 | 0.967" in elements.rows
     assert "(5,7,8) | 0.56 | 0.87 | 0.00031 | 0.437" in elements.rows
-    assert "0.800 [0.750, 0.850] n=4" in " ".join(elements.rows)
+    assert "0.800 [0.750, 0.850] n=16" in " ".join(elements.rows)
+
+
+def test_the_forest_plot_comes_first_and_each_claim_has_a_headline_and_folded_evidence(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=False,
+                        verdicts={CLAIMS[0][0]: "inconclusive", CLAIMS[1][0]: "not judged"})
+    index = build_report(run)
+    text, elements = parse(index)
+    images = [attributes for tag, attributes in elements.tags if tag == "img"]
+    forest = images[0]
+    assert forest["src"] == "forest_plot.svg"
+    assert forest["alt"].startswith("Forest plot of every claim's tests")
+    assert "Robust to other extract layers: not judged (2 tests)" in forest["alt"]
+    assert (index.parent / "forest_plot.svg").read_text().lstrip().startswith("<?xml")
+    assert text.index('src="forest_plot.svg"') < text.index('<table class="claims">')
+    claims = text[text.index('<table class="claims">'):text.index("</table>\n", text.index(
+        '<table class="claims">'))]
+    assert claims.count("<details><summary>Full evidence</summary>") == 2
+    assert "<li><b>Control</b>: composite prompts 0.880</li>" in claims
+    assert "(3,6,9): -0.030 [-0.045, -0.015] against -0.05, n = 16. Every change above -0.05." \
+        in claims
+    assert 'class="verdict verdict-inconclusive">inconclusive' in text
+    assert 'class="verdict verdict-not-judged">not judged' in text
+    style = text[text.index("<style>"):text.index("</style>")]
+    assert ".verdict-inconclusive { background: #f9e7bf; border-left: 0.4rem solid #E69F00; }" \
+        in style
+    assert ".verdict-not-judged {" in style
+
+
+def test_a_quick_run_shows_no_verdicts_but_says_why(tmp_path):
+    index = build_report(fabricate_run(tmp_path / "run", quick=True))
+    text, elements = parse(index)
+    conclusion = text[text.index('<h2 id="conclusion">'):text.index('<aside class="box')]
+    assert "Quick run: no verdicts.</b> n = 4 per cell; the conclusion needs 40." in conclusion
+    assert 'class="claims"' not in text and "verdict-" not in text.split("</style>")[1]
+    assert "forest_plot.svg" not in text and not (index.parent / "forest_plot.svg").exists()
+    assert ("dt", {}) in elements.tags and "<dd>quick (a smoke test)</dd>" in text
+
+
+def test_the_verdict_counts_read_as_a_sentence():
+    summary = {"configuration_problems": {}, "verdicts": {
+        "mixed": 1, "not measured": 0, "not reproduced": 1, "reproduced": 4}}
+    assert summary_text(summary) == "Verdicts: 1 mixed, 1 not reproduced, 4 reproduced."
+    assert summary_text({"configuration_problems": {"02_distorted_images": "seed 1 vs 0"}}) == (
+        "Configuration problems: 02_distorted_images (seed 1 vs 0).")
+
+
+class Cells(HTMLParser):
+    """The text of every ``<td>``, links' targets beside it; ``shown``: what shows in each
+    outermost cell before any ``<details>`` is opened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self.links: list[list[str]] = []
+        self.shown: list[str] = []
+        self._folded = 0
+        self._open_cells = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "td":
+            self.cells.append("")
+            self.links.append([])
+            self._open_cells += 1
+            if self._open_cells == 1:
+                self.shown.append("")
+        elif tag == "a" and self.cells:
+            self.links[-1].append(dict(attrs).get("href", ""))
+        elif tag == "details":
+            self._folded += 1
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._open_cells -= 1
+        elif tag == "details":
+            self._folded -= 1
+
+    def handle_data(self, data):
+        if self.cells:
+            self.cells[-1] += data
+        if self._open_cells and not self._folded:
+            self.shown[-1] += data
+
+
+RAW_NUMBERS = re.compile(r"\[\s*-?[\d.e+-]+(\s*,\s*\[?\s*-?[\d.e+-]+\]?){4,}")
+
+
+def test_no_table_cell_holds_raw_data_but_a_count_and_a_link_to_the_results(tmp_path):
+    index = build_report(reference_run(tmp_path / "run"))
+    cells = Cells()
+    cells.feed(index.read_text(encoding="utf-8"))
+    assert len(cells.cells) > 200
+    assert [cell[:80] for cell in cells.cells if RAW_NUMBERS.search(cell)] == []
+    assert max(len(cell) for cell in cells.shown) < 400
+    assert not any("values" in cell or "points" in cell for cell in cells.shown)
+    text = index.read_text(encoding="utf-8")
+    assert ('<p class="note">Not in the table: per_case (iou_gt: 64 values; iou_vs_clean: 64 '
+            'values) per row, in <a href="../02_distorted_images.json">the results JSON</a>.</p>'
+            in section(text, "02_distorted_images"))
+    benchmarks = section(text, "12_benchmarks")
+    assert ("Not in the table: curves (biniou: 49 values; fgiou: 49 values; miou: 49 values; "
+            "thresholds: 49 values); pr_curve (49 points) per row" in benchmarks)
+
+
+def test_the_front_page_names_the_run_model_settings_machine_and_versions(tmp_path):
+    run = reference_run(tmp_path / "run")
+    manifest = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**manifest, "run_id": "2026-12-04T05-00-mini"}))
+    text = build_report(run).read_text(encoding="utf-8")
+    box = text[text.index('<aside class="box provenance"'):text.index("</aside>")]
+    entries = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", box))
+    sha = json.loads((run / "05_specific_word.json").read_text())["provenance"]["weights_sha256"]
+    assert entries == {
+        "Run": "2026-12-04T05-00-mini", "Model": "mini", "Weights sha256": sha,
+        "Data": "phrasecut, world", "Seed": "0", "dtype": "float32", "Threshold": "0.5",
+        "n per claim": "64, 64, 40, 40, 40, 40", "Mode": "full",
+        "Machine": "AMD EPYC (avx2 fma avx512f avx512_vnni avx512_bf16), AVX512 kernels, "
+                   "2 threads",
+        "Versions": "python 3.11.7, torch 2.13.0+cpu, transformers 5.25.0, numpy 2.4.6",
+    }
+    assert len(sha) == 64
+    assert text.index('id="conclusion"') < text.index('id="provenance"') < text.index("<nav>")
+
+
+def test_every_page_parses_strictly_and_every_image_has_alt_text(tmp_path):
+    index = build_report(reference_run(tmp_path / "run"))
+    pages = sorted(index.parent.glob("*.html"))
+    assert len(pages) == 15
+    alts = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        html5lib.HTMLParser(strict=True).parse(text)
+        elements = Elements()
+        elements.feed(text)
+        images = [attributes for tag, attributes in elements.tags if tag == "img"]
+        assert all(image.get("alt") for image in images), page.name
+        alts += [image["alt"] for image in images]
+    assert "Figure 1 of 05 specific_word, after: The sweep, per distortion." in alts
+    assert "Key figure of 05 specific_word (05_specific_word_figure.png)" in alts
+    assert len(alts) == 1 + 13 + 13
 
 
 def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrapping(tmp_path):
@@ -97,10 +242,10 @@ def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrappi
 
 
 def test_a_notebook_that_failed_in_this_run_shows_no_older_numbers(tmp_path):
-    run = fabricate_run(tmp_path / "run", quick=True)
+    run = fabricate_run(tmp_path / "run", quick=False)
     for old in run.glob("*.*"):
         age(old, 100)
-    fabricate_run(run, quick=True, failed=("05_specific_word",))
+    fabricate_run(run, quick=False, failed=("05_specific_word",))
     text, elements = parse(build_report(run))
     part = section(text, "05_specific_word")
     assert "failed in this run</b>: ValueError: broke. No results shown." in part
@@ -108,7 +253,6 @@ def test_a_notebook_that_failed_in_this_run_shows_no_older_numbers(tmp_path):
     assert "left out: 05_specific_word.json: from an earlier run" in part
     word_claim = next(row for row in elements.rows if row.startswith("Fails to segment"))
     assert word_claim.endswith("| not current: 05_specific_word failed in this run")
-    assert "Quick run" in text
 
 
 def test_a_full_rerun_of_one_notebook_shows_no_quick_results_as_current(tmp_path):
@@ -201,12 +345,19 @@ def test_tables_are_read_generically_with_intervals():
     assert '0.500 <span class="ci">[0.400, 0.600]</span> <span class="n">n=8</span>' in html
     assert format_value(float("nan")) == "–" and format_value(None) == "–"
     assert format_value("Prompts <b>matter</b>") == "Prompts &lt;b&gt;matter&lt;/b&gt;"
+    raw = rows_table([{"case": "a", "per_case": [0.1, 0.2, 0.3, 0.4, 0.5], "held": [1, 2]},
+                      {"case": "b", "per_case": None, "held": [1, 2, 3, 4, 5, 6]}],
+                     data_link="../x.json")
+    assert "per_case" not in raw.split("</table>")[0]
+    assert raw.endswith('<p class="note">Not in the table: per_case (5 values) per row, in '
+                        '<a href="../x.json">the results JSON</a>.</p>')
+    assert "<td>1, 2</td>" in raw and '<td>6 values <a href="../x.json">(JSON)</a></td>' in raw
     assert main_table({"summary": {"x": 1}}) is None
     assert main_table({"nested": {"rows": [{"b": 2}]}}) == ("nested.rows", [{"b": 2}])
 
 
 def test_malformed_files_are_named_not_fatal(tmp_path):
-    run = fabricate_run(tmp_path / "run")
+    run = fabricate_run(tmp_path / "run", quick=False)
     manifest = json.loads((run / "run.json").read_text())
     manifest["provenance"] = "garbled"
     (run / "run.json").write_text(json.dumps(manifest))

@@ -25,7 +25,7 @@ SCREENSHOT = REPO / "docs" / "report.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT = {"width": 1366, "height": 768}
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)",
@@ -40,7 +40,7 @@ def output_dir(tmp_path) -> Path:
     if source:
         # copy2 keeps modification times, which decide what the report counts as current
         return Path(shutil.copytree(source, tmp_path / "run", copy_function=shutil.copy2))
-    return fabricate_run(tmp_path / "run", verdicts={CLAIMS[0][0]: "reproduced",
+    return fabricate_run(tmp_path / "run", quick=False, verdicts={CLAIMS[0][0]: "reproduced",
                                                      CLAIMS[1][0]: "not reproduced"})
 
 
@@ -65,11 +65,25 @@ def test_the_report_reads_in_a_browser(output_dir, tmp_path):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport=VIEWPORT)
+            errors: list[str] = []
+            page.on("console", lambda message: errors.append(message.text)
+                    if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
             page.goto(index.as_uri())
             assert page.title() == "CLIPSeg study report"
 
-            rows = page.locator("table.claims tr")
+            forest = page.locator("img[src='forest_plot.svg']")
+            assert forest.get_attribute("alt").startswith("Forest plot")
+            box = forest.bounding_box()
+            assert forest.is_visible() and box["y"] < VIEWPORT["height"], box
+            # shown at its own size, so its 9 pt text stays 9 pt
+            assert forest.evaluate("img => img.width / img.naturalWidth") >= 0.99
+
+            rows = page.locator("table.claims > tbody > tr")
             assert rows.count() == 1 + len(conclusion.claims)
+            details = page.locator("table.claims details").first
+            details.locator("summary").click()
+            assert details.evaluate("d => d.open") and details.locator("table.tests").is_visible()
             verdicts = page.locator("table.claims td.verdict")
             assert verdicts.count() == len(current) > 0
             for position, claim in enumerate(current):
@@ -82,7 +96,8 @@ def test_the_report_reads_in_a_browser(output_dir, tmp_path):
             assert "Every verdict here is about one model" in page.locator(".caveat").inner_text()
 
             images = page.locator("img")
-            assert images.count() >= 2
+            assert images.count() >= 3
+            assert page.evaluate("() => [...document.images].filter(img => !img.alt).length") == 0
             broken = page.evaluate("""() => [...document.images]
                 .filter(img => !img.complete || img.naturalWidth === 0).map(img => img.alt)""")
             assert broken == []
@@ -105,6 +120,7 @@ def test_the_report_reads_in_a_browser(output_dir, tmp_path):
             assert text_output.evaluate("p => getComputedStyle(p).wordBreak") == "normal"
             page.goto(index.as_uri())
 
+            assert errors == []
             page.emulate_media(media="print")
             assert page.locator("nav").evaluate("n => getComputedStyle(n).display") == "none"
             page.emulate_media(media="screen")

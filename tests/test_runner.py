@@ -96,13 +96,13 @@ def test_report_hides_code_and_names_the_model(full_run: tuple[int, str, Path]) 
     index = (output_dir / "report" / "index.html").read_text()
     page = (output_dir / "report" / "00_ok.html").read_text()
 
-    assert "Run of mini" in index
+    assert "<dt>Model</dt><dd>mini</dd>" in index
     assert '<a href="02_dies.html">' in index
     assert "failed in this run</b>: DeadKernelError" in index
     assert "<td>the fixtures ran <small>" in index
-    assert '<td>n_cases 10, seed 0</td><td>none</td><td class="verdict verdict-reproduced">' in (
-        index
-    )
+    assert ("<li><b>Evidence</b>:<ul><li>n_cases 10, seed 0</li></ul></li>"
+            "<li><b>Control</b>: none</li>") in index
+    assert '<td class="verdict verdict-reproduced">' in index
     assert "playground" not in index
     assert "fixture output: wrote 10 cases" in page
     assert FIXTURE_SOURCE not in page

@@ -37,11 +37,12 @@ from clipseg_lib.experiments.verdicts import Assessment, NotMeasured, assess
 VERDICTS = ("reproduced", "not reproduced", "mixed", "inconclusive", "not judged",
             "not measured")
 VERDICT_COLOURS = {
-    "reproduced": "#3b6fb6", "not reproduced": "#e08a2c", "mixed": "#9d7fc2",
-    "inconclusive": "#d8cf8c", "not judged": "#ececec", "not measured": "#d9d9d9",
+    "reproduced": "#0072B2", "not reproduced": "#D55E00", "mixed": "#CC79A7",
+    "inconclusive": "#E69F00", "not judged": "#999999", "not measured": "#BBBBBB",
 }
-"""Blue / orange / purple / sand / greys: what the colour says is whether the poster's claim
-held on the model, not whether the model did well."""
+"""Okabe-Ito's colour-blind-safe blue / vermillion / reddish purple / orange, then greys: what
+the colour says is whether the poster's claim held on the model, not whether the model did
+well."""
 MIN_CASES = 40
 """Fewer cases than this in a cell a claim reads, and the claim is not judged."""
 

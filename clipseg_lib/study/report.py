@@ -1,122 +1,52 @@
 """The study's front page, ``<output_dir>/report/index.html``, and one page per notebook.
 
-The front page holds the conclusion (each claim's evidence with intervals, its control and its
-verdict on the named model, coloured by verdict), a caveat naming the model with a link to its
-card, then one section per notebook: its key figure, its main table (the extract-layer table
-beside the poster's), sample sizes and a link to the notebook's page. Only results of the run
+The front page holds a caveat naming the model with a link to its card, the conclusion (a
+forest plot and one headline per claim: `report_conclusion`), the run's provenance
+(`report_provenance`), then one section per notebook: its key figure, its main table (the
+extract-layer table beside the poster's; raw data named, not listed), sample sizes and a link
+to the notebook's page (`notebook_page`). Only results of the run
 recorded in ``run.json`` are shown (see `run_records`): a notebook that failed shows as failed,
-with no older numbers beside it. Figures are embedded as data URIs, so the report is one folder
-that reads offline and prints.
+with no older numbers beside it. Figures are embedded as data URIs or written beside the page
+(the forest plot's SVG), so the report is one folder that reads offline and prints.
 """
 
 from __future__ import annotations
 
-import warnings
 from html import escape
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import nh3
-from nbconvert import HTMLExporter
 from nbconvert.filters import markdown2html
 
 from clipseg_lib.study.model_description import ModelDescription, describe_model
+from clipseg_lib.study.notebook_page import notebook_title, render_notebook
 from clipseg_lib.study.poster import poster_table_for
-from clipseg_lib.study.report_html import (
-    format_value,
-    is_interval,
-    main_table,
-    page,
-    png_data_uri,
-    rows_table,
-    verdict_class,
-)
-from clipseg_lib.study.results import describe_machine, write_text_atomic
-from clipseg_lib.study.run_records import (
-    ClaimRecord,
-    NotebookRecord,
-    RunRecord,
-    conclusion_of,
-    read_run,
-)
+from clipseg_lib.study.report_conclusion import conclusion_section
+from clipseg_lib.study.report_html import is_interval, main_table, page, png_data_uri, rows_table
+from clipseg_lib.study.report_provenance import first_provenance, provenance_box
+from clipseg_lib.study.results import write_text_atomic
+from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
 
 REPORT_DIR_NAME = "report"
 CARD_PAGE = "model_card.html"
-CLAIM_COLUMNS = ("claim", "evidence", "control", "verdict", "n")
-#: nbconvert's lab template without CDN scripts and without mid-word wrapping of output text.
-NOTEBOOK_PAGE_TEMPLATE = Path(__file__).parent / "templates" / "offline_page.html.j2"
 SHOWN_STATUSES = ("ok", "earlier", "unverified")
 
 
-def notebook_title(executed: Path, fallback: str) -> str:
-    """The first Markdown heading of ``executed`` (``05 · A specific word``), else ``fallback``."""
-    try:
-        notebook = nbformat.read(executed, as_version=4)
-    except (OSError, ValueError, AttributeError) as error:
-        warnings.warn(f"could not read {executed}: {error}", stacklevel=2)
-        return fallback
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("#"):
-                    return line.lstrip("#").strip() or fallback
-    return fallback
-
-
-def render_notebook(executed: Path, target: Path, title: str) -> bool:
-    """Write ``executed`` as HTML titled ``title``, inputs and prompts hidden; False on failure."""
-    exporter = HTMLExporter(
-        template_file=str(NOTEBOOK_PAGE_TEMPLATE), exclude_input=True, exclude_input_prompt=True,
-        exclude_output_prompt=True, embed_images=True,
-    )
-    # A half-written notebook from a killed run must not take the whole report down.
-    try:
-        body, _ = exporter.from_notebook_node(
-            nbformat.read(executed, as_version=4), resources={"metadata": {"name": title}}
-        )
-    except Exception as error:  # noqa: BLE001
-        warnings.warn(f"could not render {executed}: {error}", stacklevel=2)
-        return False
-    write_text_atomic(target, body)
-    return True
-
-
-def _first_provenance(run: RunRecord, key: str) -> Any:
-    return next(
-        (payload.get("provenance", {}).get(key) for payload in run.current_results().values()
-         if payload.get("provenance", {}).get(key)),
-        None,
-    )
-
-
-def _run_banner(run: RunRecord) -> str:
+def _run_notes(run: RunRecord) -> str:
+    """What a reader must know before the numbers: no manifest, an interrupted later run,
+    notebooks the runner left out; "" when there is nothing to say."""
     if run.manifest is None:
         return ('<div class="box caveat">No <code>run.json</code> here: which run produced '
                 "these results, and with which parameters, is unknown.</div>")
     lines = []
-    provenance = run.manifest.get("provenance") or {}
-    versions = ", ".join(f"{name} {provenance[name]}" for name in ("torch", "transformers")
-                         if provenance.get(name))
-    seed = next((s for s in (provenance.get("seed"), run.shared_parameters.get("seed"))
-                 if s is not None), None)
-    seed_text = f" · seed {seed}" if seed is not None else ""
-    requested = run.manifest.get("model_requested")
-    requested_text = f" (requested: {requested})" if requested not in (None, run.model) else ""
-    lines.append(escape(f"Run of {run.model}{requested_text}{seed_text} · {versions}"))
-    notebook_provenance = next((payload.get("provenance") for payload in
-                                run.current_results().values() if payload.get("provenance")), {})
-    lines.append(escape(f"Machine: {describe_machine(notebook_provenance or provenance)}"))
-    if run.quick:
-        lines.append('<span class="quick">Quick run: a few cases per experiment, enough to '
-                     "exercise every notebook, not to conclude anything.</span>")
     if run.interrupted:
         lines.append('<span class="quick">A later run in this directory did not finish: '
                      f"{escape('; '.join(run.interrupted))}. Its notebooks are not shown as ok."
                      "</span>")
     for stem, reason in (run.manifest.get("skipped") or {}).items():
         lines.append(escape(f"Not run: {stem}, which {reason}."))
-    return '<div class="box">' + "<br>".join(lines) + "</div>"
+    return '<div class="box">' + "<br>".join(lines) + "</div>" if lines else ""
 
 
 def _caveat(description: ModelDescription, card_link: str | None) -> str:
@@ -137,55 +67,6 @@ def _card_link(description: ModelDescription, report_dir: Path) -> str | None:
         ))
         return CARD_PAGE
     return description.card_url
-
-
-def _conclusion(run: RunRecord, model: str) -> tuple[str, str | None]:
-    """(the conclusion section, the stem of the notebook that wrote it, if any)."""
-    conclusion = conclusion_of(run)
-    if conclusion is None:
-        return ('<h2 id="conclusion">Conclusion</h2><p class="stale">No conclusion from this run '
-                "(the conclusion notebook did not run, failed, or its results are not current)."
-                "</p>", None)
-    header = "".join(f"<th>{column.capitalize()}</th>" for column in CLAIM_COLUMNS)
-    rows = "\n".join(_claim_row(claim, run.model) for claim in conclusion.claims)
-    summary = conclusion.results.get("summary")
-    stale = sum(not claim.current for claim in conclusion.claims)
-    summary_html = f"<p>{_summary_text(summary)}</p>" if summary else ""
-    if stale:
-        summary_html = (f'<p class="stale">The conclusion\'s summary is not shown: {stale} of its '
-                        f"{len(conclusion.claims)} claims are not current.</p>")
-    return (f'<h2 id="conclusion">Conclusion: the poster\'s claims on {escape(model)}</h2>\n'
-            f'<table class="claims">\n<tr>{header}</tr>\n{rows}\n</table>\n{summary_html}',
-            conclusion.stem)
-
-
-def _summary_text(summary: Any) -> str:
-    """The conclusion's summary: text as is; counts (``{"verdicts": {"mixed": 1}}``) in words."""
-    if isinstance(summary, dict):
-        return "; ".join(
-            ", ".join(f"{count} {escape(str(name))}" for name, count in value.items())
-            if isinstance(value, dict) else f"{escape(str(key))}: {format_value(value)}"
-            for key, value in summary.items()
-        )
-    return escape(str(summary))
-
-
-def _claim_row(record: ClaimRecord, run_model: str | None) -> str:
-    claim, source = record.claim, record.source
-    cells = {column: format_value(claim.get(column)) for column in CLAIM_COLUMNS}
-    claim_text = cells["claim"]
-    if not record.current:
-        return (f"<tr><td>{claim_text}</td>"
-                f'<td colspan="4" class="stale">not current: {escape(record.why)}</td></tr>')
-    earlier = " from an earlier run" if source.status == "earlier" else ""
-    claim_text += (f' <small>(<a href="#{escape(source.stem)}">{escape(source.number)}</a>'
-                   f"{earlier})</small>")
-    verdict = str(claim.get("verdict"))
-    on_model = escape(str(claim.get("model") or run_model))
-    return (f"<tr><td>{claim_text}</td><td>{cells['evidence']}</td><td>{cells['control']}</td>"
-            f'<td class="verdict {verdict_class(verdict)}">{escape(verdict)}'
-            f"<br><small>on {on_model}</small></td>"
-            f'<td class="number">{cells["n"]}</td></tr>')
 
 
 def _sample_sizes(record: NotebookRecord, shown_rows: list[dict[str, Any]]) -> str:
@@ -222,7 +103,8 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
                         else "its earlier results do not match this run.") + "</small></p>")
     if record.figures:
         figure = record.figures[0]
-        parts.append(f'<figure><img src="{png_data_uri(figure)}" alt="{escape(figure.stem)}">'
+        parts.append(f'<figure><img src="{png_data_uri(figure)}" '
+                     f'alt="Key figure of {escape(title)} ({escape(figure.name)})">'
                      f"<figcaption>{escape(figure.name)}</figcaption></figure>")
     shown_rows: list[dict[str, Any]] = []
     for name, payload in record.results.items():
@@ -233,7 +115,8 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
         shown_rows += rows
         poster = poster_table_for(rows)
         heading = f"Ours ({escape(key)})" if poster else escape(f"{name}: {key}")
-        ours = f"<div><h3>{heading}</h3>{rows_table(rows)}</div>"
+        table_html = rows_table(rows, data_link=f"../{name}.json")
+        ours = f"<div><h3>{heading}</h3>{table_html}</div>"
         if poster is not None:
             ours += f"<div><h3>The poster's numbers</h3>{poster}</div>"
         parts.append(f'<div class="side">{ours}</div>')
@@ -250,8 +133,8 @@ def build_report(output_dir: str | Path) -> Path:
     report_dir = output_dir / REPORT_DIR_NAME
     report_dir.mkdir(parents=True, exist_ok=True)
     run = read_run(output_dir)
-    description = describe_model(run.model, _first_provenance(run, "weights_sha256"))
-    conclusion, conclusion_stem = _conclusion(run, str(run.model))
+    description = describe_model(run.model, first_provenance(run, "weights_sha256"))
+    conclusion, conclusion_stem = conclusion_section(run, report_dir)
     sections, contents = [], []
     for record in run.notebooks:
         title = notebook_title(record.executed, record.stem) if record.executed else record.stem
@@ -269,9 +152,10 @@ def build_report(output_dir: str | Path) -> Path:
         "<p>Does CLIPSeg (Lüddecke &amp; Ecker, CVPR 2022) behave as the student poster "
         "says? Its claims, each judged against a control, then the experiments behind "
         "them.</p>",
-        _run_banner(run),
+        _run_notes(run),
         _caveat(description, _card_link(description, report_dir)),
         conclusion,
+        provenance_box(run),
         f"<nav><h2>Experiments</h2><ul>{''.join(contents)}</ul></nav>",
         *sections,
         f"<h2>Not from this run</h2><ul>{left_out}</ul>" if left_out else "",

@@ -8,17 +8,19 @@ shows as ``mean [low, high] n=N``. Pages are standalone: one inline style sheet,
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
+
 #: Keys that name a results file's main table, most preferred first; else its first table.
 MAIN_TABLE_KEYS = ("sweep", "rows", "mean_rows", "claims")
 MAX_TABLE_ROWS = 15
-VERDICTS = ("reproduced", "not reproduced", "mixed")
+#: A list of more numbers than this is raw data: a table cell says how many, and links to it.
+MAX_LISTED = 4
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 1.5rem auto; padding: 0 1rem;
@@ -30,23 +32,39 @@ td, th { border: 1px solid #bbb; padding: 0.3rem 0.5rem; vertical-align: top; te
 th { background: #f0f0f0; } td.number { text-align: right; white-space: nowrap; }
 .ci, .n { color: #555; font-size: 0.85em; white-space: nowrap; }
 .verdict { font-weight: 600; white-space: nowrap; }
-.verdict-reproduced { background: #dff0d8; } .verdict-not-reproduced { background: #f8dcdc; }
-.verdict-mixed { background: #fcefc7; } .verdict-other { background: #eeeeee; }
 .disagree { outline: 3px solid #7a1fa2; } .stale { color: #8a1c1c; }
 .box { border: 2px solid #444; background: #f7f7f7; padding: 0.6rem 1rem; margin: 1rem 0; }
 .caveat { border-color: #b36b00; background: #fff6e5; } .quick { color: #a00; font-weight: 600; }
+.provenance dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.1rem 1rem;
+                 margin: 0; font-size: 0.9rem; }
+.provenance dt { font-weight: 600; } .provenance dd { margin: 0; }
+.provenance h2 { font-size: 1.05rem; border: none; margin: 0 0 0.3rem; }
 .side { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
 figure { margin: 0.5rem 0; }
 figure img { max-width: 100%; max-height: 36rem; height: auto; border: 1px solid #ddd; }
+figure.forest img { max-height: none; max-width: 100%; border: none; }
 figcaption { font-size: 0.85rem; color: #555; }
 section { margin-bottom: 2rem; }
 @media print {
   body { max-width: none; margin: 0; font-size: 10pt; } a { color: inherit; }
   section, table, figure, .box { break-inside: avoid; } nav { display: none; }
-  .verdict-reproduced, .verdict-not-reproduced, .verdict-mixed, .verdict-other {
-    print-color-adjust: exact; -webkit-print-color-adjust: exact; }
+  .verdict { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
 }
 """
+
+
+def _tint(colour: str, share: float = 0.25) -> str:
+    """``colour`` (``#RRGGBB``) mixed with white, ``share`` of it kept: a background that
+    keeps black text readable."""
+    channels = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{round(255 - share * (255 - c)):02x}" for c in channels)
+
+
+VERDICT_STYLE = "\n".join(
+    f".{'verdict-' + verdict.replace(' ', '-')} {{ background: {_tint(colour)}; "
+    f"border-left: 0.4rem solid {colour}; }}"
+    for verdict, colour in VERDICT_COLOURS.items()
+) + "\n.verdict-other { background: #eeeeee; }"
 
 
 def is_interval(value: Any) -> bool:
@@ -64,8 +82,38 @@ def _number(value: float | None) -> str:
     return f"{value:.3f}"
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def raw_data_summary(value: Any) -> str | None:
+    """What a raw-data value holds, in words (``64 values``, ``49 points``, ``iou_gt: 64
+    values``), or None for a value a table shows as it is (an interval, a number, a label,
+    a short list of labels or up to `MAX_LISTED` numbers)."""
+    if is_interval(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(item, (list, tuple)) for item in value):
+            return f"{len(value)} points"
+        if any(isinstance(item, (dict, list, tuple)) for item in value):
+            return f"{len(value)} records"
+        numbers = sum(_is_number(item) for item in value)
+        return f"{len(value)} values" if numbers > MAX_LISTED else None
+    if isinstance(value, Mapping):
+        return "; ".join(f"{key}: {_held(inner)}" for key, inner in value.items()) or "empty"
+    return None
+
+
+def _held(value: Any) -> str:
+    return raw_data_summary(value) or ("1 interval" if is_interval(value) else "1 value")
+
+
 def format_value(value: Any) -> str:
-    """``value`` as escaped HTML: intervals with their n, floats at 3 decimals, None as a dash."""
+    """``value`` as escaped HTML: intervals with their n, floats at 3 decimals, None as a dash,
+    raw data (lists of numbers, records) as `raw_data_summary` says."""
+    summary = raw_data_summary(value)
+    if summary is not None:
+        return escape(summary)
     if is_interval(value):
         centre = value.get("mean", value.get("rate"))
         return (
@@ -78,21 +126,24 @@ def format_value(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return _number(value)
-    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list)) for v in value):
+    if isinstance(value, (list, tuple)):
         return escape(", ".join(str(item) for item in value))
-    if isinstance(value, (dict, list)):
-        return f"<code>{escape(json.dumps(value, sort_keys=True)[:200])}</code>"
     return escape(str(value))
 
 
 def _is_numeric(value: Any) -> bool:
-    return is_interval(value) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return is_interval(value) or _is_number(value)
 
 
-def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_ROWS) -> str:
+def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_ROWS,
+               data_link: str | None = None) -> str:
     """An HTML table of ``rows``: label columns first, then numbers, each in order of first
-    appearance (JSON files are written with sorted keys, which would put labels anywhere)."""
+    appearance (JSON files are written with sorted keys, which would put labels anywhere).
+    A column of raw data only (`raw_data_summary`) is left out and named under the table; a
+    raw-data cell elsewhere says what it holds; both link to ``data_link`` (the results file)."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
+    raw = [key for key in keys if _raw_column(rows, key)]
+    keys = [key for key in keys if key not in raw]
     numeric = {key for key in keys if any(_is_numeric(row.get(key)) for row in rows)}
     columns = [key for key in keys if key not in numeric] + [key for key in keys if key in numeric]
     header = "".join(f"<th>{escape(str(column))}</th>" for column in columns)
@@ -101,7 +152,7 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_R
         cells = "".join(
             f'<td class="number">{format_value(row.get(c))}</td>'
             if _is_numeric(row.get(c))
-            else f"<td>{format_value(row.get(c))}</td>"
+            else f"<td>{format_value(row.get(c))}{_data_link(row.get(c), data_link)}</td>"
             for c in columns
         )
         body.append(f"<tr>{cells}</tr>")
@@ -109,7 +160,31 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_R
     if more > 0:
         body.append(f'<tr><td colspan="{len(columns)}">… {more} more rows in the notebook'
                     "</td></tr>")
-    return f"<table>\n<tr>{header}</tr>\n" + "\n".join(body) + "\n</table>"
+    table = f"<table>\n<tr>{header}</tr>\n" + "\n".join(body) + "\n</table>"
+    return table + _raw_note(rows, raw, data_link)
+
+
+def _raw_column(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return bool(values) and all(raw_data_summary(value) is not None for value in values)
+
+
+def _raw_note(rows: Sequence[Mapping[str, Any]], raw: Sequence[str], data_link: str | None) -> str:
+    """"Not in the table: per_case (iou_gt: 64 values) per row, in the results JSON."."""
+    if not raw:
+        return ""
+    first = {key: next(row[key] for row in rows if row.get(key) is not None) for key in raw}
+    named = "; ".join(f"{escape(str(key))} ({escape(str(raw_data_summary(value)))})"
+                      for key, value in first.items())
+    where = (f'<a href="{escape(data_link)}">the results JSON</a>' if data_link
+             else "the results JSON")
+    return f'<p class="note">Not in the table: {named} per row, in {where}.</p>'
+
+
+def _data_link(value: Any, data_link: str | None) -> str:
+    if data_link is None or raw_data_summary(value) is None:
+        return ""
+    return f' <a href="{escape(data_link)}">(JSON)</a>'
 
 
 def tables_in(results: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -133,9 +208,9 @@ def main_table(results: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]] |
 
 
 def verdict_class(verdict: Any) -> str:
-    """CSS class colouring a verdict: reproduced, not reproduced, mixed, or anything else."""
+    """CSS class colouring a verdict: one of `VERDICT_COLOURS`' (the forest plot's), or other."""
     text = str(verdict).strip().lower()
-    return "verdict-" + (text.replace(" ", "-") if text in VERDICTS else "other")
+    return "verdict-" + (text.replace(" ", "-") if text in VERDICT_COLOURS else "other")
 
 
 def png_data_uri(path: Path) -> str:
@@ -151,7 +226,7 @@ def page(title: str, body: Sequence[str]) -> str:
             '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{escape(title)}</title>",
-            f"<style>{STYLE}</style></head><body>",
+            f"<style>{STYLE}{VERDICT_STYLE}</style></head><body>",
             *body,
             "</body></html>",
         ]
