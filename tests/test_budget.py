@@ -60,11 +60,13 @@ def test_the_budget_pays_for_world_cases_after_the_photos(vit_b, capsys):
     assert n_world == int((2_000 - 6 * per_case) // per_case) == 20
 
 
-def test_an_infinite_budget_takes_everything(vit_b):
-    n_world, photos = sample_for_budget(
-        vit_b, 64, PHOTOS, budget_gflop=float("inf"), gflop_per_case=2522.9
-    )
+def test_no_budget_takes_everything_on_a_full_size_model(vit_b, capsys):
+    # Issue 31, item 1: by default a full-size model gets the whole sample, as mini does.
+    n_world, photos = sample_for_budget(vit_b, 64, PHOTOS, budget_gflop=None,
+                                        gflop_per_case=2522.9)
     assert (n_world, len(photos)) == (64, len(PHOTOS))
+    printed = capsys.readouterr().out
+    assert "64 world cases + 6 photos" in printed and "(no budget; 2,522.90 GFLOP per case)" in printed
 
 
 def test_never_fewer_than_the_minimum_nor_more_than_asked(vit_b, capsys):

@@ -1,11 +1,14 @@
-"""Samples sized for the model's cost: a notebook spends at most its ``budget_gflop`` of
-backbone work.
+"""Samples sized for the model's cost, when the user asks: a notebook given a
+``budget_gflop`` spends at most that much backbone work.
 
-A sweep that takes seconds on `mini` (0.20 GFLOP per image) takes an hour on a ViT-B/16
-CLIPSeg (76.45 GFLOP per image, ~0.45 s on two cores), so each notebook states what one case
-costs in backbone encodings and `sample_for_budget` takes as many cases as its budget pays
-for. The sizes follow from the model's config and the notebook's parameters only (never from
-a clock), so a rerun draws the same sample. `mini` never reaches the default budgets.
+By default (``budget_gflop = None``) every model takes the whole sample, the 40 or more cases
+per cell the conclusion needs to judge a claim: the sample never depends on the model's speed.
+A sweep that takes seconds on `mini` (0.20 GFLOP per image) takes most of an hour on a ViT-B/16
+CLIPSeg (76.45 GFLOP per image, ~0.45 s on two cores), so a user may set a budget: each
+notebook states what one case costs in backbone encodings and `sample_for_budget` takes as
+many cases as the budget pays for, and the conclusion then says "not judged" for every claim
+left with fewer than 40 cases. The sizes follow from the model's config and the notebook's
+parameters only (never from a clock), so a rerun draws the same sample.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def sample_for_budget(
     n_cases: int,
     photos: Sequence[Case] = (),
     *,
-    budget_gflop: float,
+    budget_gflop: float | None,
     gflop_per_case: float,
     gflop_per_photo: float | None = None,
 ) -> tuple[int, list[Case]]:
@@ -57,9 +60,11 @@ def sample_for_budget(
     A world case costs `gflop_per_case`, a photo (all its prompts) `gflop_per_photo` (default
     the same). Photos take at most `PHOTO_SHARE` of the budget, whole photos, those with a mask
     first, then in file order; the world cases have the rest but never fewer than
-    `MIN_CASES` (or `n_cases` if smaller). An infinite budget takes everything. Raises
+    `MIN_CASES` (or `n_cases` if smaller). No budget (None) takes everything. Raises
     ValueError for a budget or cost that is not positive.
     """
+    unbounded = budget_gflop is None
+    budget_gflop = float("inf") if unbounded else budget_gflop
     if not budget_gflop > 0:
         raise ValueError(f"budget_gflop must be positive, got {budget_gflop}")
     if not gflop_per_case > 0 or (gflop_per_photo is not None and not gflop_per_photo > 0):
@@ -80,8 +85,9 @@ def sample_for_budget(
     note = f"; the budget cuts it to {', '.join(cut)} (raise budget_gflop for more)" if cut else ""
     if affordable < n_world:
         note += f"; {n_world} world cases are the minimum, over the budget"
+    budget = "no budget" if unbounded else f"budget {budget_gflop:,.0f}"
     print(
         f"Sample for {segmenter.name}: {n_world} world cases{photo_count}, {spent:,.0f} GFLOP of "
-        f"backbone work (budget {budget_gflop:,.0f}; {gflop_per_case:,.2f} GFLOP per case){note}"
+        f"backbone work ({budget}; {gflop_per_case:,.2f} GFLOP per case){note}"
     )
     return n_world, [case for group in kept_photos for case in group]
