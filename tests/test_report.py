@@ -28,16 +28,24 @@ class Elements(HTMLParser):
         super().__init__()
         self.tags: list[tuple[str, dict]] = []
         self.rows: list[str] = []
+        self.image_links: list[tuple[str, str | None]] = []  # (img src, href of the link around)
         self._open_rows: list[list[list[str]]] = []
+        self._links: list[str | None] = []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
+        if tag == "a":
+            self._links.append(dict(attrs).get("href"))
+        elif tag == "img":
+            self.image_links.append((dict(attrs)["src"], self._links[-1] if self._links else None))
         if tag == "tr":
             self._open_rows.append([])
         elif tag in ("td", "th") and self._open_rows:
             self._open_rows[-1].append([])
 
     def handle_endtag(self, tag):
+        if tag == "a" and self._links:
+            self._links.pop()
         if tag == "tr" and self._open_rows:
             row = self._open_rows.pop()
             self.rows.append(" | ".join(" ".join("".join(cell).split()) for cell in row))
@@ -81,7 +89,9 @@ def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experim
     assert "Model card: <code>mini</code>" in (index.parent / "model_card.html").read_text()
     for stem in ("04_extract_layers", "05_specific_word"):
         part = section(text, stem)
-        assert part.count('<img src="data:image/png;base64,') == 1
+        figure = f"{stem}_figure.png"
+        assert part.count(f'<a href="{figure}"><img src="{figure}" ') == 1
+        assert (index.parent / figure).read_bytes() == (run / figure).read_bytes()
         assert "<table>" in part and f'href="{stem}.html"' in part
         assert (index.parent / f"{stem}.html").is_file()
         assert "Cases per condition: 16. Intervals are 95% over n = 16." in part
@@ -229,6 +239,18 @@ def test_every_page_parses_strictly_and_every_image_has_alt_text(tmp_path):
     assert "Figure 1 of 05 specific_word, after: The sweep, per distortion." in alts
     assert "Key figure of 05 specific_word (05_specific_word_figure.png)" in alts
     assert len(alts) == 1 + 13 + 13
+
+
+def test_every_figure_links_to_its_own_file_beside_the_page(tmp_path):
+    index = build_report(reference_run(tmp_path / "run"))
+    links = []
+    for page in sorted(index.parent.glob("*.html")):
+        links += [(page, *link) for link in parse(page)[1].image_links]
+    assert len(links) == 1 + 13 + 13
+    for page, source, href in links:
+        assert href == source, (page.name, source, href)
+        assert not source.startswith("data:") and (page.parent / source).is_file()
+    assert (index.parent / "05_specific_word_files" / "output_4_1.png").is_file()
 
 
 def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrapping(tmp_path):
