@@ -13,6 +13,7 @@ import html5lib
 import pytest
 from fabricated_runs import CLAIMS, age, fabricate_run, reference_run, write_executed
 
+from clipseg_lib.study import cli
 from clipseg_lib.study.model_description import describe_model
 from clipseg_lib.study.report import build_report
 from clipseg_lib.study.report_conclusion import summary_text
@@ -218,8 +219,26 @@ def test_the_front_page_names_the_run_model_settings_machine_and_versions(tmp_pa
         "Machine": "AMD EPYC (avx2 fma avx512f avx512_vnni avx512_bf16), AVX512 kernels, "
                    "2 threads",
         "Versions": "python 3.11.7, torch 2.13.0+cpu, transformers 5.25.0, numpy 2.4.6",
+        "Verified": "not verified (clipseg-study verify compares a run with the reference)",
     }
     assert len(sha) == 64
+
+
+def test_the_provenance_box_shows_what_verify_found_for_this_run_only(tmp_path, capsys):
+    run = reference_run(tmp_path / "run")
+    build_report(run)
+    assert cli.main(["verify", str(run), "--against", str(run)]) == 0
+    assert capsys.readouterr().out.endswith(f"report: {run / 'report' / 'index.html'}\n")
+    record = json.loads((run / "verify.json").read_text())
+    assert (record["quantities"], record["failed"], record["exit_status"]) == (19003, 0, 0)
+    text = (run / "report" / "index.html").read_text(encoding="utf-8")
+    assert (f"<dt>Verified</dt><dd>exit 0: all 19,003 quantities in 13 results files agree within "
+            f"their tolerances; against {run}, {record['verified_at']}</dd>") in text
+    manifest = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**manifest, "run_id": "a later run"}))
+    text = build_report(run).read_text(encoding="utf-8")
+    assert ("<dt>Verified</dt><dd>not verified: the verify.json here is about an earlier run"
+            "</dd>") in text
     assert text.index('id="conclusion"') < text.index('id="provenance"') < text.index("<nav>")
 
 
