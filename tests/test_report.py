@@ -3,6 +3,7 @@ conclusion, the caveat, a figure and a table per experiment, and never a stale r
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -13,7 +14,9 @@ import html5lib
 import pytest
 from fabricated_runs import CLAIMS, age, fabricate_run, reference_run, write_executed
 
+from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
 from clipseg_lib.study import cli
+from clipseg_lib.study.compare import compare_runs
 from clipseg_lib.study.model_description import describe_model
 from clipseg_lib.study.report import build_report
 from clipseg_lib.study.report_conclusion import summary_text
@@ -438,3 +441,50 @@ def test_a_hostile_model_card_reaches_the_report_without_script(tmp_path):
     assert "<h1>A fine model" in card and "It segments well." in card and "hover" in card
     for hostile in ("alert", "onerror", "onmouseover", "javascript:"):
         assert hostile not in card
+
+
+def _luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of ``#rrggbb``."""
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG 2 contrast ratio of two colours, 1 to 21."""
+    lighter, darker = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_every_page_has_a_main_landmark_headings_in_order_and_readable_verdicts(tmp_path):
+    assert round(contrast("#777777", "#ffffff"), 2) == 4.48  # WCAG's own borderline grey
+    run = reference_run(tmp_path / "run")
+    index = build_report(run)
+    second = fabricate_run(tmp_path / "a", quick=False)
+    compare_runs([fabricate_run(tmp_path / "b", quick=False, seed=1), second], tmp_path / "out")
+    pages = [*sorted(index.parent.glob("*.html")), tmp_path / "out" / "compare.html"]
+    for page in pages:
+        _, elements = parse(page)
+        tags = [tag for tag, _ in elements.tags]
+        assert tags.count("main") == 1, page.name
+        levels = [int(tag[1]) for tag in tags if re.fullmatch(r"h[1-6]", tag)]
+        assert levels[0] == 1, page.name
+        assert all(b <= a + 1 for a, b in itertools.pairwise(levels)), (page.name, levels)
+    text = index.read_text(encoding="utf-8")
+    body_colour = re.search(r"body \{[^}]*?[^-]color: (#[0-9a-f]{6})", text).group(1)
+    backgrounds = dict(re.findall(r"\.verdict-([a-z-]+) \{ background: (#[0-9a-f]{6})", text))
+    assert len(backgrounds) == len(VERDICT_COLOURS) + 1  # and verdict-other
+    ratios = {verdict: contrast(colour, body_colour) for verdict, colour in backgrounds.items()}
+    assert min(ratios.values()) >= 4.5, ratios
+
+
+def test_printing_opens_folded_evidence_and_keeps_table_rows_whole(tmp_path):
+    text = build_report(fabricate_run(tmp_path / "run", quick=False)).read_text(encoding="utf-8")
+    assert "<details>" in text
+    start = text.index("@media print {")
+    print_rules = text[start:text.index("\n}\n", start)]
+    assert re.search(r"\btr\b[^{]*\{ break-inside: avoid; \}", print_rules)
+    assert "details::details-content { content-visibility: visible; display: block; }" in (
+        print_rules)
+    assert ('addEventListener("beforeprint", () => document.querySelectorAll("details")'
+            ".forEach(details => { details.open = true; }));") in text

@@ -2,7 +2,8 @@
 
 Tables are read generically: any list of row dicts renders, and a value that is an interval
 (`Estimate.as_dict()`: ``{"mean", "n", "ci_low", "ci_high"}``, or a hit rate with ``"rate"``)
-shows as ``mean [low, high] n=N``. Pages are standalone: one inline style sheet, with print rules.
+shows as ``mean [low, high] n=N``. Pages are standalone: one inline style sheet, with print rules
+(table rows unbroken, folded evidence opened), inside a ``<main>``.
 """
 
 from __future__ import annotations
@@ -45,10 +46,16 @@ figcaption { font-size: 0.85rem; color: #555; }
 section { margin-bottom: 2rem; }
 @media print {
   body { max-width: none; margin: 0; font-size: 10pt; } a { color: inherit; }
-  section, table, figure, .box { break-inside: avoid; } nav { display: none; }
+  section, figure, .box { break-inside: avoid; } nav { display: none; }
+  tr, td, th { break-inside: avoid; } thead { display: table-header-group; }
+  details::details-content { content-visibility: visible; display: block; }
+  details > summary { list-style: none; font-weight: 600; }
   .verdict { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
 }
 """
+#: Folded evidence prints open: browsers without ``::details-content`` hide a closed one's body.
+PRINT_SCRIPT = ('<script>addEventListener("beforeprint", () => document.querySelectorAll('
+                '"details").forEach(details => { details.open = true; }));</script>')
 
 
 def _tint(colour: str, share: float = 0.25) -> str:
@@ -228,7 +235,7 @@ def page(title: str, body: Sequence[str]) -> str:
             '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{escape(title)}</title>",
-            f"<style>{STYLE}{VERDICT_STYLE}</style></head><body><main>",
+            f"<style>{STYLE}{VERDICT_STYLE}</style>{PRINT_SCRIPT}</head><body><main>",
             *body,
             "</main></body></html>",
         ]
