@@ -28,8 +28,8 @@ def claim_rows(page: str) -> dict[str, str]:
 
 
 def test_a_claim_the_runs_disagree_on_is_marked_as_a_disagreement(tmp_path):
-    mini = fabricate_run(tmp_path / "mini", seed=0)
-    other = fabricate_run(tmp_path / "seed1", seed=1,
+    mini = fabricate_run(tmp_path / "mini", seed=0, quick=False)
+    other = fabricate_run(tmp_path / "seed1", seed=1, quick=False,
                           verdicts={WORD: "not reproduced", LAYERS: "reproduced"})
     code, stdout, stderr = run_main(["compare", mini, other, "--output", tmp_path / "out"])
     assert (code, stderr) == (0, "")
@@ -42,10 +42,10 @@ def test_a_claim_the_runs_disagree_on_is_marked_as_a_disagreement(tmp_path):
     assert 'class="verdict-not-reproduced"' in rows[WORD]
     assert rows[WORD].endswith('<td class="verdict disagree">disagreement</td></tr>')
     assert rows[LAYERS].startswith("<tr>") and rows[LAYERS].endswith("<td>agree</td></tr>")
-    assert "mIoU 0.330 [0.280, 0.380] (n=4)" in rows[LAYERS]
+    assert "mIoU 0.330 [0.280, 0.380] (n=16)" in rows[LAYERS]
     assert "The runs disagree on 1 of 2 claims." in page
     assert "<th>mini</th><th>seed1</th>" in page
-    assert "not what the released CLIPSeg does; seed 1; quick run</li>" in page
+    assert "not what the released CLIPSeg does; seed 1</li>" in page
 
 
 def test_runs_in_folders_of_one_name_are_labelled_by_their_parent(tmp_path):
@@ -84,7 +84,8 @@ def test_vary_threshold_compares_one_study_at_two_mask_thresholds(tmp_path):
     # Issue 27, item 17: does any verdict flip between t = 0.5 and the paper's 0.3?
     runs = []
     for name, threshold, verdict in (("t05", 0.5, "reproduced"), ("t03", 0.3, "mixed")):
-        run = fabricate_run(tmp_path / name, verdicts={WORD: verdict, LAYERS: "mixed"})
+        run = fabricate_run(tmp_path / name, quick=False,
+                            verdicts={WORD: verdict, LAYERS: "mixed"})
         payload = json.loads((run / "05_specific_word.json").read_text())
         payload["parameters"]["threshold"] = threshold
         (run / "05_specific_word.json").write_text(json.dumps(payload))
@@ -112,7 +113,7 @@ def test_a_failed_notebook_makes_its_claim_not_current_not_a_disagreement(tmp_pa
 def test_the_runs_of_a_grid_are_compared_cell_by_cell(tmp_path):
     grid = tmp_path / "grid"
     for seed in (0, 1, 2):
-        fabricate_run(grid / f"seed={seed}", seed=seed,
+        fabricate_run(grid / f"seed={seed}", seed=seed, quick=False,
                       verdicts={WORD: "mixed" if seed == 2 else "reproduced", LAYERS: "mixed"})
     assert run_main(["compare", grid, "--output", tmp_path / "out"])[0] == 0
     page = (tmp_path / "out" / "compare.html").read_text()
@@ -147,3 +148,34 @@ def test_a_run_that_did_not_finish_is_refused(tmp_path):
     code, _, stderr = run_main(["compare", finished, failed, "--output", tmp_path / "out"])
     assert code == 2 and "failed: run.json says the run failed (a lost scheduler" in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_quick_runs_show_no_verdicts_and_cannot_disagree(tmp_path):
+    first = fabricate_run(tmp_path / "a", seed=0)
+    second = fabricate_run(tmp_path / "b", seed=1, verdicts={WORD: "not reproduced",
+                                                             LAYERS: "reproduced"})
+    code, stdout, _ = run_main(["compare", first, second, "--output", tmp_path / "out"])
+    assert code == 0 and stdout.startswith("the runs agree on every claim\n")
+    page = (tmp_path / "out" / "compare.html").read_text()
+    not_judged = ('<td class="verdict-not-judged">not judged: n = 4 per cell; the conclusion '
+                  "needs 40</td>")
+    assert claim_rows(page)[WORD].count(not_judged) == 2
+    assert "reproduced" not in page.split("</style>")[1]
+    assert "<img" not in page and not (tmp_path / "out" / "compare_forest_plot.svg").exists()
+
+
+def test_full_runs_share_one_forest_plot_that_links_to_itself(tmp_path):
+    first = fabricate_run(tmp_path / "a", seed=0, quick=False)
+    second = fabricate_run(tmp_path / "b", seed=1, quick=False,
+                           verdicts={WORD: "not reproduced", LAYERS: "reproduced"})
+    assert run_main(["compare", first, second, "--output", tmp_path / "out"])[0] == 0
+    page = (tmp_path / "out" / "compare.html").read_text()
+    figures = re.findall(r'<figure class="forest"><a href="([^"]+)"><img src="([^"]+)" '
+                         r'alt="([^"]+)"></a>', page)
+    assert len(figures) == 1 and page.count("<img") == 1
+    link, source, alt = figures[0]
+    assert link == source == "compare_forest_plot.svg"
+    assert (tmp_path / "out" / source).read_text().lstrip().startswith("<?xml")
+    assert alt.startswith("Forest plot of the tests of 2 runs on one axis")
+    assert f"a: {WORD} reproduced" in alt and f"b: {WORD} not reproduced" in alt
+    assert page.index("<figure") < page.index('<table class="compare">')

@@ -10,7 +10,13 @@ import pytest
 from matplotlib.colors import to_hex
 
 from clipseg_lib.experiments.conclusion import VERDICT_COLOURS, build_claims
-from clipseg_lib.study.forest_plot import forest_alt, forest_rows, forest_svg, plot_forest
+from clipseg_lib.study.forest_plot import (
+    forest_alt,
+    forest_rows,
+    forest_svg,
+    plot_forest,
+    plot_runs_forest,
+)
 from clipseg_lib.study.results import load_results
 
 REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"
@@ -65,3 +71,26 @@ def test_the_plot_is_an_svg_with_alt_text_naming_each_verdict(claims):
     alt = forest_alt(claims)
     assert alt.startswith("Forest plot")
     assert "Robust to slightly distorted input images: not reproduced (8 tests)" in alt
+
+
+def test_several_runs_share_one_axis_each_marker_on_its_own_labelled_row(claims):
+    other = [dict(claim) for claim in claims]
+    other[0] = {**other[0], "verdict": "mixed"}
+    figure = plot_runs_forest({"mini": claims, "seed 1": other})
+    ax = figure.axes[0]
+    assert len(figure.axes) == 1
+    markers = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(markers) == 2 * len(forest_rows(claims)) == 48
+    # the first test of the first claim: mini's marker one row above seed 1's, each labelled
+    first, second = markers[0], markers[1]
+    assert (first.get_ydata()[0], second.get_ydata()[0]) == (1.0, 2.0)
+    assert [text.get_text() for text in ax.texts[:2]] == ["mini", "seed 1"]
+    assert to_hex(first.get_color()) == VERDICT_COLOURS[claims[0]["verdict"]].lower()
+    assert to_hex(second.get_color()) == VERDICT_COLOURS["mixed"].lower()
+    ticks = [(tick.get_text(), tick.get_position()[1]) for tick in ax.get_yticklabels()]
+    assert ticks[:2] == [
+        (f"{claims[0]['claim']}: {claims[0]['verdict']} (mini), mixed (seed 1)", 0.0),
+        (forest_rows(claims)[0].label, 1.5),  # between its two runs' rows
+    ]
+    assert min(text.get_fontsize() for text in ax.texts) >= 9
+    plt.close(figure)

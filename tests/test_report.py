@@ -3,6 +3,7 @@ conclusion, the caveat, a figure and a table per experiment, and never a stale r
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -13,6 +14,9 @@ import html5lib
 import pytest
 from fabricated_runs import CLAIMS, age, fabricate_run, reference_run, write_executed
 
+from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
+from clipseg_lib.study import cli
+from clipseg_lib.study.compare import compare_runs
 from clipseg_lib.study.model_description import describe_model
 from clipseg_lib.study.report import build_report
 from clipseg_lib.study.report_conclusion import summary_text
@@ -28,16 +32,24 @@ class Elements(HTMLParser):
         super().__init__()
         self.tags: list[tuple[str, dict]] = []
         self.rows: list[str] = []
+        self.image_links: list[tuple[str, str | None]] = []  # (img src, href of the link around)
         self._open_rows: list[list[list[str]]] = []
+        self._links: list[str | None] = []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
+        if tag == "a":
+            self._links.append(dict(attrs).get("href"))
+        elif tag == "img":
+            self.image_links.append((dict(attrs)["src"], self._links[-1] if self._links else None))
         if tag == "tr":
             self._open_rows.append([])
         elif tag in ("td", "th") and self._open_rows:
             self._open_rows[-1].append([])
 
     def handle_endtag(self, tag):
+        if tag == "a" and self._links:
+            self._links.pop()
         if tag == "tr" and self._open_rows:
             row = self._open_rows.pop()
             self.rows.append(" | ".join(" ".join("".join(cell).split()) for cell in row))
@@ -81,7 +93,9 @@ def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experim
     assert "Model card: <code>mini</code>" in (index.parent / "model_card.html").read_text()
     for stem in ("04_extract_layers", "05_specific_word"):
         part = section(text, stem)
-        assert part.count('<img src="data:image/png;base64,') == 1
+        figure = f"{stem}_figure.png"
+        assert part.count(f'<a href="{figure}"><img src="{figure}" ') == 1
+        assert (index.parent / figure).read_bytes() == (run / figure).read_bytes()
         assert "<table>" in part and f'href="{stem}.html"' in part
         assert (index.parent / f"{stem}.html").is_file()
         assert "Cases per condition: 16. Intervals are 95% over n = 16." in part
@@ -208,8 +222,26 @@ def test_the_front_page_names_the_run_model_settings_machine_and_versions(tmp_pa
         "Machine": "AMD EPYC (avx2 fma avx512f avx512_vnni avx512_bf16), AVX512 kernels, "
                    "2 threads",
         "Versions": "python 3.11.7, torch 2.13.0+cpu, transformers 5.25.0, numpy 2.4.6",
+        "Verified": "not verified (clipseg-study verify compares a run with the reference)",
     }
     assert len(sha) == 64
+
+
+def test_the_provenance_box_shows_what_verify_found_for_this_run_only(tmp_path, capsys):
+    run = reference_run(tmp_path / "run")
+    build_report(run)
+    assert cli.main(["verify", str(run), "--against", str(run)]) == 0
+    assert capsys.readouterr().out.endswith(f"report: {run / 'report' / 'index.html'}\n")
+    record = json.loads((run / "verify.json").read_text())
+    assert (record["quantities"], record["failed"], record["exit_status"]) == (19003, 0, 0)
+    text = (run / "report" / "index.html").read_text(encoding="utf-8")
+    assert (f"<dt>Verified</dt><dd>exit 0: all 19,003 quantities in 13 results files agree within "
+            f"their tolerances; against {run}, {record['verified_at']}</dd>") in text
+    manifest = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**manifest, "run_id": "a later run"}))
+    text = build_report(run).read_text(encoding="utf-8")
+    assert ("<dt>Verified</dt><dd>not verified: the verify.json here is about an earlier run"
+            "</dd>") in text
     assert text.index('id="conclusion"') < text.index('id="provenance"') < text.index("<nav>")
 
 
@@ -229,6 +261,18 @@ def test_every_page_parses_strictly_and_every_image_has_alt_text(tmp_path):
     assert "Figure 1 of 05 specific_word, after: The sweep, per distortion." in alts
     assert "Key figure of 05 specific_word (05_specific_word_figure.png)" in alts
     assert len(alts) == 1 + 13 + 13
+
+
+def test_every_figure_links_to_its_own_file_beside_the_page(tmp_path):
+    index = build_report(reference_run(tmp_path / "run"))
+    links = []
+    for page in sorted(index.parent.glob("*.html")):
+        links += [(page, *link) for link in parse(page)[1].image_links]
+    assert len(links) == 1 + 13 + 13
+    for page, source, href in links:
+        assert href == source, (page.name, source, href)
+        assert not source.startswith("data:") and (page.parent / source).is_file()
+    assert (index.parent / "05_specific_word_files" / "output_4_1.png").is_file()
 
 
 def test_notebook_pages_are_titled_by_notebook_without_inputs_or_mid_word_wrapping(tmp_path):
@@ -397,3 +441,50 @@ def test_a_hostile_model_card_reaches_the_report_without_script(tmp_path):
     assert "<h1>A fine model" in card and "It segments well." in card and "hover" in card
     for hostile in ("alert", "onerror", "onmouseover", "javascript:"):
         assert hostile not in card
+
+
+def _luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of ``#rrggbb``."""
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG 2 contrast ratio of two colours, 1 to 21."""
+    lighter, darker = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_every_page_has_a_main_landmark_headings_in_order_and_readable_verdicts(tmp_path):
+    assert round(contrast("#777777", "#ffffff"), 2) == 4.48  # WCAG's own borderline grey
+    run = reference_run(tmp_path / "run")
+    index = build_report(run)
+    second = fabricate_run(tmp_path / "a", quick=False)
+    compare_runs([fabricate_run(tmp_path / "b", quick=False, seed=1), second], tmp_path / "out")
+    pages = [*sorted(index.parent.glob("*.html")), tmp_path / "out" / "compare.html"]
+    for page in pages:
+        _, elements = parse(page)
+        tags = [tag for tag, _ in elements.tags]
+        assert tags.count("main") == 1, page.name
+        levels = [int(tag[1]) for tag in tags if re.fullmatch(r"h[1-6]", tag)]
+        assert levels[0] == 1, page.name
+        assert all(b <= a + 1 for a, b in itertools.pairwise(levels)), (page.name, levels)
+    text = index.read_text(encoding="utf-8")
+    body_colour = re.search(r"body \{[^}]*?[^-]color: (#[0-9a-f]{6})", text).group(1)
+    backgrounds = dict(re.findall(r"\.verdict-([a-z-]+) \{ background: (#[0-9a-f]{6})", text))
+    assert len(backgrounds) == len(VERDICT_COLOURS) + 1  # and verdict-other
+    ratios = {verdict: contrast(colour, body_colour) for verdict, colour in backgrounds.items()}
+    assert min(ratios.values()) >= 4.5, ratios
+
+
+def test_printing_opens_folded_evidence_and_keeps_table_rows_whole(tmp_path):
+    text = build_report(fabricate_run(tmp_path / "run", quick=False)).read_text(encoding="utf-8")
+    assert "<details>" in text
+    start = text.index("@media print {")
+    print_rules = text[start:text.index("\n}\n", start)]
+    assert re.search(r"\btr\b[^{]*\{ break-inside: avoid; \}", print_rules)
+    assert "details::details-content { content-visibility: visible; display: block; }" in (
+        print_rules)
+    assert ('addEventListener("beforeprint", () => document.querySelectorAll("details")'
+            ".forEach(details => { details.open = true; }));") in text

@@ -111,7 +111,8 @@ def test_the_report_reads_in_a_browser(output_dir, tmp_path):
             files = [path for path in files if path is not None]
             assert len(files) >= 2 and [path for path in files if not path.is_file()] == []
 
-            notebook_page = next(path for path in files if path.stem[:2].isdigit())
+            notebook_page = next(path for path in files
+                                 if path.suffix == ".html" and path.stem[:2].isdigit())
             heading = page.locator(f"h2[id='{notebook_page.stem}']").inner_text()
             page.goto(notebook_page.as_uri())
             assert page.title() == heading

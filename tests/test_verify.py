@@ -108,3 +108,25 @@ def test_counts_and_words_are_exact_and_every_float_has_a_declared_tolerance() -
     assert tolerance_for("06_negation/results/flag", True) is EXACT
     assert tolerance_for("06_negation/results/mean", 0.5) is TOLERANCES[-1]
     assert TOLERANCES[-1].pattern == "*" and all(t.why for t in TOLERANCES)
+
+
+def test_verify_json_is_written_into_a_run_dir_only(tmp_path: Path) -> None:
+    reference = write_run(tmp_path / "reference", RESULTS)
+    loose = write_run(tmp_path / "loose", {**RESULTS, "n": 39})
+    assert cli.main(["verify", str(loose), "--against", str(reference)]) == 1
+    assert sorted(path.name for path in loose.iterdir()) == ["06_negation.json"]
+    run = write_run(tmp_path / "run", {**RESULTS, "n": 39})
+    (run / "run.json").write_text("{}")
+    for _ in range(2):  # the second reads past the first's verify.json
+        assert cli.main(["verify", str(run), "--against", str(reference)]) == 1
+    record = json.loads((run / "verify.json").read_text())
+    assert {key: record[key] for key in ("against", "quantities", "failed", "exit_status")} == {
+        "against": str(reference), "quantities": 7, "failed": 1, "exit_status": 1}
+    assert record["outcome"] == "1 of 7 quantities in 1 results files differ beyond their tolerance"
+    assert not (run / "report").exists()
+    other_model = write_run(tmp_path / "other", RESULTS, provenance={"model": "CIDAS/x"})
+    (other_model / "run.json").write_text("{}")
+    assert cli.main(["verify", str(other_model), "--against", str(reference)]) == 2
+    record = json.loads((other_model / "verify.json").read_text())
+    assert (record["quantities"], record["exit_status"]) == (0, 2)
+    assert record["outcome"].startswith("not comparable: 06_negation: results of a different model")

@@ -7,7 +7,10 @@ they differ only in what a comparison is for (`MAY_DIFFER`: model, seed, device,
 what ``--vary`` names, e.g. ``--vary threshold`` for one study at two mask thresholds); any
 other parameter that differs (quick vs full, n_cases, threshold) is refused with exit status 2.
 Only current results count (`run_records`): a claim whose notebook failed reads "not current";
-a run that did not finish (interrupted, failed, still running) is refused.
+a run that did not finish (interrupted, failed, still running) is refused. As in the report, a
+quick run's column holds no verdicts ("not judged", with why) and takes no part in
+disagreements; the other runs' tests share one forest plot (`plot_runs_forest`), written
+beside the page.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
+from clipseg_lib.study.forest_plot import figure_svg, plot_runs_forest, runs_forest_alt
 from clipseg_lib.study.model_description import describe_model
-from clipseg_lib.study.report_html import page, verdict_class
-from clipseg_lib.study.results import RUN_MANIFEST_NAME
+from clipseg_lib.study.report_conclusion import not_judged_reason
+from clipseg_lib.study.report_html import enlargeable_figure, page, verdict_class
+from clipseg_lib.study.results import RUN_MANIFEST_NAME, write_text_atomic
 from clipseg_lib.study.run_records import (
     LOCATION_PARAMETERS,
     RunRecord,
@@ -33,6 +38,7 @@ from clipseg_lib.study.run_records import (
 
 MAY_DIFFER = ("model", "seed", "device", "dtype", "clip_weights", *LOCATION_PARAMETERS)
 PAGE_NAME = "compare.html"
+FOREST_PLOT = "compare_forest_plot.svg"
 UNFINISHED = {"running": "has not finished", "interrupted": "was interrupted",
               "failed": "failed (a lost scheduler or a full disk)"}
 """Manifest statuses of runs whose results are not a whole study, and what they mean."""
@@ -100,12 +106,15 @@ def run_labels(paths: Sequence[Path]) -> list[str]:
     return [str(path.relative_to(common)) or str(path) for path in resolved]
 
 
-def _cell(claim_record) -> tuple[str, str | None]:
-    """(table cell, verdict or None when the claim is not current in that run)."""
+def _cell(claim_record, not_judged: str | None) -> tuple[str, str | None]:
+    """(table cell, verdict or None when the claim is not current in that run or the run is
+    quick: `not_judged` says why)."""
     if claim_record is None:
         return '<td class="stale">no such claim</td>', None
     if not claim_record.current:
         return f'<td class="stale">not current: {escape(claim_record.why)}</td>', None
+    if not_judged is not None:
+        return f'<td class="verdict-not-judged">not judged: {escape(not_judged)}</td>', None
     claim = claim_record.claim
     verdict = str(claim.get("verdict"))
     return (f'<td class="{verdict_class(verdict)}"><span class="verdict">{escape(verdict)}'
@@ -122,9 +131,31 @@ def _run_summary(run: RunRecord) -> str:
                   + ("; quick run" if run.quick else ""))
 
 
-def comparison_page(runs: Sequence[RunRecord], labels: Sequence[str]) -> tuple[str, list[str]]:
-    """(the HTML page, the claims the runs disagree on)."""
+def _forest_figure(runs: Sequence[RunRecord], labels: Sequence[str], conclusions: Sequence,
+                   output: Path) -> str:
+    """The judged runs' tests in one forest plot written to `output`/`FOREST_PLOT`, as a
+    figure; "" when no judged run has tests."""
+    claims_by_run = {
+        label: [record.claim for record in conclusion.claims if record.current]
+        for label, run, conclusion in zip(labels, runs, conclusions, strict=True)
+        if conclusion is not None and not run.quick
+    }
+    if not any(claim.get("tests") for claims in claims_by_run.values() for claim in claims):
+        return ""
+    write_text_atomic(output / FOREST_PLOT, figure_svg(plot_runs_forest(claims_by_run)))
+    return enlargeable_figure(
+        FOREST_PLOT, runs_forest_alt(claims_by_run),
+        "Each claim's tests, one row per run: the effect minus its control with its 95% "
+        "interval; dashed, the declared margin.", css_class="forest")
+
+
+def comparison_page(runs: Sequence[RunRecord], labels: Sequence[str],
+                    output: Path) -> tuple[str, list[str]]:
+    """(the HTML page, the claims the runs disagree on); writes the forest plot into
+    `output`."""
     conclusions = [conclusion_of(run) for run in runs]
+    not_judged = [not_judged_reason(run, conclusion) if run.quick else None
+                  for run, conclusion in zip(runs, conclusions, strict=True)]
     by_claim: dict[str, list] = {}
     for index, conclusion in enumerate(conclusions):
         for record in conclusion.claims if conclusion else []:
@@ -132,7 +163,9 @@ def comparison_page(runs: Sequence[RunRecord], labels: Sequence[str]) -> tuple[s
     header = "".join(f"<th>{escape(label)}</th>" for label in labels)
     rows, disagreements = [], []
     for claim, records in by_claim.items():
-        cells, verdicts = zip(*(_cell(record) for record in records), strict=True)
+        cells, verdicts = zip(*(_cell(record, why)
+                                for record, why in zip(records, not_judged, strict=True)),
+                              strict=True)
         disagree = len({verdict for verdict in verdicts if verdict is not None}) > 1
         if disagree:
             disagreements.append(claim)
@@ -151,6 +184,7 @@ def comparison_page(runs: Sequence[RunRecord], labels: Sequence[str]) -> tuple[s
         "<h1>CLIPSeg study: runs side by side</h1>",
         f"<ul>{about}</ul>",
         f"<p>{escape(verdict_line)}</p>",
+        _forest_figure(runs, labels, conclusions, output),
         f"<table class=\"compare\">\n<tr><th>Claim</th>{header}<th>Runs</th></tr>\n"
         + "\n".join(rows) + "\n</table>",
     ]
@@ -178,9 +212,9 @@ def compare_runs(paths: Sequence[str | Path], output: str | Path, *, force: bool
     target = Path(output) / PAGE_NAME
     if target.exists() and not force and GENERATOR not in target.read_text(errors="replace"):
         raise CompareError(f"{target} exists and was not written by compare; use --force")
-    html, disagreements = comparison_page(runs, labels)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        html, disagreements = comparison_page(runs, labels, target.parent)
         target.write_text(html, encoding="utf-8")
     except OSError as error:
         raise CompareError(f"output {output}: {error.strerror or error}") from error

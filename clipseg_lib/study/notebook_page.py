@@ -1,5 +1,6 @@
 """A notebook's page in the report: its title, and its executed copy as HTML without inputs,
-readable offline, every figure with alt text (`add_alt_text`, written by the template)."""
+readable offline, every figure a file in ``<stem>_files/`` beside the page that the page links
+to (click to enlarge), with alt text (`add_alt_text`, written by the template)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import ExtractOutputPreprocessor
 from nbformat import NotebookNode
 
 from clipseg_lib.study.results import write_text_atomic
@@ -51,18 +53,27 @@ def notebook_title(executed: Path, fallback: str) -> str:
 
 
 def render_notebook(executed: Path, target: Path, title: str) -> bool:
-    """Write ``executed`` as HTML titled ``title``, inputs and prompts hidden; False on failure."""
+    """Write ``executed`` as HTML titled ``title``, inputs and prompts hidden, its figures into
+    ``<target stem>_files/``; False on failure."""
     exporter = HTMLExporter(
         template_file=str(NOTEBOOK_PAGE_TEMPLATE), exclude_input=True, exclude_input_prompt=True,
         exclude_output_prompt=True, embed_images=True,
     )
+    exporter.register_preprocessor(
+        ExtractOutputPreprocessor(extract_output_types=set(IMAGE_TYPES)), enabled=True)
+    figures_dir = f"{target.stem}_files"
     # A half-written notebook from a killed run must not take the whole report down.
     try:
         notebook = nbformat.read(executed, as_version=4)
         add_alt_text(notebook, title)
-        body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+        body, resources = exporter.from_notebook_node(notebook, resources={
+            "metadata": {"name": title}, "output_files_dir": figures_dir})
     except Exception as error:  # noqa: BLE001
         warnings.warn(f"could not render {executed}: {error}", stacklevel=2)
         return False
+    for name, data in resources.get("outputs", {}).items():
+        path = target.parent / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
     write_text_atomic(target, body)
     return True

@@ -6,12 +6,13 @@ forest plot and one headline per claim: `report_conclusion`), the run's provenan
 extract-layer table beside the poster's; raw data named, not listed), sample sizes and a link
 to the notebook's page (`notebook_page`). Only results of the run
 recorded in ``run.json`` are shown (see `run_records`): a notebook that failed shows as failed,
-with no older numbers beside it. Figures are embedded as data URIs or written beside the page
-(the forest plot's SVG), so the report is one folder that reads offline and prints.
+with no older numbers beside it. Figures are copied beside the page, each a link to itself
+(click to enlarge), so the report is one folder that reads offline and prints.
 """
 
 from __future__ import annotations
 
+import shutil
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ from clipseg_lib.study.model_description import ModelDescription, describe_model
 from clipseg_lib.study.notebook_page import notebook_title, render_notebook
 from clipseg_lib.study.poster import poster_table_for
 from clipseg_lib.study.report_conclusion import conclusion_section
-from clipseg_lib.study.report_html import is_interval, main_table, page, png_data_uri, rows_table
+from clipseg_lib.study.report_html import (
+    enlargeable_figure,
+    is_interval,
+    main_table,
+    page,
+    rows_table,
+)
 from clipseg_lib.study.report_provenance import first_provenance, provenance_box
 from clipseg_lib.study.results import write_text_atomic
 from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
@@ -88,7 +95,9 @@ def _sample_sizes(record: NotebookRecord, shown_rows: list[dict[str, Any]]) -> s
     return " ".join(parts) or "These results record no sample size."
 
 
-def _section(record: NotebookRecord, title: str, page_name: str | None, with_table: bool) -> str:
+def _section(record: NotebookRecord, title: str, page_name: str | None, with_table: bool,
+             report_dir: Path) -> str:
+    """The notebook's section; copies its key figure into `report_dir`."""
     heading = f'<h2 id="{escape(record.stem)}">{escape(title)}</h2>'
     link = f'<p><a href="{escape(page_name)}">The full notebook</a></p>' if page_name else ""
     notes = "".join(f'<li class="stale">left out: {escape(note)}</li>' for note in record.left_out)
@@ -103,9 +112,9 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
                         else "its earlier results do not match this run.") + "</small></p>")
     if record.figures:
         figure = record.figures[0]
-        parts.append(f'<figure><img src="{png_data_uri(figure)}" '
-                     f'alt="Key figure of {escape(title)} ({escape(figure.name)})">'
-                     f"<figcaption>{escape(figure.name)}</figcaption></figure>")
+        shutil.copyfile(figure, report_dir / figure.name)
+        parts.append(enlargeable_figure(figure.name, f"Key figure of {title} ({figure.name})",
+                                        figure.name))
     shown_rows: list[dict[str, Any]] = []
     for name, payload in record.results.items():
         table = main_table(payload.get("results", {})) if with_table else None
@@ -142,7 +151,8 @@ def build_report(output_dir: str | Path) -> Path:
         if record.executed is not None and record.status != "interrupted":
             target = report_dir / f"{record.stem}.html"
             page_name = target.name if render_notebook(record.executed, target, title) else None
-        sections.append(_section(record, title, page_name, record.stem != conclusion_stem))
+        sections.append(_section(record, title, page_name, record.stem != conclusion_stem,
+                                 report_dir))
         contents.append(f'<li><a href="#{escape(record.stem)}">{escape(title)}</a>: '
                         f"{escape(record.status)}</li>")
     left_out = "".join(f'<li class="stale">{escape(note)}</li>' for note in run.left_out)

@@ -12,7 +12,7 @@ from typing import Any
 from clipseg_lib.experiments.conclusion import MIN_CASES
 from clipseg_lib.study.claim_headline import claim_headline
 from clipseg_lib.study.forest_plot import forest_alt, forest_svg
-from clipseg_lib.study.report_html import format_value, verdict_class
+from clipseg_lib.study.report_html import enlargeable_figure, format_value, verdict_class
 from clipseg_lib.study.results import write_text_atomic
 from clipseg_lib.study.run_records import ClaimRecord, Conclusion, RunRecord, conclusion_of
 
@@ -54,11 +54,16 @@ def cases_per_cell(run: RunRecord, conclusion: Conclusion | None) -> int | None:
     return n_cases if isinstance(n_cases, int) else None
 
 
-def _quick_banner(run: RunRecord, conclusion: Conclusion | None) -> str:
+def not_judged_reason(run: RunRecord, conclusion: Conclusion | None) -> str:
+    """Why a quick run shows no verdicts: "n = 4 per cell; the conclusion needs 40"."""
     n = cases_per_cell(run, conclusion)
     size = f"n = {n} per cell" if n is not None else "a few cases per cell"
+    return f"{size}; the conclusion needs {MIN_CASES}"
+
+
+def _quick_banner(run: RunRecord, conclusion: Conclusion | None) -> str:
     return (f'<div class="box quick-banner" role="note"><b>Quick run: no verdicts.</b> '
-            f"{size}; the conclusion needs {MIN_CASES}. This run checks that every notebook "
+            f"{not_judged_reason(run, conclusion)}. This run checks that every notebook "
             "runs end to end; run without <code>--quick</code> for the verdicts.</div>")
 
 
@@ -67,10 +72,9 @@ def _forest_figure(conclusion: Conclusion, report_dir: Path) -> str:
     if not any(claim.get("tests") for claim in claims):
         return ""
     write_text_atomic(report_dir / FOREST_PLOT, forest_svg(claims))
-    return (f'<figure class="forest"><a href="{FOREST_PLOT}"><img src="{FOREST_PLOT}" '
-            f'alt="{escape(forest_alt(claims))}"></a><figcaption>Each claim\'s tests: the '
-            "effect minus its control with its 95% interval; dashed, the declared margin. "
-            "Click to enlarge.</figcaption></figure>")
+    return enlargeable_figure(FOREST_PLOT, forest_alt(claims), "Each claim's tests: the effect "
+                              "minus its control with its 95% interval; dashed, the declared "
+                              "margin.", css_class="forest")
 
 
 def _claims_table(conclusion: Conclusion, run_model: str | None) -> str:

@@ -2,16 +2,15 @@
 
 Tables are read generically: any list of row dicts renders, and a value that is an interval
 (`Estimate.as_dict()`: ``{"mean", "n", "ci_low", "ci_high"}``, or a hit rate with ``"rate"``)
-shows as ``mean [low, high] n=N``. Pages are standalone: one inline style sheet, with print rules.
+shows as ``mean [low, high] n=N``. Pages are standalone: one inline style sheet, with print rules
+(table rows unbroken, folded evidence opened), inside a ``<main>``.
 """
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
-from pathlib import Path
 from typing import Any
 
 from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
@@ -47,10 +46,16 @@ figcaption { font-size: 0.85rem; color: #555; }
 section { margin-bottom: 2rem; }
 @media print {
   body { max-width: none; margin: 0; font-size: 10pt; } a { color: inherit; }
-  section, table, figure, .box { break-inside: avoid; } nav { display: none; }
+  section, figure, .box { break-inside: avoid; } nav { display: none; }
+  tr, td, th { break-inside: avoid; } thead { display: table-header-group; }
+  details::details-content { content-visibility: visible; display: block; }
+  details > summary { list-style: none; font-weight: 600; }
   .verdict { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
 }
 """
+#: Folded evidence prints open: browsers without ``::details-content`` hide a closed one's body.
+PRINT_SCRIPT = ('<script>addEventListener("beforeprint", () => document.querySelectorAll('
+                '"details").forEach(details => { details.open = true; }));</script>')
 
 
 def _tint(colour: str, share: float = 0.25) -> str:
@@ -213,21 +218,25 @@ def verdict_class(verdict: Any) -> str:
     return "verdict-" + (text.replace(" ", "-") if text in VERDICT_COLOURS else "other")
 
 
-def png_data_uri(path: Path) -> str:
-    """``data:image/png;base64,...`` of the file at ``path``."""
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def enlargeable_figure(src: str, alt: str, caption: str, *, css_class: str | None = None) -> str:
+    """A ``<figure>`` of the image file at ``src`` (relative to the page) that links to the
+    file itself: a click shows it at full size. ``alt`` and ``caption`` are plain text."""
+    attribute = f' class="{escape(css_class)}"' if css_class else ""
+    return (f'<figure{attribute}><a href="{escape(src)}"><img src="{escape(src)}" '
+            f'alt="{escape(alt)}"></a><figcaption>{escape(caption)} (Click to enlarge.)'
+            "</figcaption></figure>")
 
 
 def page(title: str, body: Sequence[str]) -> str:
-    """A standalone HTML5 document titled ``title`` holding the ``body`` fragments."""
+    """A standalone HTML5 document titled ``title``, the ``body`` fragments in its ``<main>``."""
     return "\n".join(
         [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{escape(title)}</title>",
-            f"<style>{STYLE}{VERDICT_STYLE}</style></head><body>",
+            f"<style>{STYLE}{VERDICT_STYLE}</style>{PRINT_SCRIPT}</head><body><main>",
             *body,
-            "</body></html>",
+            "</main></body></html>",
         ]
     )

@@ -1,5 +1,6 @@
 """The report's provenance box: which run, model, weights, settings, machine and library
-versions produced the numbers, read from ``run.json`` and the results' ``provenance``."""
+versions produced the numbers, read from ``run.json`` and the results' ``provenance``, and what
+``clipseg-study verify`` found when it checked this run (its ``verify.json``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import Iterator, Mapping
 from html import escape
 from typing import Any
 
-from clipseg_lib.study.results import describe_machine
-from clipseg_lib.study.run_records import RunRecord, conclusion_of
+from clipseg_lib.study.results import VERIFY_RECORD_NAME, describe_machine
+from clipseg_lib.study.run_records import RunRecord, conclusion_of, manifest_sha256, read_json
 
 VERSIONS = ("python", "torch", "transformers", "numpy")
 
@@ -38,6 +39,18 @@ def first_provenance(run: RunRecord, key: str) -> Any:
     return _first(_provenances(run), key)
 
 
+def verification_text(run: RunRecord) -> str:
+    """What ``verify.json`` records of this run ("exit 0: all 7 quantities ... agree ...;
+    against ..., <time>"), or "not verified" and why."""
+    record = read_json(run.output_dir / f"{VERIFY_RECORD_NAME}.json")
+    if record is None:
+        return "not verified (clipseg-study verify compares a run with the reference)"
+    if record.get("run_json_sha256") != manifest_sha256(run.output_dir):
+        return "not verified: the verify.json here is about an earlier run"
+    return (f"exit {record.get('exit_status')}: {record.get('outcome')}; against "
+            f"{record.get('against')}, {record.get('verified_at')}")
+
+
 def provenance_items(run: RunRecord) -> list[tuple[str, str]]:
     """(label, value) pairs for what is known of the run; unknown ones are left out."""
     manifest = run.manifest or {}
@@ -62,6 +75,7 @@ def provenance_items(run: RunRecord) -> list[tuple[str, str]]:
         ("Machine", describe_machine({"machine": machine}) if machine else None),
         ("Versions", ", ".join(f"{name} {version}" for name in VERSIONS
                                if (version := first_provenance(run, name))) or None),
+        ("Verified", verification_text(run) if run.manifest is not None else None),
     ]
     return [(label, str(value)) for label, value in items if value is not None]
 

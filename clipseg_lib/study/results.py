@@ -27,6 +27,11 @@ from clipseg_lib.model.hardware import machine_record
 
 RUN_MANIFEST_NAME = "run"
 """Stem of the runner's manifest (``run.json``); reserved, so no results file may use it."""
+VERIFY_RECORD_NAME = "verify"
+"""Stem of ``clipseg-study verify``'s record in a run's output dir (``verify.json``); reserved."""
+RESERVED_NAMES = {RUN_MANIFEST_NAME: "the runner's manifest",
+                  VERIFY_RECORD_NAME: "the record of clipseg-study verify"}
+"""Stems of JSON files in an output dir that are not results, and what they are."""
 
 _SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _VERSIONED_PACKAGES = ("torch", "transformers", "numpy")
@@ -145,8 +150,8 @@ def _check_name(name: str) -> None:
             f"results name {name!r} is not a safe file stem "
             "(letters, digits, '_' and '-', starting with a letter or digit)"
         )
-    if name == RUN_MANIFEST_NAME:
-        raise ValueError(f"results name {name!r} is reserved for the runner's manifest")
+    if name in RESERVED_NAMES:
+        raise ValueError(f"results name {name!r} is reserved for {RESERVED_NAMES[name]}")
 
 
 def save_results(
@@ -178,12 +183,12 @@ def load_results(output_dir: str | Path) -> dict[str, dict]:
     """Every results file in ``output_dir``, keyed by name (the file stem).
 
     Each value is the saved payload ``{"name", "results", "parameters", "provenance"}``. Files
-    that cannot be read or are not results payloads are skipped with a warning; ``run.json`` is
-    skipped.
+    that cannot be read or are not results payloads are skipped with a warning; ``run.json``
+    and ``verify.json`` (`RESERVED_NAMES`) are skipped.
     """
     loaded: dict[str, dict] = {}
     for path in sorted(Path(output_dir).glob("*.json")):
-        if path.stem == RUN_MANIFEST_NAME:
+        if path.stem in RESERVED_NAMES:
             continue
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))

@@ -22,6 +22,7 @@ A results file ``<name>.json`` belongs to the notebook whose stem is ``name`` or
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Sequence
@@ -101,6 +102,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
         warnings.warn(f"could not read {path}: {error}", stacklevel=2)
         return None
     return document if isinstance(document, dict) else None
+
+
+def manifest_sha256(output_dir: Path) -> str | None:
+    """SHA-256 of the run's ``run.json`` (which run a ``verify.json`` is about), or None
+    without one."""
+    path = output_dir / f"{RUN_MANIFEST_NAME}.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

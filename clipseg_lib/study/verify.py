@@ -4,7 +4,9 @@ Every quantity of every results file the two folders share is compared within it
 tolerance (`tolerances`): numbers by value, strings by their words with the numbers in them
 compared as numbers, the notebook's parameters exactly (locations excepted). Results of another
 model or dtype are not comparable (exit 2). The reference is `REFERENCE_DIR`, the results of the
-committed notebooks (``make reference`` writes it).
+committed notebooks (``make reference`` writes it). When RUN_DIR is a study run's output dir
+(it holds ``run.json``), the outcome is recorded there as ``verify.json`` (`record_verification`)
+and the run's report, if it has one, is rebuilt to show it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clipseg_lib.study.results import RUN_MANIFEST_NAME, describe_machine
+from clipseg_lib.study.report import REPORT_DIR_NAME, build_report
+from clipseg_lib.study.results import (
+    RESERVED_NAMES,
+    RUN_MANIFEST_NAME,
+    VERIFY_RECORD_NAME,
+    describe_machine,
+    write_json_atomic,
+)
+from clipseg_lib.study.run_records import manifest_sha256
 from clipseg_lib.study.tolerances import EXACT, Tolerance, is_compared, tolerance_for
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "data" / "reference"
@@ -135,7 +146,7 @@ def read_results(directory: str | Path) -> dict[str, dict]:
         raise VerifyError(f"{directory}: no such folder")
     payloads = {}
     for path in sorted(directory.glob("*.json")):
-        if path.stem == RUN_MANIFEST_NAME:
+        if path.stem in RESERVED_NAMES:
             continue
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
@@ -208,12 +219,41 @@ def add_verify_command(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(handler=verify_command)
 
 
+def record_verification(run_dir: Path, against: Path, verification: Verification | None,
+                        exit_status: int, outcome: str) -> Path | None:
+    """Write ``verify.json`` into `run_dir` when it is a study run's output dir (holds
+    ``run.json``), else nothing; return its path or None. It holds what was compared against,
+    how many quantities and how many failed (0 and 0 when `verification` is None: the folders
+    were not comparable), the exit status, `outcome` in words and the run's `manifest_sha256`."""
+    if not (run_dir / f"{RUN_MANIFEST_NAME}.json").is_file():
+        return None
+    reference = against.resolve() == REFERENCE_DIR.resolve()
+    return write_json_atomic(run_dir / f"{VERIFY_RECORD_NAME}.json", {
+        "against": "the committed reference results (data/reference)" if reference
+        else str(against),
+        "quantities": len(verification.checks) if verification else 0,
+        "failed": len(verification.failures) if verification else 0,
+        "exit_status": exit_status,
+        "outcome": outcome,
+        "run_json_sha256": manifest_sha256(run_dir),
+        "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    })
+
+
 def verify_command(arguments: argparse.Namespace) -> int:
     """``clipseg-study verify``: 0 everything agrees, 1 some quantity differs, 2 bad input."""
+    run_dir, against = Path(arguments.run_dir), Path(arguments.against)
+    verification = None
     try:
-        verification = verify(arguments.run_dir, arguments.against)
+        verification = verify(run_dir, against)
     except VerifyError as error:
         print(f"clipseg-study: error: {error}", file=sys.stderr)
-        return 2
-    print(report(verification, show_all=arguments.all))
-    return 1 if verification.failures else 0
+        status, outcome = 2, f"not comparable: {error}"
+    else:
+        print(report(verification, show_all=arguments.all))
+        status = 1 if verification.failures else 0
+        outcome = verification.summary().removeprefix("verify: ")
+    if record_verification(run_dir, against, verification, status, outcome) is not None:
+        if (run_dir / REPORT_DIR_NAME / "index.html").is_file():
+            print(f"report: {build_report(run_dir)}")
+    return status
