@@ -33,6 +33,8 @@ RUN_MANIFEST_NAME = "run"
 
 RUN_ID_VARIABLE = "CLIPSEG_RUN_ID"
 """Environment variable through which the runner gives each notebook kernel its run's id."""
+RUN_METADATA = "clipseg"
+"""Key of an executed notebook's metadata under which the runner records ``{"run_id": ...}``."""
 
 _SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _VERSIONED_PACKAGES = ("torch", "transformers", "numpy")
