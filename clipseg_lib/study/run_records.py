@@ -177,19 +177,17 @@ def _earlier_differences(
     return differences
 
 
-def _executed_after(executed: Path, execution: Execution, manifest: dict[str, Any],
-                    manifest_time: float) -> bool:
-    """True when ``executed`` was executed by a later, unfinished run.
+def _executed_after(executed: Path, execution: Execution, manifest_id: str | None,
+                    manifest_time: float, *, listed: bool) -> bool:
+    """True when ``executed`` (``listed`` in run.json or not) was executed by a later,
+    unfinished run.
 
-    With run ids on both sides, when their ids differ: a run writes run.json with its id before
-    it executes anything, so only a notebook listed in run.json can be newer than it. Without
+    With run ids on both sides, when a listed notebook carries another id: a run writes run.json
+    with its id before it executes anything, so an unlisted one is from an earlier run. Without
     them (files from before run ids), when it began after run.json was last written, by
     papermill's recorded start time where it can be read (a copy keeps it).
     """
-    manifest_id = manifest.get("run_id")
-    if isinstance(manifest_id, str) and execution.run_id is not None:
-        listed = any(outcome.get("stem") == executed.stem
-                     for outcome in manifest.get("notebooks") or [] if isinstance(outcome, dict))
+    if manifest_id is not None and execution.run_id is not None:
         return listed and execution.run_id != manifest_id
     began = execution.started if execution.started is not None else executed.stat().st_mtime
     return began > manifest_time + CLOCK_SLACK_S
@@ -211,14 +209,18 @@ def _shared(values_by_notebook: list[dict[str, Any]]) -> dict[str, Any]:
     return {name: value for name, value in shared.items() if name not in conflicting}
 
 
-def _run_id_mismatch(payload: dict[str, Any], run_id: str | None) -> str | None:
-    """Why a results payload is not from the run ``run_id`` (the run that executed its
-    notebook), or None when it is; also None when either side has no id (the old rule)."""
-    if run_id is None or "run_id" not in payload or payload["run_id"] == run_id:
-        return None
-    if payload["run_id"] is None:
-        return "written by a notebook executed outside a study run"
-    return f"written by another run ({payload['run_id']}, not {run_id})"
+def _not_from(payload: dict[str, Any], execution: Execution, json_path: Path) -> str | None:
+    """Why the results ``payload`` (read from ``json_path``) were not written by ``execution``
+    of their notebook, or None: by run id where both carry one, else by time (the old rule)."""
+    if execution.run_id is not None and "run_id" in payload:
+        if payload["run_id"] is None:
+            return "written by a notebook executed outside a study run"
+        return (None if payload["run_id"] == execution.run_id
+                else f"written by another run ({payload['run_id']}, not {execution.run_id})")
+    began = execution.started
+    if began is not None and json_path.stat().st_mtime < began - CLOCK_SLACK_S:
+        return "written before this run executed its notebook"
+    return None
 
 
 def _attach_results(
@@ -234,7 +236,6 @@ def _attach_results(
     recorded; its start time is used only for results without a run id."""
     for name in [name for name in results if _belongs_to(name, record.stem)]:
         payload = results.pop(name)
-        json_path = output_dir / f"{name}.json"
         figures = sorted(output_dir.glob(f"{name}_*.png"))
         started = None if "run_id" in payload and execution.run_id else execution.started
         if record.status in ("failed", "interrupted"):
@@ -242,12 +243,9 @@ def _attach_results(
                 f"{name}.json: from an earlier run ({record.stem} {record.status} in this one)"
             )
             continue
-        mismatch = _run_id_mismatch(payload, execution.run_id)
-        if mismatch is not None:
-            record.left_out.append(f"{name}.json: {mismatch}")
-            continue
-        if started is not None and json_path.stat().st_mtime < started - CLOCK_SLACK_S:
-            record.left_out.append(f"{name}.json: written before this run executed {record.stem}")
+        elsewhere = _not_from(payload, execution, output_dir / f"{name}.json")
+        if elsewhere is not None:
+            record.left_out.append(f"{name}.json: {elsewhere}")
             continue
         differences = parameter_differences(recorded_parameters(payload), expected)
         if differences:
@@ -284,35 +282,31 @@ def read_run(output_dir: str | Path) -> RunRecord:
         outcome for outcome in (listed if isinstance(listed, list) else [])
         if isinstance(outcome, dict) and isinstance(outcome.get("stem"), str)
     ]
-    given = {
-        outcome["stem"]: dict(outcome.get("parameters") or {}) for outcome in outcomes
-    }
+    given = {outcome["stem"]: dict(outcome.get("parameters") or {}) for outcome in outcomes}
     shared = _shared(list(given.values()))
     interrupted = []
     if manifest is not None and manifest.get("status") in ("running", "interrupted", "failed"):
         interrupted.append(f"run.json says the run did not finish ({manifest['status']})")
     manifest_time = manifest_path.stat().st_mtime if manifest is not None else None
     manifest_id = (manifest or {}).get("run_id")
+    manifest_id = manifest_id if isinstance(manifest_id, str) else None
     records = []
     for outcome in outcomes:
         stem = outcome["stem"]
         status = "ok" if outcome.get("status") == "ok" else "failed"
-        detail = (
-            "" if status == "ok"
-            else f"{outcome.get('error_type')}: {outcome.get('error_message')}"
-        )
+        detail = "" if status == "ok" else (
+            f"{outcome.get('error_type')}: {outcome.get('error_message')}")
         if status == "ok" and stem not in executed:
             status, detail = "interrupted", "its executed notebook is gone (a later run was killed)"
             interrupted.append(f"{stem}: executed notebook missing")
         execution = _execution(executed[stem]) if stem in executed else Execution()
-        if stem in executed and _executed_after(executed[stem], execution, manifest,
-                                                manifest_time):
+        if stem in executed and _executed_after(executed[stem], execution, manifest_id,
+                                                manifest_time, listed=True):
             status, detail = "interrupted", "re-executed by a later run that did not finish"
             interrupted.append(f"{stem}: newer than run.json")
         record = NotebookRecord(stem, status, detail, outcome.get("seconds"), executed.get(stem))
-        run_id = manifest_id if isinstance(manifest_id, str) else execution.run_id
-        _attach_results(record, results, given[stem], replace(execution, run_id=run_id),
-                        output_dir)
+        _attach_results(record, results, given[stem],
+                        replace(execution, run_id=manifest_id or execution.run_id), output_dir)
         records.append(record)
     for stem in sorted(executed.keys() - given.keys()):
         status = "earlier" if manifest is not None else "unverified"
@@ -320,7 +314,8 @@ def read_run(output_dir: str | Path) -> RunRecord:
         execution = _execution(executed[stem])
         refused = []
         if manifest is not None:
-            if _executed_after(executed[stem], execution, manifest, manifest_time):
+            if _executed_after(executed[stem], execution, manifest_id, manifest_time,
+                               listed=False):
                 record.status, record.detail = "interrupted", "executed by a later, unfinished run"
             refused = _earlier_differences(executed[stem], execution.injected, shared)
         _attach_results(record, results, shared, replace(execution, started=None), output_dir,
