@@ -38,10 +38,11 @@ PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwAD
            "RU5ErkJggg==")
 
 
-def write_executed(path: Path, title: str, started: float, injected: dict | None = None) -> None:
+def write_executed(path: Path, title: str, started: float, injected: dict | None = None,
+                   run_id: str | None = None) -> None:
     """An executed notebook as papermill leaves it: a heading, the parameters cell, the
     injected parameters (also in the metadata), a Markdown line, one code cell with a long
-    output line and a figure."""
+    output line and a figure; the runner's `run_id` in its metadata where given."""
     injected = injected or {}
     notebook = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell("\n".join(
@@ -64,6 +65,8 @@ def write_executed(path: Path, title: str, started: float, injected: dict | None
     stamp = datetime.fromtimestamp(started, UTC).isoformat()
     notebook.metadata["papermill"] = {"start_time": stamp, "end_time": stamp,
                                       "parameters": injected}
+    if run_id is not None:
+        notebook.metadata["clipseg"] = {"run_id": run_id}
     nbformat.write(notebook, path)
 
 
@@ -124,9 +127,12 @@ def fabricate_run(
     failed: tuple[str, ...] = (),
     verdicts: dict[str, str] | None = None,
     stems: tuple[str, ...] = STEMS,
+    run_id: str | None = None,
 ) -> Path:
     """Write a finished run of `stems` into `directory` as the runner does (`--quick` injects
-    n_cases=4, `-p seed=N` the seed); notebooks in `failed` failed."""
+    n_cases=4, `-p seed=N` the seed); notebooks in `failed` failed. With a `run_id`, run.json,
+    the executed notebooks and the results carry it; without, they are from before run ids."""
+    stamp = {"run_id": run_id} if run_id is not None else {}
     verdicts = verdicts or {claim: "reproduced" for claim, _ in CLAIMS}
     n_cases = 4 if quick else 16
     directory.mkdir(parents=True, exist_ok=True)
@@ -139,7 +145,8 @@ def fabricate_run(
             injected["n_cases"] = n_cases
         parameters = {**declared_parameters(stem), **injected}
         title = stem.replace("_", " ", 1)
-        write_executed(directory / "notebooks" / f"{stem}.ipynb", title, started, injected)
+        write_executed(directory / "notebooks" / f"{stem}.ipynb", title, started, injected,
+                       run_id)
         status = "failed" if stem in failed else "ok"
         outcomes.append({"stem": stem, "status": status, "seconds": 1.5, "parameters": injected,
                          "error_type": "ValueError" if status == "failed" else None,
@@ -149,11 +156,12 @@ def fabricate_run(
         name = "conclusion" if stem == "10_conclusion" else stem
         payload = {"name": name, "parameters": parameters,
                    "results": results_of(stem, n_cases, verdicts),
-                   "provenance": {"model": model, "seed": seed, "weights_sha256": "ab" * 32}}
+                   "provenance": {"model": model, "seed": seed, "weights_sha256": "ab" * 32},
+                   **stamp}
         (directory / f"{name}.json").write_text(json.dumps(payload))
         write_figure(directory / f"{name}_figure.png", index)
     manifest = {"model_requested": model, "model_resolved": model, "quick": quick,
-                "parameters": {}, "notebooks": outcomes, "provenance": {"seed": seed}}
+                "parameters": {}, "notebooks": outcomes, "provenance": {"seed": seed}, **stamp}
     (directory / "run.json").write_text(json.dumps(manifest))
     return directory
 

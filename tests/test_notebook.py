@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from clipseg_lib.study import notebook, output_dir
+from clipseg_lib.study.results import RUN_ID_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,21 +60,54 @@ def test_finish_without_recorded_parameters_warns_and_saves_null(
     assert json.loads((tmp_path / "06_neg.json").read_text())["parameters"] is None
 
 
-def test_a_notebook_on_its_own_never_replaces_a_study_runs_results(tmp_path: Path) -> None:
+def _finish_in_a_kernel(directory: Path, name: str, run_id: str | None) -> str:
+    """`finish` in another process (a notebook kernel) whose environment carries `run_id`;
+    its error's type, or "" when it saved."""
+    env = {key: value for key, value in os.environ.items() if key != RUN_ID_VARIABLE}
+    env.update({RUN_ID_VARIABLE: run_id} if run_id else {})
+    kernel = subprocess.run(
+        [sys.executable, "-c", "import sys; from clipseg_lib.study import notebook;"
+         "notebook.finish(sys.argv[1], sys.argv[2], {'x': 2}, segmenter=None, seed=0)",
+         str(directory), name], cwd=ROOT, env=env, capture_output=True, text=True)
+    if kernel.returncode == 0:
+        return ""
+    return kernel.stderr.strip().splitlines()[-1].split(":")[0].rsplit(".", 1)[-1]
+
+
+def test_a_notebook_outside_the_run_writing_there_never_replaces_a_study_runs_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "04_layers.json").write_text('{"theirs": 1}')
     (tmp_path / "run.json").write_text(json.dumps(
         {"status": "finished", "written_files": {"04_layers": ["04_layers.json"]}}))
     notebook.record_parameters(namespace(model="mini", n_cases=40))
     with pytest.raises(notebook.ResultsOwnedError, match="holds the results of the study run"):
         notebook.finish(tmp_path, "04_layers", {"x": 1}, segmenter=None, seed=0)
+    monkeypatch.setenv(RUN_ID_VARIABLE, "20260105T141502Z-3fa9c1")  # a run that has ended
+    with pytest.raises(notebook.ResultsOwnedError):
+        notebook.finish(tmp_path, "04_layers", {"x": 1}, segmenter=None, seed=0)
     assert (tmp_path / "04_layers.json").read_text() == '{"theirs": 1}'
     notebook.finish(tmp_path, "05_word", {"x": 1}, segmenter=None, seed=0)  # not the run's
-    with output_dir.run_lock(tmp_path):  # the study run executing this notebook holds the lock
-        checker = subprocess.run(
-            [sys.executable, "-c", "import pathlib, sys; from clipseg_lib.study import notebook;"
-             "notebook._refuse_another_runs_results(pathlib.Path(sys.argv[1]), '04_layers')",
-             str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
-    assert checker.returncode == 0, checker.stderr
+    with output_dir.run_lock(tmp_path, run_id="20260105T141502Z-aaaaaa"):
+        # nbval executing the notebook while a run writes there; then the run's own kernel
+        assert _finish_in_a_kernel(tmp_path, "04_layers", None) == "ResultsOwnedError"
+        assert _finish_in_a_kernel(tmp_path, "04_layers", "20260105T141502Z-3fa9c1") == (
+            "ResultsOwnedError")
+        assert (tmp_path / "04_layers.json").read_text() == '{"theirs": 1}'
+        assert _finish_in_a_kernel(tmp_path, "04_layers", "20260105T141502Z-aaaaaa") == ""
+    assert json.loads((tmp_path / "04_layers.json").read_text())["results"] == {"x": 2}
+
+
+def test_finish_records_the_id_of_the_run_executing_the_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notebook.record_parameters(namespace(model="mini"))
+    monkeypatch.delenv(RUN_ID_VARIABLE, raising=False)
+    notebook.finish(tmp_path, "05_word", {"x": 1}, segmenter=None, seed=0)
+    monkeypatch.setenv(RUN_ID_VARIABLE, "20260105T141502Z-3fa9c1")
+    notebook.finish(tmp_path, "06_neg", {"x": 1}, segmenter=None, seed=0)
+    assert [json.loads((tmp_path / f"{name}.json").read_text())["run_id"]
+            for name in ("05_word", "06_neg")] == [None, "20260105T141502Z-3fa9c1"]
 
 
 def test_scene_size_is_the_models_input_size_unless_set_and_is_recorded(capsys) -> None:

@@ -21,7 +21,7 @@ from clipseg_lib.study.model_description import describe_model
 from clipseg_lib.study.report import build_report
 from clipseg_lib.study.report_conclusion import summary_text
 from clipseg_lib.study.report_html import format_value, main_table, rows_table
-from clipseg_lib.study.run_records import read_run
+from clipseg_lib.study.run_records import conclusion_of, read_run
 
 
 class Elements(HTMLParser):
@@ -355,6 +355,25 @@ def test_a_notebook_executed_after_the_manifest_is_not_the_runs(tmp_path):
     write_executed(run / "notebooks" / "04_extract_layers.ipynb", "04 again", time.time())
     assert read_run(run).notebooks[0].status == "interrupted"
     assert "newer than run.json" in " ".join(read_run(run).interrupted)
+
+
+def test_run_ids_not_file_times_say_which_results_and_claims_are_current(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=False, run_id="20260105T141502Z-aaaaaa")
+    fabricate_run(run, quick=False, stems=("05_specific_word",), run_id="20260106T090000Z-bbbbbb")
+    for path in run.rglob("*.*"):  # times that say the opposite: the conclusion written last
+        age(path, 100)
+    age(run / "conclusion.json", 10)
+    record = read_run(run)
+    assert [(nb.stem, nb.status, sorted(nb.results)) for nb in record.notebooks] == [
+        ("04_extract_layers", "earlier", ["04_extract_layers"]),
+        ("05_specific_word", "ok", ["05_specific_word"]),
+        ("10_conclusion", "earlier", ["conclusion"])]
+    assert [(claim.current, claim.why) for claim in conclusion_of(record).claims] == [
+        (False, "drawn before 05_specific_word was re-run; re-run the conclusion"), (True, "")]
+    payload = json.loads((run / "05_specific_word.json").read_text())
+    (run / "05_specific_word.json").write_text(json.dumps({**payload, "run_id": None}))
+    assert read_run(run).notebooks[1].left_out == [
+        "05_specific_word.json: written by a notebook executed outside a study run"]
 
 
 @pytest.mark.parametrize(("model", "kind", "words"), [

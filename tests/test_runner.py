@@ -4,7 +4,10 @@ check, concurrency and the report."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
@@ -15,6 +18,7 @@ from clipseg_lib.model import loading
 from clipseg_lib.study import parameters, run_command, runner
 from clipseg_lib.study.execution import NotebookRun
 from clipseg_lib.study.results import load_results
+from clipseg_lib.study.run_records import conclusion_of, read_run
 
 FIXTURE_SOURCE = "pathlib.Path(output_dir"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +93,43 @@ def test_outputs_of_ok_notebooks_and_partial_failed_notebooks_are_kept(
         "05_conclusion.ipynb",
     ]
     assert [output.ename for output in error_outputs] == ["ValueError"]
+
+
+def test_the_run_id_reaches_run_json_every_kernel_executed_notebook_and_the_report(
+    full_run: tuple[int, str, Path],
+) -> None:
+    _, _, output_dir = full_run
+    run_id = json.loads((output_dir / "run.json").read_text())["run_id"]
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", run_id)
+    assert {name: payload["run_id"] for name, payload in load_results(output_dir).items()} == {
+        "00_ok": run_id, "03_ok_again": run_id, "conclusion": run_id}
+    assert {path.stem: nbformat.read(path, as_version=4).metadata["clipseg"]["run_id"]
+            for path in (output_dir / "notebooks").glob("*.ipynb")} == {
+        stem: run_id for stem in ("00_ok", "01_fails", "02_dies", "03_ok_again", "05_conclusion")}
+    assert f"<dt>Run</dt><dd>{run_id}</dd>" in (output_dir / "report" / "index.html").read_text()
+
+
+def test_a_copied_run_with_scrambled_times_keeps_its_results_and_another_runs_are_stale(
+    full_run: tuple[int, str, Path], tmp_path: Path
+) -> None:
+    _, _, output_dir = full_run
+    copy = shutil.copytree(output_dir, tmp_path / "copy", copy_function=shutil.copy)
+    # as unpacked from an archive whose clock jumped: run.json, results and figures a day old
+    for path in copy.glob("*.*"):
+        os.utime(path, (time.time() - 86400, time.time() - 86400))
+    record = read_run(copy)
+    assert [(nb.stem, nb.status, sorted(nb.results)) for nb in record.notebooks] == [
+        ("00_ok", "ok", ["00_ok"]), ("01_fails", "failed", []), ("02_dies", "failed", []),
+        ("03_ok_again", "ok", ["03_ok_again"]), ("05_conclusion", "ok", ["conclusion"])]
+    assert record.interrupted == [] and record.left_out == []
+    assert [claim.current for claim in conclusion_of(record).claims] == [True]
+    payload = json.loads((copy / "00_ok.json").read_text())
+    (copy / "00_ok.json").write_text(json.dumps({**payload, "run_id": "20260105T141502Z-3fa9c1"}))
+    stale = read_run(copy)
+    assert stale.notebooks[0].results == {}
+    assert stale.notebooks[0].left_out == [
+        f"00_ok.json: written by another run (20260105T141502Z-3fa9c1, not {payload['run_id']})"]
+    assert conclusion_of(stale).claims[0].why == "00_ok saved no current results"
 
 
 def test_report_hides_code_and_names_the_model(full_run: tuple[int, str, Path]) -> None:
@@ -352,16 +393,20 @@ def test_concurrent_notebooks_give_the_serial_results(tmp_path: Path) -> None:
     parallel = runner.run_study(
         FIXTURES, tmp_path / "parallel", model="mini", selected=selected, jobs=2
     )
-    serial_json = {p.name: p.read_bytes() for p in (tmp_path / "serial").glob("*.json")}
-    parallel_json = {p.name: p.read_bytes() for p in (tmp_path / "parallel").glob("*.json")}
+    serial_json = {p.name: json.loads(p.read_bytes()) for p in (tmp_path / "serial").glob("*.json")}
+    parallel_json = {p.name: json.loads(p.read_bytes())
+                     for p in (tmp_path / "parallel").glob("*.json")}
 
     assert [o.status for o in parallel.notebooks] == [o.status for o in serial.notebooks]
     assert [o.stem for o in parallel.notebooks] == ["00_ok", "03_ok_again", "05_conclusion"]
     assert not parallel.failed
     assert set(serial_json) == {"00_ok.json", "03_ok_again.json", "conclusion.json", "run.json"}
     for name in ("00_ok.json", "03_ok_again.json", "conclusion.json"):
+        assert parallel_json[name].pop("run_id") == parallel_json["run.json"]["run_id"]
+        assert serial_json[name].pop("run_id") == serial_json["run.json"]["run_id"]
         assert parallel_json[name] == serial_json[name]
-    manifest = json.loads(parallel_json["run.json"])
+    manifest = parallel_json["run.json"]
+    assert manifest["run_id"] != serial_json["run.json"]["run_id"]
     assert manifest["scheduler"] == "processes:2"
     conclusion = next(o for o in parallel.notebooks if o.stem == "05_conclusion")
     assert all(o.started + o.seconds <= conclusion.started for o in parallel.notebooks[:2])

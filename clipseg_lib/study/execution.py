@@ -5,6 +5,9 @@ less than `PROGRESS_CPU_FRACTION` of a core over the last ``cell_timeout`` secon
 waits on nothing (a hang, a deadlock, a sleep) is stopped, a cell that computes is never cut off,
 however slow the model or busy the machine. `execute` is a module-level function of plain data,
 so the runner can map it over local processes or Dask workers.
+
+A task's ``run_id`` reaches the kernel as `RUN_ID_VARIABLE` (what `study.finish` records) and
+the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.log import logger
 from traitlets import CaselessStrEnum
+
+from clipseg_lib.study.results import RUN_ID_VARIABLE, RUN_METADATA
 
 KERNEL_NAME = "python3"
 """jupyter_client maps the native ``python3`` kernel to the running interpreter."""
@@ -69,6 +74,8 @@ class NotebookTask:
     progress_position: int = 0
     threads: int | None = None
     """Threads for the kernel's numeric libraries when notebooks share the cores (None: all)."""
+    run_id: str | None = None
+    """The id of the study run this execution belongs to."""
 
 
 class IPCKernelManager(AsyncKernelManager):
@@ -149,13 +156,18 @@ def _cancel_pending_tasks(loop: asyncio.AbstractEventLoop) -> None:
 
 
 class ProgressAwareEngine(NBClientEngine):
-    """papermill's nbclient engine with `ProgressAwareClient` and IPC kernels."""
+    """papermill's nbclient engine with `ProgressAwareClient` and IPC kernels; a ``run_id``
+    is recorded in the notebook's metadata and given to its kernel."""
 
     @classmethod
     def execute_managed_notebook(
-        cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, **kwargs
+        cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, run_id=None, **kwargs
     ):
         kwargs.pop("input_path", None)
+        kernel_options = {}
+        if run_id is not None:
+            nb_man.nb.metadata[RUN_METADATA] = {"run_id": run_id}
+            kernel_options["env"] = {**os.environ, RUN_ID_VARIABLE: run_id}
         client = ProgressAwareClient(
             nb_man,
             timeout=execution_timeout,
@@ -165,7 +177,7 @@ class ProgressAwareEngine(NBClientEngine):
             log=logger,
             **kwargs,
         )
-        return client.execute()
+        return client.execute(**kernel_options)
 
 
 papermill_engines.register(ENGINE_NAME, ProgressAwareEngine)
@@ -200,6 +212,7 @@ def execute(task: NotebookTask) -> NotebookRun:
             progress_bar=progress_bar,
             log_output=False,
             request_save_on_cell_execute=True,
+            run_id=task.run_id,
         )
     # A failing notebook must not stop the study: record it and go on with the next one.
     except Exception as error:  # noqa: BLE001

@@ -22,8 +22,8 @@ from clipseg_lib.analysis.plotting import save_figure
 from clipseg_lib.experiments.question_sets import QUICK_CASES
 from clipseg_lib.model.loading import load_segmenter
 from clipseg_lib.model.segmenter import Segmenter
-from clipseg_lib.study.output_dir import recorded_owner, run_in_progress
-from clipseg_lib.study.results import save_results
+from clipseg_lib.study.output_dir import locking_run_id, recorded_owner
+from clipseg_lib.study.results import kernel_run_id, save_results
 
 #: Names IPython puts into a notebook's namespace that are not parameters.
 IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
@@ -149,18 +149,24 @@ class ResultsOwnedError(RuntimeError):
     """A notebook executed outside a study run would replace that run's results."""
 
 
-def _refuse_another_runs_results(output_dir: Path, name: str) -> None:
-    """ResultsOwnedError when `<output_dir>/<name>.json` belongs to a finished study run (its
-    run.json records it) and no run is writing there now: this notebook was executed on its
-    own (in Jupyter, by nbval), and a study's results are replaced only by a study run."""
-    if (output_dir / f"{name}.json").is_file() and not run_in_progress(output_dir):
-        if recorded_owner(output_dir, f"{name}.json") is not None:
-            raise ResultsOwnedError(
-                f"{output_dir / (name + '.json')} holds the results of the study run recorded "
-                f"in {output_dir / 'run.json'}; this notebook, executed on its own, does not "
-                "replace them: set output_dir to another folder, or rerun it with "
-                "`clipseg-study run --notebooks NN` into that folder"
-            )
+def _refuse_another_runs_results(output_dir: Path, name: str, run_id: str | None) -> None:
+    """ResultsOwnedError when `<output_dir>/<name>.json` belongs to a study run (its run.json
+    records it) and this kernel was not started by the run now holding the directory's lock
+    (`run_id`, the kernel's, differs from the lock's, or no run holds it): this notebook was
+    executed on its own (in Jupyter, by nbval), and a study's results are replaced only by a
+    study run."""
+    if not (output_dir / f"{name}.json").is_file():
+        return
+    if recorded_owner(output_dir, f"{name}.json") is None:
+        return
+    if run_id is not None and run_id == locking_run_id(output_dir):
+        return
+    raise ResultsOwnedError(
+        f"{output_dir / (name + '.json')} holds the results of the study run recorded "
+        f"in {output_dir / 'run.json'}; this notebook, executed outside the run writing there, "
+        "does not replace them: set output_dir to another folder, or rerun it with "
+        "`clipseg-study run --notebooks NN` into that folder"
+    )
 
 
 def finish(
@@ -172,8 +178,8 @@ def finish(
     seed: int,
     figures: dict[str, matplotlib.figure.Figure] | None = None,
 ) -> None:
-    """Write `<output_dir>/<name>.json` (with the recorded parameters and the provenance) and
-    `<name>_<figure>.png` files.
+    """Write `<output_dir>/<name>.json` (with the recorded parameters, the provenance and the
+    id of the study run executing this kernel, `kernel_run_id`) and `<name>_<figure>.png` files.
 
     Without recorded parameters (no ``start(..., parameters=globals())`` or
     ``record_parameters`` first) it warns and saves ``"parameters": null``, which the
@@ -186,11 +192,13 @@ def finish(
             "after the parameters cell",
             stacklevel=2,
         )
-    _refuse_another_runs_results(Path(output_dir), name)
+    run_id = kernel_run_id()
+    _refuse_another_runs_results(Path(output_dir), name, run_id)
     if segmenter is not None:
         # What the backbone computed: the cost a full-size model pays for these numbers.
         print(f"Backbone work: {segmenter.work}")
         results = {**results, "work": segmenter.work.as_dict()}
     for label, figure in (figures or {}).items():
         save_figure(figure, Path(output_dir) / f"{name}_{label}.png")
-    save_results(output_dir, name, results, segmenter=segmenter, seed=seed, parameters=_recorded)
+    save_results(output_dir, name, results, segmenter=segmenter, seed=seed, parameters=_recorded,
+                 run_id=run_id)

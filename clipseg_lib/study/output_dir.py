@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ SOURCE_MARKERS = (".git", "pyproject.toml", "setup.py", "notebooks")
 SHOWN_ENTRIES = 3
 LOCK_FILE = ".clipseg-run.lock"
 """Held (flock) by the run writing into a directory; never counted as a file of a run."""
+_LOCK_RUN_ID = re.compile(r"run (\S+), ")
 
 Snapshot = dict[str, tuple[int, int]]
 
@@ -65,10 +67,11 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
 
 
 @contextmanager
-def run_lock(directory: Path) -> Iterator[None]:
+def run_lock(directory: Path, run_id: str | None = None) -> Iterator[None]:
     """Hold `directory`'s run lock for the ``with`` block (creating the directory, which must
     be writable); a StudyConfigError naming the holder when another live process holds it.
-    The lock file is removed, still locked, when the block ends."""
+    The lock file names the holder (its `run_id` first, where given; see `locking_run_id`) and
+    is removed, still locked, when the block ends."""
     lock_path = directory / LOCK_FILE
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -90,6 +93,7 @@ def run_lock(directory: Path) -> Iterator[None]:
             "finish or choose another directory"
         ) from None
     handle.truncate(0)
+    handle.write(f"run {run_id}, " if run_id else "")
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}, "
                  f"since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     handle.flush()
@@ -108,6 +112,19 @@ def run_in_progress(directory: Path) -> bool:
     except StudyConfigError:
         return True
     return False
+
+
+def locking_run_id(directory: Path) -> str | None:
+    """The id of the live run holding `directory`'s lock; None when no run holds it (or the
+    holder gave no id)."""
+    if not run_in_progress(directory):
+        return None
+    try:
+        holder = (directory / LOCK_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = _LOCK_RUN_ID.match(holder)
+    return match.group(1) if match else None
 
 
 def recorded_owner(directory: Path, relative: str) -> str | None:

@@ -1,9 +1,10 @@
 """Results files of the study: atomic JSON writes, provenance, and loading them back.
 
 A notebook saves its numbers with :func:`save_results`, which writes
-``<output_dir>/<name>.json`` = ``{"name", "results", "parameters", "provenance"}``: the
-numbers, every parameter the notebook ran with, and what produced them. The runner writes its
-own manifest, ``run.json``, to the same directory; it is not a results file.
+``<output_dir>/<name>.json`` = ``{"name", "results", "parameters", "provenance", "run_id"}``:
+the numbers, every parameter the notebook ran with, what produced them and the id of the study
+run that executed it (`new_run_id`; None outside a run). The runner writes its own manifest,
+``run.json`` (with the same ``run_id``), to the same directory; it is not a results file.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import math
 import os
 import platform
 import re
+import secrets
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,6 +35,11 @@ VERIFY_RECORD_NAME = "verify"
 RESERVED_NAMES = {RUN_MANIFEST_NAME: "the runner's manifest",
                   VERIFY_RECORD_NAME: "the record of clipseg-study verify"}
 """Stems of JSON files in an output dir that are not results, and what they are."""
+
+RUN_ID_VARIABLE = "CLIPSEG_RUN_ID"
+"""Environment variable through which the runner gives each notebook kernel its run's id."""
+RUN_METADATA = "clipseg"
+"""Key of an executed notebook's metadata under which the runner records ``{"run_id": ...}``."""
 
 _SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _VERSIONED_PACKAGES = ("torch", "transformers", "numpy")
@@ -105,6 +113,16 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
+def new_run_id() -> str:
+    """A fresh run id: the UTC start time and 6 random hex digits, ``20260105T141502Z-3fa9c1``."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def kernel_run_id() -> str | None:
+    """The id of the study run executing this kernel (`RUN_ID_VARIABLE`), or None outside one."""
+    return os.environ.get(RUN_ID_VARIABLE) or None
+
+
 def _package_version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -162,11 +180,13 @@ def save_results(
     segmenter: Any = None,
     seed: int | None,
     parameters: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> Path:
-    """Write ``<output_dir>/<name>.json`` = ``{"name", "results", "parameters", "provenance"}``;
-    return its path.
+    """Write ``<output_dir>/<name>.json`` = ``{"name", "results", "parameters", "provenance",
+    "run_id"}``; return its path.
 
-    ``parameters`` are the notebook's parameter values (None is saved as ``null``: unknown).
+    ``parameters`` are the notebook's parameter values (None is saved as ``null``: unknown);
+    ``run_id`` the id of the study run that executed the notebook (None: executed on its own).
     ``name`` must be a safe file stem (ValueError otherwise); NaN values are stored as ``null``.
     """
     _check_name(name)
@@ -175,6 +195,7 @@ def save_results(
         "results": results,
         "parameters": None if parameters is None else dict(parameters),
         "provenance": provenance(segmenter, seed=seed),
+        "run_id": run_id,
     }
     return write_json_atomic(Path(output_dir) / f"{name}.json", payload)
 

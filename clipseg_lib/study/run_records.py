@@ -1,14 +1,16 @@
 """What one output directory holds of its last run, with nothing stale passed off as current.
 
 ``read_run(output_dir)`` pairs the runner's manifest (``run.json``) with the executed notebooks,
-results JSON and figures beside it. A result counts as *current* only when it belongs to the
-manifest's run and configuration:
+results JSON and figures beside it. Every run has an id, recorded in ``run.json``, in each
+executed notebook's metadata and in each results file (``run_id``): membership is decided by
+these ids, which survive copies, archives and clocks that jump. A result counts as *current*
+only when it belongs to the manifest's run and configuration:
 
 - a notebook that failed in the run has no current results (its old JSON is left out);
-- a notebook listed as ok whose executed copy is gone or newer than the manifest (a later run
+- a notebook listed as ok whose executed copy is gone or carries another run's id (a later run
   was killed) is ``interrupted``;
-- results written before their notebook's execution began (papermill's ``start_time``) are
-  from an earlier run, and left out;
+- results whose ``run_id`` is not that of the run that executed their notebook (another run's,
+  or null: a notebook executed on its own) are left out;
 - results whose recorded ``parameters`` differ from those the run gave (quick vs full, another
   model, seed or threshold) are left out, with the difference named;
 - results of notebooks the run did not execute (``clipseg-study run --notebooks 05`` after a
@@ -18,6 +20,11 @@ manifest's run and configuration:
 
 A results file ``<name>.json`` belongs to the notebook whose stem is ``name`` or ends in
 ``_<name>`` (``10_conclusion`` writes ``conclusion.json``); its figures are ``<name>_*.png``.
+
+Files written before run ids existed (no ``run_id`` in the manifest, the executed notebook or
+the results) are judged by the old rule, by time: results and figures modified before their
+notebook's execution began (papermill's ``start_time``), and executed notebooks begun after
+the manifest was written, are not the run's (`CLOCK_SLACK_S`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,7 @@ from typing import Any
 import nbformat
 import papermill
 
-from clipseg_lib.study.results import RUN_MANIFEST_NAME, load_results
+from clipseg_lib.study.results import RUN_MANIFEST_NAME, RUN_METADATA, load_results
 
 #: Parameters that say where a run wrote, not what it computed.
 LOCATION_PARAMETERS = ("output_dir",)
@@ -134,17 +141,29 @@ def parameter_differences(recorded: dict[str, Any], expected: dict[str, Any]) ->
     return differences
 
 
-def _papermill_record(executed: Path) -> tuple[float | None, dict[str, Any] | None]:
-    """(POSIX time papermill began executing ``executed``, the parameters it injected); each
-    None when it is not recorded or the notebook cannot be read."""
+@dataclass(frozen=True)
+class Execution:
+    """What an executed notebook records of its execution: papermill's start (POSIX time) and
+    injected parameters, and the runner's run id; each None when not recorded or unreadable."""
+
+    started: float | None = None
+    injected: dict[str, Any] | None = None
+    run_id: str | None = None
+
+
+def _execution(executed: Path) -> Execution:
+    """The `Execution` recorded in the executed notebook ``executed``."""
     try:
-        metadata = nbformat.read(executed, as_version=4).metadata.get("papermill", {})
-        started = metadata.get("start_time")
-        return (datetime.fromisoformat(started).timestamp() if started else None,
-                metadata.get("parameters"))
+        metadata = nbformat.read(executed, as_version=4).metadata
+        papermill_record = metadata.get("papermill", {})
+        started = papermill_record.get("start_time")
+        run_id = _as_dict(metadata.get(RUN_METADATA)).get("run_id")
+        return Execution(datetime.fromisoformat(started).timestamp() if started else None,
+                         papermill_record.get("parameters"),
+                         run_id if isinstance(run_id, str) else None)
     except (OSError, ValueError, TypeError, AttributeError) as error:
         warnings.warn(f"could not read {executed}: {error}", stacklevel=2)
-        return None, None
+        return Execution()
 
 
 def _earlier_differences(
@@ -166,13 +185,19 @@ def _earlier_differences(
     return differences
 
 
-def _executed_after(executed: Path, started: float | None, manifest_time: float) -> bool:
-    """True when ``executed`` began after the manifest was written: a later, unfinished run.
+def _executed_after(executed: Path, execution: Execution, manifest_id: str | None,
+                    manifest_time: float, *, listed: bool) -> bool:
+    """True when ``executed`` (``listed`` in run.json or not) was executed by a later,
+    unfinished run.
 
-    Papermill's recorded start time is used where it can be read, since copying a folder
-    changes modification times but not the notebook's metadata.
+    With run ids on both sides, when a listed notebook carries another id: a run writes run.json
+    with its id before it executes anything, so an unlisted one is from an earlier run. Without
+    them (files from before run ids), when it began after run.json was last written, by
+    papermill's recorded start time where it can be read (a copy keeps it).
     """
-    began = started if started is not None else executed.stat().st_mtime
+    if manifest_id is not None and execution.run_id is not None:
+        return listed and execution.run_id != manifest_id
+    began = execution.started if execution.started is not None else executed.stat().st_mtime
     return began > manifest_time + CLOCK_SLACK_S
 
 
@@ -192,27 +217,43 @@ def _shared(values_by_notebook: list[dict[str, Any]]) -> dict[str, Any]:
     return {name: value for name, value in shared.items() if name not in conflicting}
 
 
+def _not_from(payload: dict[str, Any], execution: Execution, json_path: Path) -> str | None:
+    """Why the results ``payload`` (read from ``json_path``) were not written by ``execution``
+    of their notebook, or None: by run id where both carry one, else by time (the old rule)."""
+    if execution.run_id is not None and "run_id" in payload:
+        if payload["run_id"] is None:
+            return "written by a notebook executed outside a study run"
+        return (None if payload["run_id"] == execution.run_id
+                else f"written by another run ({payload['run_id']}, not {execution.run_id})")
+    began = execution.started
+    if began is not None and json_path.stat().st_mtime < began - CLOCK_SLACK_S:
+        return "written before this run executed its notebook"
+    return None
+
+
 def _attach_results(
     record: NotebookRecord,
     results: dict[str, dict[str, Any]],
     expected: dict[str, Any],
-    started: float | None,
+    execution: Execution,
     output_dir: Path,
     refused: Sequence[str] = (),
 ) -> None:
     """Move the results and figures of ``record`` that are current into it; name the rest
-    (all of them when ``refused`` gives reasons)."""
+    (all of them when ``refused`` gives reasons). ``execution`` is what its executed notebook
+    recorded; its start time is used only for results without a run id."""
     for name in [name for name in results if _belongs_to(name, record.stem)]:
         payload = results.pop(name)
-        json_path = output_dir / f"{name}.json"
         figures = sorted(output_dir.glob(f"{name}_*.png"))
+        started = None if "run_id" in payload and execution.run_id else execution.started
         if record.status in ("failed", "interrupted"):
             record.left_out.append(
                 f"{name}.json: from an earlier run ({record.stem} {record.status} in this one)"
             )
             continue
-        if started is not None and json_path.stat().st_mtime < started - CLOCK_SLACK_S:
-            record.left_out.append(f"{name}.json: written before this run executed {record.stem}")
+        elsewhere = _not_from(payload, execution, output_dir / f"{name}.json")
+        if elsewhere is not None:
+            record.left_out.append(f"{name}.json: {elsewhere}")
             continue
         differences = parameter_differences(recorded_parameters(payload), expected)
         if differences:
@@ -249,42 +290,44 @@ def read_run(output_dir: str | Path) -> RunRecord:
         outcome for outcome in (listed if isinstance(listed, list) else [])
         if isinstance(outcome, dict) and isinstance(outcome.get("stem"), str)
     ]
-    given = {
-        outcome["stem"]: dict(outcome.get("parameters") or {}) for outcome in outcomes
-    }
+    given = {outcome["stem"]: dict(outcome.get("parameters") or {}) for outcome in outcomes}
     shared = _shared(list(given.values()))
     interrupted = []
     if manifest is not None and manifest.get("status") in ("running", "interrupted", "failed"):
         interrupted.append(f"run.json says the run did not finish ({manifest['status']})")
     manifest_time = manifest_path.stat().st_mtime if manifest is not None else None
+    manifest_id = (manifest or {}).get("run_id")
+    manifest_id = manifest_id if isinstance(manifest_id, str) else None
     records = []
     for outcome in outcomes:
         stem = outcome["stem"]
         status = "ok" if outcome.get("status") == "ok" else "failed"
-        detail = (
-            "" if status == "ok"
-            else f"{outcome.get('error_type')}: {outcome.get('error_message')}"
-        )
+        detail = "" if status == "ok" else (
+            f"{outcome.get('error_type')}: {outcome.get('error_message')}")
         if status == "ok" and stem not in executed:
             status, detail = "interrupted", "its executed notebook is gone (a later run was killed)"
             interrupted.append(f"{stem}: executed notebook missing")
-        started, _ = _papermill_record(executed[stem]) if stem in executed else (None, None)
-        if stem in executed and _executed_after(executed[stem], started, manifest_time):
+        execution = _execution(executed[stem]) if stem in executed else Execution()
+        if stem in executed and _executed_after(executed[stem], execution, manifest_id,
+                                                manifest_time, listed=True):
             status, detail = "interrupted", "re-executed by a later run that did not finish"
             interrupted.append(f"{stem}: newer than run.json")
         record = NotebookRecord(stem, status, detail, outcome.get("seconds"), executed.get(stem))
-        _attach_results(record, results, given[stem], started, output_dir)
+        _attach_results(record, results, given[stem],
+                        replace(execution, run_id=manifest_id or execution.run_id), output_dir)
         records.append(record)
     for stem in sorted(executed.keys() - given.keys()):
         status = "earlier" if manifest is not None else "unverified"
         record = NotebookRecord(stem, status, executed=executed[stem])
-        started, injected = _papermill_record(executed[stem])
+        execution = _execution(executed[stem])
         refused = []
         if manifest is not None:
-            if _executed_after(executed[stem], started, manifest_time):
+            if _executed_after(executed[stem], execution, manifest_id, manifest_time,
+                               listed=False):
                 record.status, record.detail = "interrupted", "executed by a later, unfinished run"
-            refused = _earlier_differences(executed[stem], injected, shared)
-        _attach_results(record, results, shared, None, output_dir, refused)
+            refused = _earlier_differences(executed[stem], execution.injected, shared)
+        _attach_results(record, results, shared, replace(execution, started=None), output_dir,
+                        refused)
         records.append(record)
     records.sort(key=lambda record: record.stem)
     orphans = malformed + [
@@ -322,8 +365,7 @@ def conclusion_of(run: RunRecord) -> Conclusion | None:
             results = payload.get("results")
             claims = results.get("claims") if isinstance(results, dict) else None
             if isinstance(claims, list) and all(isinstance(claim, dict) for claim in claims):
-                written = _mtime(run.output_dir / f"{name}.json")
-                return Conclusion([_claim_record(run, claim, written) for claim in claims],
+                return Conclusion([_claim_record(run, claim, name) for claim in claims],
                                   record.stem, results)
     return None
 
@@ -340,9 +382,29 @@ SOURCE_STATUS_WHY = {
 }
 
 
-def _claim_record(run: RunRecord, claim: dict[str, Any], written: float) -> ClaimRecord:
-    """A claim is current when its notebook's results are, and the conclusion was written
-    after them (else it was drawn from the results they replaced)."""
+def _drawn_after(run: RunRecord, conclusion: str, sources: list[str]) -> bool:
+    """Whether the results file ``conclusion`` was written after the results ``sources`` it
+    draws on (else from the results they replaced).
+
+    By run ids where all carry one: a conclusion of this run is drawn after every notebook of
+    it (conclusions run last), and from the same run's results; one of an earlier run is not
+    drawn after this run's results; between two earlier runs, the later started (run ids begin
+    with their UTC start time). Files from before run ids compare modification times.
+    """
+    run_ids = [run.current_results()[name].get("run_id") for name in (conclusion, *sources)]
+    manifest_id = (run.manifest or {}).get("run_id")
+    if all(isinstance(run_id, str) for run_id in [*run_ids, manifest_id]):
+        drawn, *drawn_from = run_ids
+        return all(drawn in (source, manifest_id)
+                   or (source != manifest_id and drawn > source) for source in drawn_from)
+    written = _mtime(run.output_dir / f"{conclusion}.json")
+    newest = max(_mtime(run.output_dir / f"{name}.json") for name in sources)
+    return newest <= written + CLOCK_SLACK_S
+
+
+def _claim_record(run: RunRecord, claim: dict[str, Any], conclusion: str) -> ClaimRecord:
+    """A claim is current when its notebook's results are, and the conclusion (results file
+    ``conclusion``) was drawn after them (`_drawn_after`)."""
     reference = str(claim.get("notebook") or claim.get("source") or "")
     source = run.notebook_for(reference) if reference else None
     if source is None:
@@ -350,8 +412,7 @@ def _claim_record(run: RunRecord, claim: dict[str, Any], written: float) -> Clai
     if not source.results:
         why = SOURCE_STATUS_WHY.get(source.status, "{} has no current results")
         return ClaimRecord(claim, source, False, why.format(source.stem))
-    newest = max(_mtime(run.output_dir / f"{name}.json") for name in source.results)
-    if newest > written + CLOCK_SLACK_S:
+    if not _drawn_after(run, conclusion, list(source.results)):
         return ClaimRecord(claim, source, False,
                            f"drawn before {source.stem} was re-run; re-run the conclusion")
     return ClaimRecord(claim, source, True)

@@ -42,7 +42,7 @@ from clipseg_lib.study.parameters import (
     split_assignments,
 )
 from clipseg_lib.study.report import build_report
-from clipseg_lib.study.results import provenance, write_json_atomic
+from clipseg_lib.study.results import new_run_id, provenance, write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -91,6 +91,8 @@ class StudyPlan:
     model_options: dict[str, str]
     selected: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+    """Set by `execute_plan`: each execution is a run of its own."""
 
     def check_model(self) -> float:
         """Load the model once as the notebooks will (StudyConfigError if it cannot load);
@@ -190,6 +192,7 @@ def _manifest(
     return {
         "kind": "study",
         "identity": plan.model_resolved,
+        "run_id": plan.run_id,
         "status": status,
         "model_requested": plan.model_requested,
         "model_resolved": plan.model_resolved,
@@ -221,8 +224,9 @@ def _stages(notebooks: list[Path]) -> list[list[Path]]:
 def execute_plan(plan: StudyPlan) -> StudyRun:
     """Run ``plan``'s notebooks (concurrently where its scheduler allows), record every file
     they write in ``run.json`` as they finish, then build the report; all under the output
-    dir's run lock (StudyConfigError when another run is writing there)."""
-    with run_lock(plan.output.path):
+    dir's run lock (StudyConfigError when another run is writing there), under a new run id."""
+    plan.run_id = new_run_id()
+    with run_lock(plan.output.path, run_id=plan.run_id):
         return _execute_locked(plan)
 
 
@@ -254,6 +258,7 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
                         plan.cell_timeout_s,
                         progress_position=position % bars,
                         threads=threads if len(stage) > 1 else None,
+                        run_id=plan.run_id,
                     )
                 )
             # Starting worker processes costs seconds; a lone notebook runs in this process.
