@@ -60,6 +60,7 @@ NOT_COMPARED: dict[str, str] = {
     "*/provenance/*": "what computed a number (machine, versions) is shown, not compared",
     "*/root": "where a dataset lies",
     "*/fingerprint": "a hash of a dataset's files and location, to resume an evaluation",
+    "*/run_id": "which run wrote a results file: a fresh id every run",
 }
 """Paths that are not results, with the reason; `verify` skips them."""
 
