@@ -133,7 +133,8 @@ def test_a_change_whose_interval_reaches_past_the_margin_is_inconclusive():
     jpeg = judgement.tests[0]
     assert jpeg["ci_low"] < -0.05 < jpeg["ci_high"] < 0 and not jpeg["holds"]
     assert judgement.verdict == "inconclusive"
-    assert judgement.reason == "change neither above nor below -0.05: jpeg"
+    assert judgement.reason == ("change not shown above or below -0.05 after the Holm "
+                                "correction: jpeg")
 
 
 def test_robustness_uses_paired_per_case_changes_when_the_sweep_keeps_them():

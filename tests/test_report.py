@@ -199,11 +199,12 @@ def test_no_table_cell_holds_raw_data_but_a_count_and_a_link_to_the_results(tmp_
     assert max(len(cell) for cell in cells.shown) < 400
     assert not any("values" in cell or "points" in cell for cell in cells.shown)
     text = index.read_text(encoding="utf-8")
-    assert ('<p class="note">Not in the table: per_case (iou_gt: 64 values; iou_vs_clean: 64 '
-            'values) per row, in <a href="../02_distorted_images.json">the results JSON</a>.</p>'
+    assert ('<p class="note">Not in the table: images (iou_gt: 64 values; iou_vs_clean: 64 '
+            'values); per_case (iou_gt: 64 values; iou_vs_clean: 64 values) per row, in '
+            '<a href="../02_distorted_images.json">the results JSON</a>.</p>'
             in section(text, "02_distorted_images"))
     benchmarks = section(text, "12_benchmarks")
-    assert ("Not in the table: curves (biniou: 49 values; fgiou: 49 values; miou: 49 values; "
+    assert ("curves (biniou: 49 values; fgiou: 49 values; miou: 49 values; "
             "thresholds: 49 values); pr_curve (49 points) per row" in benchmarks)
 
 

@@ -172,8 +172,8 @@ def assess_robust(results: Mapping[str, Any]) -> Assessment:
             return "not reproduced", f"change below -{MARGIN:.2f}: {_listed(fell)}"
         if not undecided:
             return "reproduced", f"every change above -{MARGIN:.2f}"
-        return "inconclusive", (f"change neither above nor below -{MARGIN:.2f}: "
-                                f"{_listed(undecided)}")
+        return "inconclusive", (f"change not shown above or below -{MARGIN:.2f} after the Holm "
+                                f"correction: {_listed(undecided)}")
 
     return Assessment(
         f"IoU with the ground truth at severity 1 and its change from clean (n={min(sizes)}): "

@@ -10,16 +10,17 @@ MAX_HEADLINE = 300
 
 
 def decisive_test(claim: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The test a verdict turns on: one the reason names; else the held test with the largest
-    Holm-adjusted p (the weakest the verdict rests on); else, when none holds, the test
-    nearest to deciding (smallest p). None when the claim has no tests."""
+    """The test a verdict turns on: of those the reason names, the nearest to deciding
+    (smallest p); else the held test with the largest Holm-adjusted p (the weakest the
+    verdict rests on); else, when none holds, the test nearest to deciding (smallest p). None
+    when the claim has no tests."""
     tests = list(claim.get("tests") or [])
     if not tests:
         return None
     reason = str(claim.get("reason") or "")
     named = [test for test in tests if str(test["name"]) in reason]
     if named:
-        return named[0]
+        return min(named, key=lambda test: test["p_value"])
     held = [test for test in tests if test.get("holds")]
     if held:
         return max(held, key=lambda test: test.get("p_holm", test["p_value"]))
