@@ -186,6 +186,8 @@ def reference_run(directory: Path) -> Path:
     started = time.time() - 5
     payloads = {path.stem: json.loads(path.read_text())
                 for path in sorted(REFERENCE.glob("*.json"))}
+    for payload in payloads.values():  # results of no run: read by the rule for files without ids
+        payload.pop("run_id", None)
     claims = build_claims(load_results(REFERENCE))
     payloads["conclusion"]["results"] = {
         "claims": claims, "summary": {"configuration_problems": {},
