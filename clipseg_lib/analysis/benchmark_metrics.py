@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from scipy.integrate import simpson
 
 from clipseg_lib.analysis.metrics import _as_mask, _as_probs
-from clipseg_lib.analysis.stats import CONFIDENCE, Estimate
+from clipseg_lib.analysis.stats import Estimate, percentile_interval
 
 THRESHOLDS = np.linspace(0.0, 1.0, 51)[1:-1]
 """The 49 fixed thresholds 0.02 .. 0.98 of the original's FixedIntervalMetrics."""
@@ -244,15 +244,14 @@ def estimates(point: dict[str, float | None], resampled: dict[str, np.ndarray], 
     """{name: `Estimate`}: each point value with the 95% percentile interval of its resamples
     where it is defined (not NaN; see `undefined_resamples`); None for a point value that is
     undefined."""
-    tail = (1 - CONFIDENCE) / 2 * 100
     result: dict[str, Estimate | None] = {}
     for name, values in resampled.items():
         defined = values[~np.isnan(values)]
         if point[name] is None or defined.size == 0:
             result[name] = None
             continue
-        low, high = np.percentile(defined, [tail, 100 - tail])
-        result[name] = Estimate(float(point[name]), int(n), float(low), float(high))
+        low, high = percentile_interval(defined)
+        result[name] = Estimate(float(point[name]), int(n), low, high)
     return result
 
 

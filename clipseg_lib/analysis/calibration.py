@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from clipseg_lib.analysis.metrics import iou
-from clipseg_lib.analysis.stats import CONFIDENCE, N_RESAMPLES, Estimate, mean_ci
+from clipseg_lib.analysis.stats import N_RESAMPLES, Estimate, mean_ci, percentile_interval
 
 SWEEP_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 N_BINS = 10
@@ -86,8 +86,7 @@ def reliability(maps: Sequence[np.ndarray], targets: Sequence[np.ndarray], *, se
     rng = np.random.default_rng(seed)
     resampled = [_ece(per_case[rng.integers(0, len(per_case), len(per_case))].sum(axis=0))
                  for _ in range(n_resamples)]
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(resampled, [tail, 100 - tail])
+    low, high = percentile_interval(resampled)
     count = total[:, 0]
     return Reliability(
         confidence=[float(s / c) if c else None for s, c in zip(total[:, 1], count, strict=True)],

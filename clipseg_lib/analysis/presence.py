@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from clipseg_lib.analysis.stats import CONFIDENCE, N_RESAMPLES
+from clipseg_lib.analysis.stats import N_RESAMPLES, percentile_interval
 
 IOU_THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)
 """The IoU thresholds pmF1 is averaged over, as SAM 3's."""
@@ -98,9 +98,7 @@ class Presence:
 def _interval(values: list[float]) -> tuple[float, float] | None:
     if not values:
         return None
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    return percentile_interval(values)
 
 
 def presence_scores(

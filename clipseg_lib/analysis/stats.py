@@ -46,6 +46,14 @@ class Estimate:
         return self.ci_high < other.ci_low
 
 
+def percentile_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """The central `CONFIDENCE` interval of bootstrap resamples: their 2.5th and 97.5th
+    percentiles."""
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def mean_ci(
     values: Sequence[float] | np.ndarray,
     *,
@@ -101,8 +109,7 @@ def cluster_mean_ci(
     count = sizes.size
     draws = np.random.default_rng(seed).multinomial(count, np.full(count, 1 / count), N_RESAMPLES)
     means = (draws @ sums) / (draws @ sizes)
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
+    low, high = percentile_interval(means)
     return Estimate(float(data.mean()), int(data.size), float(low), float(high))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from clipseg_lib import world
 from clipseg_lib.analysis.metrics import DEFAULT_THRESHOLD, auroc, presence_score
 from clipseg_lib.analysis.presence import Presence, presence_scores
-from clipseg_lib.analysis.stats import CONFIDENCE, N_RESAMPLES, Estimate
+from clipseg_lib.analysis.stats import N_RESAMPLES, Estimate, percentile_interval
 
 #: Prompt forms of the negation probe, formatted with the excluded composite's colour and shape.
 NEGATION_FORMS = {
@@ -152,8 +152,7 @@ def presence_auroc(absent: Sequence[float], present: Sequence[float], *, seed: i
                     rng.choice(present_scores, present_scores.size)], labels)
         for _ in range(N_RESAMPLES)
     ]
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(resampled, [tail, 100 - tail])
+    low, high = percentile_interval(resampled)
     return Estimate(auroc(np.r_[absent_scores, present_scores], labels), int(labels.size),
                     float(low), float(high))
 
