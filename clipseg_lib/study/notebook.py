@@ -103,6 +103,14 @@ def start(
     return segmenter
 
 
+def _resolved(name: str, value: Any, line: str) -> Any:
+    """Record the value a None parameter resolved to (for `finish`), print `line`, return it."""
+    if _recorded is not None:
+        _recorded[name] = value
+    print(line)
+    return value
+
+
 def scene_size(segmenter: Segmenter, requested: int | None) -> int:
     """The synthetic scenes' side in pixels: `requested`, or the model's input size when None
     (96 for mini, 352 for full-size CLIPSeg), so no model sees scenes drawn for another's
@@ -112,11 +120,8 @@ def scene_size(segmenter: Segmenter, requested: int | None) -> int:
     size = segmenter.image_size if requested is None else requested
     if size < 16:
         raise ValueError(f"scene_size {requested!r} is too small: scenes need at least 16 px")
-    if _recorded is not None:
-        _recorded["scene_size"] = size
     source = "the model's input size" if requested is None else "as set"
-    print(f"Scenes: {size} x {size} px ({source})")
-    return size
+    return _resolved("scene_size", size, f"Scenes: {size} x {size} px ({source})")
 
 
 AUTHORS_THRESHOLDS = {"mini": 0.5}
@@ -139,10 +144,7 @@ def mask_threshold(segmenter: Segmenter, requested: float | None) -> float:
         threshold, source = float(requested), "as set"
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold {requested!r} must lie strictly between 0 and 1")
-    if _recorded is not None:
-        _recorded["threshold"] = threshold
-    print(f"Mask threshold: {threshold} ({source})")
-    return threshold
+    return _resolved("threshold", threshold, f"Mask threshold: {threshold} ({source})")
 
 
 class ResultsOwnedError(RuntimeError):
