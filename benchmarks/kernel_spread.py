@@ -6,7 +6,7 @@
 Each run executes every notebook with `mini` under one set of environment variables (the CPU's
 best kernels; AVX2 kernels for torch, MKL and oneDNN; torch's default kernels on one thread)
 and is compared with data/reference/ quantity by quantity. For each tolerance rule of
-`clipseg_lib.study.tolerances` it prints the largest difference seen and that rule's tolerance,
+`clipseg_lib.report.tolerances` it prints the largest difference seen and that rule's tolerance,
 and writes the figures to benchmarks/results/kernel_spread.json.
 """
 
@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 
 from clipseg_lib.model.hardware import machine_record
-from clipseg_lib.study import verify
-from clipseg_lib.study.tolerances import EXACT, TOLERANCES
+from clipseg_lib.report import verify
+from clipseg_lib.report.tolerances import EXACT, TOLERANCES
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_PATHS: dict[str, dict[str, str]] = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 
-from clipseg_lib.study import cli
+from clipseg_lib.cli import main as cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 

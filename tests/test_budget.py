@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clipseg_lib import load_segmenter
+from clipseg_lib.experiments.budget import MIN_CASES, image_gflop, sample_for_budget, support_gflop
 from clipseg_lib.experiments.cases import DEFAULT_CASES_FILE, DEFAULT_IMAGES_DIR, load_cases
-from clipseg_lib.study.budget import MIN_CASES, image_gflop, sample_for_budget, support_gflop
 
 PHOTOS = load_cases(DEFAULT_CASES_FILE, DEFAULT_IMAGES_DIR)
 

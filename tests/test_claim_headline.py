@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clipseg_lib.experiments.conclusion import build_claims
-from clipseg_lib.study.claim_headline import MAX_HEADLINE, claim_headline, decisive_test
+from clipseg_lib.report.claim_headline import MAX_HEADLINE, claim_headline, decisive_test
 from clipseg_lib.study.results import load_results
 
 REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"

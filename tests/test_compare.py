@@ -9,7 +9,7 @@ import re
 
 from fabricated_runs import CLAIMS, fabricate_run
 
-from clipseg_lib.study import cli
+from clipseg_lib.cli import main as cli
 
 WORD, LAYERS = (claim for claim, _ in CLAIMS)
 

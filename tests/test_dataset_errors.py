@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from clipseg_lib.cli.main import main
 from clipseg_lib.datasets.export import export_world
-from clipseg_lib.study.cli import main
 
 N_IMAGES = {"phrasecut": 3, "refcoco": 3}
 

@@ -17,17 +17,22 @@ import pytest
 
 from clipseg_lib import load_segmenter
 from clipseg_lib.analysis.benchmark_metrics import benchmark_scores, reported_scores
+from clipseg_lib.cli.main import main
 from clipseg_lib.datasets.export import MARKER_FILE, export_world, world_images
 from clipseg_lib.datasets.pascal5i import fold_classes
-from clipseg_lib.model.segmenter import Segmenter
-from clipseg_lib.study.cli import main
-from clipseg_lib.study.evaluate import REPORT_THRESHOLDS, EvaluationError, evaluate, score_image
-from clipseg_lib.study.paper_benchmarks import (
+from clipseg_lib.evaluation.evaluate import (
+    REPORT_THRESHOLDS,
+    EvaluationError,
+    evaluate,
+    score_image,
+)
+from clipseg_lib.evaluation.paper_benchmarks import (
     caveats,
     comparison_sentence,
     paper_row,
     results_table,
 )
+from clipseg_lib.model.segmenter import Segmenter
 
 N_IMAGES = {"phrasecut": 6, "refcoco": 4, "pascal5i": 24}
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from clipseg_lib.model.random_models import random_segmenter
-from clipseg_lib.study.executor import SchedulerError, map_tasks, parse_scheduler
+from clipseg_lib.runner.executor import SchedulerError, map_tasks, parse_scheduler
 
 pytest.importorskip("dask.distributed")
 

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from clipseg_lib import load_image, load_segmenter, world
 from clipseg_lib.analysis.stats import Estimate
+from clipseg_lib.cli.main import main
 from clipseg_lib.datasets.export import export_world
 from clipseg_lib.finetune import (
     FinetuneConfig,
@@ -38,7 +39,6 @@ from clipseg_lib.finetune.batches import BatchPlan
 from clipseg_lib.finetune.state import STATE_JSON
 from clipseg_lib.model.loading import file_sha256
 from clipseg_lib.model.random_models import random_model, save_random_model
-from clipseg_lib.study.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Composite prompts: every word is in the random models' vocabulary.

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.colors import to_hex
 
 from clipseg_lib.experiments.conclusion import VERDICT_COLOURS, build_claims
-from clipseg_lib.study.forest_plot import (
+from clipseg_lib.report.forest_plot import (
     forest_alt,
     forest_rows,
     forest_svg,

@@ -14,13 +14,13 @@ import html5lib
 import pytest
 from fabricated_runs import CLAIMS, age, fabricate_run, reference_run, write_executed
 
+from clipseg_lib.cli import main as cli
 from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
-from clipseg_lib.study import cli
-from clipseg_lib.study.compare import compare_runs
-from clipseg_lib.study.model_description import describe_model
-from clipseg_lib.study.report import build_report
-from clipseg_lib.study.report_conclusion import summary_text
-from clipseg_lib.study.report_html import format_value, main_table, rows_table
+from clipseg_lib.report.compare import compare_runs
+from clipseg_lib.report.conclusion import summary_text
+from clipseg_lib.report.html import format_value, main_table, rows_table
+from clipseg_lib.report.model_description import describe_model
+from clipseg_lib.report.pages import build_report
 from clipseg_lib.study.run_records import conclusion_of, read_run
 
 

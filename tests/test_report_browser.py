@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from fabricated_runs import CLAIMS, fabricate_run
 
-from clipseg_lib.study.report import build_report
+from clipseg_lib.report.pages import build_report
 from clipseg_lib.study.run_records import conclusion_of, read_run
 
 REPO = Path(__file__).resolve().parent.parent

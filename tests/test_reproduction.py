@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clipseg_lib.study import verify
+from clipseg_lib.report import verify
 
 NOTEBOOK_RESULTS = os.environ.get("CLIPSEG_NOTEBOOK_RESULTS")
 ROOT = Path(__file__).resolve().parents[1]

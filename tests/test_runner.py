@@ -14,9 +14,11 @@ import nbformat
 import pytest
 from runner_helpers import FIXTURES, injected_parameters, notebooks_dir, run_main
 
+from clipseg_lib.cli import run as run_command
 from clipseg_lib.model import loading
-from clipseg_lib.study import parameters, run_command, runner
-from clipseg_lib.study.execution import NotebookRun
+from clipseg_lib.runner import run_study as runner
+from clipseg_lib.runner.execution import NotebookRun
+from clipseg_lib.study import parameters
 from clipseg_lib.study.results import load_results
 from clipseg_lib.study.run_records import conclusion_of, read_run
 

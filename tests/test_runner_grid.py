@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from runner_helpers import notebooks_dir, run_main
 
+from clipseg_lib.cli import run as run_command
 from clipseg_lib.model import loading
-from clipseg_lib.study import grid, run_command
+from clipseg_lib.runner import grid
 from clipseg_lib.study.output_dir import LOCK_FILE, run_in_progress
 from clipseg_lib.study.parameters import StudyConfigError
 

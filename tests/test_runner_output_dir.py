@@ -17,9 +17,10 @@ import nbformat
 import pytest
 from runner_helpers import FIXTURES, listing, notebooks_dir, run_main
 
+from clipseg_lib.cli import run as run_command
+from clipseg_lib.report import pages as report_module
+from clipseg_lib.runner import run_study as runner
 from clipseg_lib.study import output_dir as owned_output
-from clipseg_lib.study import report as report_module
-from clipseg_lib.study import run_command, runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,7 +238,8 @@ pathlib.Path(output_dir, "busy").touch()
 time.sleep(300)
 """
 RUN_FROM = """import pathlib, sys
-from clipseg_lib.study import cli, run_command
+from clipseg_lib.cli import main as cli
+from clipseg_lib.cli import run as run_command
 run_command.NOTEBOOKS_DIR = pathlib.Path(sys.argv[1])
 sys.exit(cli.main(sys.argv[2:]))
 """

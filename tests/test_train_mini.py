@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from clipseg_lib import load_segmenter, world
+from clipseg_lib.cli.main import main as clipseg_study
 from clipseg_lib.mini import train as train_mini
 from clipseg_lib.mini.losses import (
     OBJECT_CLASSES,
@@ -31,7 +32,7 @@ from clipseg_lib.mini.recipe import (
     build_processor,
     world_words,
 )
-from clipseg_lib.mini.train import STATE_FILE, main, output_problem, train, warmup_cosine
+from clipseg_lib.mini.train import STATE_FILE, output_problem, train, warmup_cosine
 from clipseg_lib.mini.training_state import (
     TrainingStateError,
     load_training_state,
@@ -45,11 +46,13 @@ MINI_DIR = BUNDLED_MODELS["mini"][0]
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """(summary, output directory) of `python -m clipseg_lib.mini.train --smoke`."""
+    """(summary, output directory) of `clipseg-study train-mini --smoke`."""
     output = tmp_path_factory.mktemp("mini_smoke")
     threads = torch.get_num_threads()
     try:
-        summary = main(["--smoke", "--output", str(output), "--eval-queries", "2"])
+        assert clipseg_study(["train-mini", "--smoke", "--output", str(output),
+                              "--eval-queries", "2"]) == 0
+        summary = json.loads((output / "training_summary.json").read_text())
     finally:
         torch.set_num_threads(threads)
     return summary, output
@@ -242,7 +245,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(
 ):
     output = tmp_path / "new"
     with pytest.raises(SystemExit) as exit_:
-        main(["--smoke", "--output", str(output), argument])
+        clipseg_study(["train-mini", "--smoke", "--output", str(output), argument])
     assert exit_.value.code == 2
     assert problem in capsys.readouterr().err
     assert not output.exists()
@@ -250,7 +253,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(
 
 def test_output_is_required(capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["--smoke"])
+        clipseg_study(["train-mini", "--smoke"])
     assert exit_.value.code == 2 and "--output" in capsys.readouterr().err
 
 
@@ -259,7 +262,7 @@ def test_a_directory_holding_a_model_is_refused_without_force(tmp_path, capsys):
     shutil.copytree(MINI_DIR, bundled)
     before = {path.name: file_sha256(path) for path in bundled.iterdir()}
     with pytest.raises(SystemExit) as exit_:
-        main(["--smoke", "--output", str(bundled)])
+        clipseg_study(["train-mini", "--smoke", "--output", str(bundled)])
     assert exit_.value.code == 2
     message = capsys.readouterr().err
     assert "already holds MODEL_CARD.md, config.json" in message and "(a model)" in message
@@ -295,9 +298,8 @@ def test_a_pickled_state_is_never_loaded(tmp_path, capsys, name):
         os.remove(MARKER)
     with open(tmp_path / name, "wb") as handle:
         pickle.dump({"model": _Exploit()}, handle)
-    with pytest.raises(SystemExit) as exit_:
-        main(["--smoke", "--output", str(tmp_path), "--resume", "--force"])
-    assert exit_.value.code == 2
+    assert clipseg_study(["train-mini", "--smoke", "--output", str(tmp_path), "--resume",
+                          "--force"]) == 2
     message = capsys.readouterr().err.strip()
     assert "\n" not in message and name in message and "delete it" in message
     assert not os.path.exists(MARKER)

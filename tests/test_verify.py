@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from clipseg_lib.study import cli, verify
-from clipseg_lib.study.tolerances import EXACT, TOLERANCES, tolerance_for
+from clipseg_lib.cli import main as cli
+from clipseg_lib.report import verify
+from clipseg_lib.report.tolerances import EXACT, TOLERANCES, tolerance_for
 
 MINI = {"model": "mini", "weights_sha256": "d3" * 32, "dtype": "float32"}
 

@@ -1,7 +1,7 @@
 """What `mini` is: its architecture, training schedule, vocabulary and initialisation.
 
-`clipseg_lib.mini.train` trains it; tests and benchmarks build small models from the same
-pieces.
+`clipseg_lib.mini.train` trains it (`clipseg-study train-mini`); tests and benchmarks build
+small models from the same pieces.
 """
 
 from __future__ import annotations

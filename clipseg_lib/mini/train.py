@@ -15,9 +15,10 @@ The paper's recipe in miniature, in four seeded stages with data drawn on the fl
 3. finetune: everything trained (plus the object-class loss), each tower at its own
    learning rate.
 
-`python -m clipseg_lib.mini.train --output DIR` writes what `load_segmenter` reads (config,
-fp16 safetensors, processor, tokenizer) plus `training_summary.json` (settings, wall time,
-losses, held-out metrics of the saved weights) into DIR, and nothing anywhere else. DIR must
+`clipseg-study train-mini --output DIR` (:mod:`clipseg_lib.cli.train_mini`) writes what
+`load_segmenter` reads (config, fp16 safetensors, processor, tokenizer) plus
+`training_summary.json` (settings, wall time, losses, held-out metrics of the saved weights)
+into DIR, and nothing anywhere else. DIR must
 be new or empty (or hold only the state of a killed run, with --resume); --force writes into
 any directory (`--output data/mini --force` retrains the bundled model). `--smoke` trains a
 tiny model briefly. Every argument is checked before anything is written.
@@ -25,16 +26,14 @@ tiny model briefly. Every argument is checked before anything is written.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
-import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +52,6 @@ from clipseg_lib.mini.losses import (
     text_features,
 )
 from clipseg_lib.mini.recipe import (
-    SMOKE_ARCHITECTURE,
-    SMOKE_SCHEDULE,
     Architecture,
     Schedule,
     build_model,
@@ -70,7 +67,6 @@ from clipseg_lib.model.loading import file_sha256, load_segmenter
 STATE_FILE = "training_state.safetensors"
 #: What older versions wrote with pickle; never loaded.
 PICKLED_STATE_FILE = "training_state.pt"
-PROG = "python -m clipseg_lib.mini.train"
 SPREAD_PROMPTS = ["red", "blue", "red triangle", "blue circle", "the word CAT"]
 
 
@@ -257,46 +253,6 @@ def save(model: CLIPSegForImageSegmentation, processor: CLIPSegProcessor, output
     processor.save_pretrained(output)
 
 
-_OVERRIDES = (
-    "steps_objects", "steps_pretrain", "steps_decoder", "steps_finetune", "batch_size", "seed",
-    "threads",
-)
-
-
-def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    """The command line, checked: step counts, batch size and thread count in range, and an
-    output directory that is new, empty, or (with --resume) holds only a killed run's state,
-    unless --force."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = Schedule()
-    for name in _OVERRIDES:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
-                            help=f"default {getattr(defaults, name)}")
-    parser.add_argument("--output", type=Path, required=True,
-                        help="directory to write the model into (new or empty, see --force)")
-    parser.add_argument("--force", action="store_true",
-                        help="write into OUTPUT even if it holds other files (overwriting a model)")
-    parser.add_argument("--eval-queries", type=int, default=48,
-                        help="held-out queries per kind scored after training (0: none)")
-    parser.add_argument("--resume", action="store_true",
-                        help=f"continue a killed run from OUTPUT/{STATE_FILE}")
-    parser.add_argument("--smoke", action="store_true", help="tiny model, a few steps (CI)")
-    arguments = parser.parse_args(argv)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    for name in (*_OVERRIDES, "eval_queries"):
-        value = getattr(arguments, name)
-        minimum = 1 if name in ("batch_size", "threads") else 0
-        if value is not None and value < minimum:
-            parser.error(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
-    if arguments.threads is not None and arguments.threads > (cpus or 1):
-        parser.error(f"--threads must be <= {cpus} (the CPUs available), got {arguments.threads}")
-    problem = output_problem(arguments.output, resume=arguments.resume, force=arguments.force)
-    if problem:
-        parser.error(problem)
-    return arguments
-
-
 def output_problem(output: Path, *, resume: bool, force: bool) -> str | None:
     """Why training may not write into `output` (None if it may)."""
     if output.exists() and not output.is_dir():
@@ -311,29 +267,3 @@ def output_problem(output: Path, *, resume: bool, force: bool) -> str | None:
     model = " (a model)" if "config.json" in others else ""
     return (f"--output {output} already holds {held}{model}: choose a new or empty directory, "
             "or pass --force to write into it")
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Train as the command line says; print and return the training summary.
-
-    Bad arguments exit with status 2 before anything is written; so does a training state
-    that cannot be resumed from (one line on stderr)."""
-    arguments = parse_arguments(argv)
-    architecture = SMOKE_ARCHITECTURE if arguments.smoke else Architecture()
-    schedule = SMOKE_SCHEDULE if arguments.smoke else Schedule()
-    overrides = {n: getattr(arguments, n) for n in _OVERRIDES if getattr(arguments, n) is not None}
-    schedule = replace(schedule, **overrides)
-    torch.set_num_threads(schedule.threads)
-    try:
-        summary = train(architecture, schedule, arguments.output, n_eval=arguments.eval_queries,
-                        resume=arguments.resume)
-    except TrainingStateError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from error
-    shown = ("train_wall_seconds", "held_out_metrics", "weights_sha256")
-    print(json.dumps({key: summary[key] for key in shown}, indent=1))
-    return summary
-
-
-if __name__ == "__main__":
-    main()

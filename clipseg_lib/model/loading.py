@@ -147,7 +147,7 @@ def verify_bundled_weights(name: str) -> str:
     if not weights.is_file():
         raise ModelNotFoundError(
             f"bundled model {name!r}: {weights} is missing. It is part of the repository; "
-            f"retrain it with `python -m clipseg_lib.mini.train` if it was deleted."
+            f"retrain it with `clipseg-study train-mini` if it was deleted."
         )
     actual = file_sha256(weights)
     if actual != expected:

@@ -7,13 +7,12 @@ the weight values. Seeded, so two builds are identical.
 `write_hub_cache` puts one into a Hugging Face cache under a CIDAS id, so the whole study can
 be run as a user with the real weights would (timings are those of the real model):
 
-    python -m clipseg_lib.model.random_models --hf-home /tmp/hf
+    clipseg-study random-model --hf-home /tmp/hf
     HF_HUB_OFFLINE=1 HF_HOME=/tmp/hf clipseg-study run --model CIDAS/clipseg-rd64-refined
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import importlib.metadata
@@ -33,7 +32,6 @@ from transformers import (
     ViTImageProcessorPil,
 )
 
-from clipseg_lib.model.loading import HUB_MODELS
 from clipseg_lib.model.original_checkpoint import IMAGENET_MEAN, IMAGENET_STD, ORIGINAL_IMAGE_SIZE
 from clipseg_lib.model.segmenter import Segmenter
 from clipseg_lib.model.vocabulary import END, START, byte_alphabet, write_tokenizer
@@ -227,26 +225,3 @@ def write_hub_cache(
     (storage / "refs").mkdir(exist_ok=True)
     (storage / "refs" / "main").write_text(revision)
     return snapshot
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m clipseg_lib.model.random_models --hf-home DIR`: see `write_hub_cache`."""
-    parser = argparse.ArgumentParser(description="Write a random full-size CIDAS model into a "
-                                     "Hugging Face cache (HF_HOME) for offline full-size runs.")
-    parser.add_argument("--hf-home", type=Path, required=True, help="the HF_HOME to write into")
-    parser.add_argument("--model", default=HUB_MODELS[0], choices=sorted(HUB_ARCHITECTURES))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bpe-file", type=Path, default=None,
-                        help="CLIP's bpe_simple_vocab_16e6.txt.gz (default: open_clip_torch's)")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
-    args = parser.parse_args(argv)
-    snapshot = write_hub_cache(
-        args.hf_home, args.model, seed=args.seed, bpe_file=args.bpe_file, smoke=args.smoke
-    )
-    tokens = len(CLIPTokenizer.from_pretrained(snapshot))
-    print(f"{args.model}: random weights (seed {args.seed}), {tokens} tokens -> {snapshot}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

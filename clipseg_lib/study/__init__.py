@@ -1,6 +1,7 @@
-"""The study machinery: notebook start/finish, results files, the runner and the report."""
+"""What a study notebook calls and what it leaves: start/finish, parameters, results files,
+the output directory they live in and the record of a run."""
 
-from clipseg_lib.study.budget import image_gflop, sample_for_budget, support_gflop
+from clipseg_lib.experiments.budget import image_gflop, sample_for_budget, support_gflop
 from clipseg_lib.study.notebook import (
     finish,
     mask_threshold,

@@ -24,8 +24,8 @@ def check_model_loads(
     """Load ``model`` once as the notebooks will (``dtype``, ``options`` such as
     ``clip_weights``) and return its GFLOP per image encoding; StudyConfigError with the
     loader's first line if it cannot be loaded."""
+    from clipseg_lib.experiments.budget import image_gflop
     from clipseg_lib.model.loading import load_segmenter
-    from clipseg_lib.study.budget import image_gflop
 
     try:
         with warnings.catch_warnings():

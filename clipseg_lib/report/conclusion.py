@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from clipseg_lib.experiments.conclusion import MIN_CASES
-from clipseg_lib.study.claim_headline import claim_headline
-from clipseg_lib.study.forest_plot import forest_alt, forest_svg
-from clipseg_lib.study.report_html import enlargeable_figure, format_value, verdict_class
+from clipseg_lib.report.claim_headline import claim_headline
+from clipseg_lib.report.forest_plot import forest_alt, forest_svg
+from clipseg_lib.report.html import enlargeable_figure, format_value, verdict_class
 from clipseg_lib.study.results import write_text_atomic
 from clipseg_lib.study.run_records import ClaimRecord, Conclusion, RunRecord, conclusion_of
 

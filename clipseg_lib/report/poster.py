@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clipseg_lib.study.report_html import rows_table
+from clipseg_lib.report.html import rows_table
 
 POSTER_EXTRACT_LAYER_COLUMNS = ("Prompt 1", "Prompt 2", "Prompt 3", "Prompt 4")
 #: As printed on the poster (text, so that 0.00031 is not rounded away).

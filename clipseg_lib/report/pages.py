@@ -20,18 +20,18 @@ from typing import Any
 import nh3
 from nbconvert.filters import markdown2html
 
-from clipseg_lib.study.model_description import ModelDescription, describe_model
-from clipseg_lib.study.notebook_page import notebook_title, render_notebook
-from clipseg_lib.study.poster import poster_table_for
-from clipseg_lib.study.report_conclusion import conclusion_section
-from clipseg_lib.study.report_html import (
+from clipseg_lib.report.conclusion import conclusion_section
+from clipseg_lib.report.html import (
     enlargeable_figure,
     is_interval,
     main_table,
     page,
     rows_table,
 )
-from clipseg_lib.study.report_provenance import first_provenance, provenance_box
+from clipseg_lib.report.model_description import ModelDescription, describe_model
+from clipseg_lib.report.notebook_page import notebook_title, render_notebook
+from clipseg_lib.report.poster import poster_table_for
+from clipseg_lib.report.provenance import first_provenance, provenance_box
 from clipseg_lib.study.results import write_text_atomic
 from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
 

@@ -11,17 +11,15 @@ and the run's report, if it has one, is rebuilt to show it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clipseg_lib.study.report import REPORT_DIR_NAME, build_report
+from clipseg_lib.report.tolerances import EXACT, Tolerance, is_compared, tolerance_for
 from clipseg_lib.study.results import (
     RESERVED_NAMES,
     RUN_MANIFEST_NAME,
@@ -30,7 +28,6 @@ from clipseg_lib.study.results import (
     write_json_atomic,
 )
 from clipseg_lib.study.run_records import manifest_sha256
-from clipseg_lib.study.tolerances import EXACT, Tolerance, is_compared, tolerance_for
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "data" / "reference"
 #: Parameters that say where files are, not what was computed.
@@ -206,19 +203,6 @@ def report(verification: Verification, *, show_all: bool = False) -> str:
     return "\n".join(lines)
 
 
-def add_verify_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``clipseg-study verify`` on the command line's subcommands."""
-    command = commands.add_parser(
-        "verify", help="check that a run's results reproduce the reference within tolerance"
-    )
-    command.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run's output dir")
-    command.add_argument("--against", type=Path, default=REFERENCE_DIR, metavar="DIR",
-                         help="another run's output dir (the committed reference results)")
-    command.add_argument("--all", action="store_true", help="list every quantity, not only "
-                         "those that differ")
-    command.set_defaults(handler=verify_command)
-
-
 def record_verification(run_dir: Path, against: Path, verification: Verification | None,
                         exit_status: int, outcome: str) -> Path | None:
     """Write ``verify.json`` into `run_dir` when it is a study run's output dir (holds
@@ -238,22 +222,3 @@ def record_verification(run_dir: Path, against: Path, verification: Verification
         "run_json_sha256": manifest_sha256(run_dir),
         "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
     })
-
-
-def verify_command(arguments: argparse.Namespace) -> int:
-    """``clipseg-study verify``: 0 everything agrees, 1 some quantity differs, 2 bad input."""
-    run_dir, against = Path(arguments.run_dir), Path(arguments.against)
-    verification = None
-    try:
-        verification = verify(run_dir, against)
-    except VerifyError as error:
-        print(f"clipseg-study: error: {error}", file=sys.stderr)
-        status, outcome = 2, f"not comparable: {error}"
-    else:
-        print(report(verification, show_all=arguments.all))
-        status = 1 if verification.failures else 0
-        outcome = verification.summary().removeprefix("verify: ")
-    if record_verification(run_dir, against, verification, status, outcome) is not None:
-        if (run_dir / REPORT_DIR_NAME / "index.html").is_file():
-            print(f"report: {build_report(run_dir)}")
-    return status

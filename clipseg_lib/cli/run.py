@@ -7,17 +7,17 @@ import sys
 from pathlib import Path
 
 from clipseg_lib.model.hardware import bf16_warning
-from clipseg_lib.study.execution import NotebookRun
-from clipseg_lib.study.grid import parse_grid, run_grid
-from clipseg_lib.study.parameters import QUICK_CASES, StudyConfigError
-from clipseg_lib.study.results import load_results
-from clipseg_lib.study.runner import (
+from clipseg_lib.runner.execution import NotebookRun
+from clipseg_lib.runner.grid import parse_grid, run_grid
+from clipseg_lib.runner.run_study import (
     DEFAULT_CELL_TIMEOUT_S,
     DEFAULT_OUTPUT_DIR,
     NOTEBOOKS_DIR,
     StudyRun,
     run_study,
 )
+from clipseg_lib.study.parameters import QUICK_CASES, StudyConfigError
+from clipseg_lib.study.results import load_results
 
 DTYPES = ("float32", "bfloat16")
 

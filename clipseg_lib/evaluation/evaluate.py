@@ -1,7 +1,7 @@
 """``clipseg-study evaluate``: a model on PhraseCut, Pascal-5i or RefCOCO with the paper's metrics.
 
 The images of each fold are cut into shards of ``shard_size`` images and run through
-`clipseg_lib.study.executor.map_tasks` (serial by default; ``local:N`` or ``tcp://...`` on
+`clipseg_lib.runner.executor.map_tasks` (serial by default; ``local:N`` or ``tcp://...`` on
 Dask). A worker loads the model and opens the dataset once per process (a per-process cache),
 encodes each image once and decodes all of its prompts together (`score_image`), and writes
 the shard's pixel counts atomically to ``<output>.shards/``. A shard file that exists with the
@@ -12,10 +12,8 @@ the scheduler: records are read in shard order and the scheduler is not part of 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,16 +36,15 @@ from clipseg_lib.analysis.benchmark_metrics import (
 )
 from clipseg_lib.datasets import (
     DEFAULT_SPLITS,
-    DatasetError,
     Sample,
     dataset_provenance,
     open_dataset,
 )
-from clipseg_lib.model.images import ImageError, ImageLike
+from clipseg_lib.evaluation.paper_benchmarks import METRIC_LABELS, caveats, paper_row
+from clipseg_lib.model.images import ImageLike
 from clipseg_lib.model.loading import load_segmenter
 from clipseg_lib.model.segmenter import Segmenter
-from clipseg_lib.study.executor import SchedulerError, map_tasks
-from clipseg_lib.study.paper_benchmarks import METRIC_LABELS, caveats, paper_row, results_table
+from clipseg_lib.runner.executor import map_tasks
 from clipseg_lib.study.results import provenance, write_json_atomic
 
 SHARD_SIZE = 8
@@ -332,41 +329,3 @@ def _plain_iou(counts: np.ndarray) -> float:
     """tp / (tp + fp + fn) without smoothing; 1.0 when target and prediction are both empty."""
     tp, fp, fn, _ = (int(value) for value in counts)
     return 1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
-
-
-def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``clipseg-study evaluate``."""
-    parser = commands.add_parser(
-        "evaluate", help="score a model on PhraseCut, Pascal-5i or RefCOCO"
-    )
-    parser.add_argument("--dataset", required=True, choices=sorted(REPORT_THRESHOLDS))
-    parser.add_argument("--root", required=True, type=Path, help="the dataset's directory")
-    parser.add_argument("--split", help="default: phrasecut test, pascal5i val, refcoco val")
-    parser.add_argument("--model", required=True, help='"mini", a Hugging Face id or a path')
-    parser.add_argument("--fold", type=int, action="append", dest="folds",
-                        help="Pascal-5i fold (repeatable; default: all four, averaged)")
-    parser.add_argument("--shots", type=int, help="Pascal-5i: 1 one-shot (default), 0 text")
-    parser.add_argument("--limit", type=int, help="at most this many images per fold")
-    parser.add_argument("--output", required=True, type=Path, help="results JSON")
-    parser.add_argument("--scheduler", help="serial (default), local:N or a Dask address")
-    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="images per task")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", help="e.g. bfloat16 (default float32)")
-    parser.add_argument("--force", action="store_true", help="replace another evaluation's output")
-    parser.set_defaults(handler=_evaluate_command)
-
-
-def _evaluate_command(arguments: argparse.Namespace) -> int:
-    try:
-        result = evaluate(
-            arguments.dataset, arguments.root, model=arguments.model, output=arguments.output,
-            split=arguments.split, folds=arguments.folds, shots=arguments.shots,
-            limit=arguments.limit, seed=arguments.seed, dtype=arguments.dtype,
-            scheduler=arguments.scheduler, shard_size=arguments.shard_size, force=arguments.force,
-        )
-    except (EvaluationError, DatasetError, ImageError, SchedulerError, OSError) as error:
-        print(f"clipseg-study: error: {error}", file=sys.stderr)
-        return 2
-    print(results_table(result))
-    print(f"wrote {arguments.output}")
-    return 0

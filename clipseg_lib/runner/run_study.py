@@ -22,14 +22,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clipseg_lib.study.execution import NotebookRun, NotebookTask, execute
-from clipseg_lib.study.executor import (
+from clipseg_lib.report.pages import build_report
+from clipseg_lib.runner.execution import NotebookRun, NotebookTask, execute
+from clipseg_lib.runner.executor import (
     SchedulerError,
     check_reachable,
     map_tasks,
     parse_scheduler,
 )
-from clipseg_lib.study.model_check import check_model_loads, resolve_model
+from clipseg_lib.runner.model_check import check_model_loads, resolve_model
 from clipseg_lib.study.output_dir import Interval, OwnedOutputDir, run_lock
 from clipseg_lib.study.parameters import (
     StudyConfigError,
@@ -41,7 +42,6 @@ from clipseg_lib.study.parameters import (
     resolve_model_source,
     split_assignments,
 )
-from clipseg_lib.study.report import build_report
 from clipseg_lib.study.results import new_run_id, provenance, write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -20,10 +20,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from clipseg_lib.runner.run_study import StudyPlan, StudyRun, execute_plan, plan_study
 from clipseg_lib.study.output_dir import OwnedOutputDir, read_manifest, run_lock
 from clipseg_lib.study.parameters import StudyConfigError
 from clipseg_lib.study.results import write_json_atomic
-from clipseg_lib.study.runner import StudyPlan, StudyRun, execute_plan, plan_study
 
 CONCLUSION_FILE = "conclusion.json"
 RUNNER_SETTINGS = ("model", "dtype")

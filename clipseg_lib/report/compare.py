@@ -15,18 +15,16 @@ beside the page.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from clipseg_lib.study.forest_plot import figure_svg, plot_runs_forest, runs_forest_alt
-from clipseg_lib.study.model_description import describe_model
-from clipseg_lib.study.report_conclusion import not_judged_reason
-from clipseg_lib.study.report_html import enlargeable_figure, page, verdict_class
+from clipseg_lib.report.conclusion import not_judged_reason
+from clipseg_lib.report.forest_plot import figure_svg, plot_runs_forest, runs_forest_alt
+from clipseg_lib.report.html import enlargeable_figure, page, verdict_class
+from clipseg_lib.report.model_description import describe_model
 from clipseg_lib.study.results import RUN_MANIFEST_NAME, write_text_atomic
 from clipseg_lib.study.run_records import (
     LOCATION_PARAMETERS,
@@ -219,31 +217,3 @@ def compare_runs(paths: Sequence[str | Path], output: str | Path, *, force: bool
     except OSError as error:
         raise CompareError(f"output {output}: {error.strerror or error}") from error
     return target, disagreements
-
-
-def add_compare_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``clipseg-study compare`` on the command line's subcommands."""
-    compare = commands.add_parser("compare", help="put the conclusions of two or more runs "
-                                  "(or the runs of a grid) side by side")
-    compare.add_argument("runs", nargs="+", metavar="RUN", help="output dirs of runs, or grids")
-    compare.add_argument("--output", required=True, type=Path, metavar="DIR",
-                         help=f"where to write {PAGE_NAME}")
-    compare.add_argument("--vary", action="append", default=[], metavar="PARAMETER",
-                         help="a parameter the runs may differ in (repeatable), e.g. threshold")
-    compare.add_argument("--force", action="store_true",
-                         help=f"replace a {PAGE_NAME} this command did not write")
-    compare.set_defaults(handler=compare_command)
-
-
-def compare_command(arguments: argparse.Namespace) -> int:
-    """``clipseg-study compare``: 0 page written, 2 invalid input."""
-    try:
-        target, disagreements = compare_runs(arguments.runs, arguments.output,
-                                             force=arguments.force, vary=arguments.vary)
-    except CompareError as error:
-        print(f"clipseg-study: error: {error}", file=sys.stderr)
-        return 2
-    print("the runs disagree on: " + "; ".join(disagreements) if disagreements
-          else "the runs agree on every claim")
-    print(f"comparison: {target}")
-    return 0
