@@ -6,8 +6,8 @@ waits on nothing (a hang, a deadlock, a sleep) is stopped, a cell that computes 
 however slow the model or busy the machine. `execute` is a module-level function of plain data,
 so the runner can map it over local processes or Dask workers.
 
-A task's ``run_id`` reaches the kernel as `RUN_ID_VARIABLE` (what `study.finish` records) and
-the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`).
+A task's ``run_id`` reaches the kernel as `RUN_ID_VARIABLE` (what `NotebookSession.finish`
+records) and the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`).
 """
 
 from __future__ import annotations
