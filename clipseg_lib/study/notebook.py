@@ -2,12 +2,13 @@
 numbers, parameters and figures.
 
 Right after its parameters cell a notebook calls ``session = study.start(model, ...,
-parameters=globals())`` (or ``study.record(globals(), seed=seed)`` when it loads no model):
-:func:`notebook_parameters` picks the parameter values out of the namespace it is given, and
-the returned `NotebookSession` holds them with the model, resolves what a None parameter means
-(`NotebookSession.scene_size`, `NotebookSession.mask_threshold`) and writes everything beside
-the results (`NotebookSession.finish`), so no notebook repeats its parameter list and nothing
-is kept in module state.
+parameters=<its namespace>)`` (or ``study.record(<its namespace>, seed=seed)`` when it loads no
+model): :func:`notebook_parameters` picks the parameter values out of the namespace it is
+given (nothing is read from the caller's frame), and the returned `NotebookSession` holds
+them with the model, resolves what a None parameter means (`NotebookSession.scene_size`,
+`NotebookSession.mask_threshold`) and writes everything beside the results
+(`NotebookSession.finish`), so no notebook repeats its parameter list and nothing is kept in
+module state.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _is_parameter_value(value: Any) -> bool:
 
 
 def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameter values in a notebook's namespace (its ``globals()`` after the parameters
+    """The parameter values in a notebook's namespace (its global names after the parameters
     cell): public names bound to numbers, strings, booleans, None or lists of them, sorted.
 
     Modules, functions, IPython's own names (``In``, ``Out``...) and ``_private`` names are left
@@ -150,7 +151,7 @@ class NotebookSession:
 
 
 def record(namespace: Mapping[str, Any], *, seed: int = 0) -> NotebookSession:
-    """Seed everything and record the parameters in `namespace` (the notebook's ``globals()``
+    """Seed everything and record the parameters in `namespace` (the notebook's global names
     after its parameters cell), for a notebook that loads no model."""
     seed_everything(seed)
     return NotebookSession(notebook_parameters(namespace), seed)
@@ -166,7 +167,7 @@ def start(
     clip_weights: str | None = None,
     processor: str | None = None,
 ) -> NotebookSession:
-    """Seed everything, record the notebook's `parameters` (its ``globals()`` after the
+    """Seed everything, record the notebook's `parameters` (its global names after the
     parameters cell), load the model (in `dtype`; `clip_weights` and `processor` for an
     original-repository ``.pth`` decoder, see `load_segmenter`) and print which weights
     answer."""
