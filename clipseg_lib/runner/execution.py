@@ -33,6 +33,7 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.log import logger
 from traitlets import CaselessStrEnum
 
+from clipseg_lib.runner.executor import THREAD_VARIABLES
 from clipseg_lib.study.results import RUN_ID_VARIABLE, RUN_METADATA
 
 KERNEL_NAME = "python3"
@@ -41,7 +42,6 @@ ENGINE_NAME = "clipseg-study"
 PROGRESS_CPU_FRACTION = 0.05
 """A kernel that used at least this share of one core since the last check is making progress."""
 CELL_TIMEOUT_FLAG = "--cell-timeout"
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
