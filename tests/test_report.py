@@ -23,6 +23,8 @@ from clipseg_lib.report.model_description import describe_model
 from clipseg_lib.report.pages import build_report
 from clipseg_lib.study.run_records import conclusion_of, read_run
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 class Elements(HTMLParser):
     """Every start tag as (tag, attributes), and every table row's cell texts joined by " | "
