@@ -80,6 +80,7 @@ def _finish_in_a_kernel(directory: Path, name: str, run_id: str | None) -> str:
     return kernel.stderr.strip().splitlines()[-1].split(":")[0].rsplit(".", 1)[-1]
 
 
+@pytest.mark.slow
 def test_a_notebook_outside_the_run_writing_there_never_replaces_a_study_runs_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -131,11 +131,11 @@ class NotebookSession:
         results: dict,
         *,
         figures: dict[str, matplotlib.figure.Figure] | None = None,
-    ) -> Path:
+    ) -> None:
         """Write `<output_dir>/<name>.json` (the results with the parameters, the provenance,
         the id of the study run executing this kernel (`kernel_run_id`) and the names of its
-        figures) and `<name>_<figure>.png` files; return the JSON's path. Prints the model's
-        backbone work (encodings, GFLOP) and stores it under ``"work"``."""
+        figures) and `<name>_<figure>.png` files. Prints the model's backbone work (encodings,
+        GFLOP) and stores it under ``"work"``."""
         run_id = kernel_run_id()
         _refuse_another_runs_results(Path(output_dir), name, run_id)
         if self.segmenter is not None:
@@ -146,8 +146,8 @@ class NotebookSession:
         for label, figure in (figures or {}).items():
             save_figure(figure, Path(output_dir) / f"{name}_{label}.png")
             written.append(f"{name}_{label}.png")
-        return save_results(output_dir, name, results, segmenter=self.segmenter, seed=self.seed,
-                            parameters=self.parameters, run_id=run_id, figures=written)
+        save_results(output_dir, name, results, segmenter=self.segmenter, seed=self.seed,
+                     parameters=self.parameters, run_id=run_id, figures=written)
 
 
 def record(namespace: Mapping[str, Any], *, seed: int = 0) -> NotebookSession:
