@@ -30,6 +30,11 @@ TARGET_COLOUR = (0.2, 0.75, 0.3)
 """Ground truth and what a prompt asks for."""
 FIGURE_DPI = 100
 PANEL_INCHES = 3.0
+MIN_FONT_PT = 9
+"""The smallest text a figure holds, in points: readable at 100% zoom where the report shows
+the figure at its own size (figures up to `MAX_WIDTH_INCHES` wide)."""
+MAX_WIDTH_INCHES = 12.0
+"""The report's text column, 72rem = 1152 CSS px = 12 in: a wider figure is shown shrunk."""
 ESTIMATE_KEYS = {"mean", "n", "ci_low", "ci_high"}
 
 
@@ -260,13 +265,24 @@ def format_table(rows: Sequence[Mapping[str, object]], *, precision: int = 3) ->
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
-    """Save ``fig`` as a PNG at 100 dpi, byte-identical across saves; creates parent dirs.
-    The PNG replaces ``path`` only once complete (a full disk leaves no half image)."""
+    """Save ``fig`` as a PNG at 100 dpi at ``path`` (``*.png``) and as an SVG beside it (the
+    same name with ``.svg``: the vector copy the report shows), both byte-identical across
+    saves; creates parent dirs. Each file replaces its old copy only once complete (a full
+    disk leaves no half image), the PNG first, so an SVG older than its PNG is stale."""
     path = Path(path)
+    if path.suffix != ".png":
+        raise ValueError(f"path must name a .png file, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _save_atomic(fig, path, {"Software": None})
+    # A fixed salt makes the SVG's element ids, hence its bytes, the same on every save.
+    with plt.rc_context({"svg.hashsalt": "clipseg"}):
+        _save_atomic(fig, path.with_suffix(".svg"), {"Date": None})
+
+
+def _save_atomic(fig: Figure, path: Path, metadata: dict[str, None]) -> None:
     partial = path.with_name(f".{path.name}.tmp")
     try:
-        fig.savefig(partial, dpi=FIGURE_DPI, format="png", metadata={"Software": None})
+        fig.savefig(partial, dpi=FIGURE_DPI, format=path.suffix[1:], metadata=metadata)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

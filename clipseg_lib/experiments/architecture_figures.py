@@ -53,7 +53,7 @@ def draw_diagram(model: ModelOrConfig) -> Figure:
         _box(ax, (2.2, block + 0.1), (2.8, 0.7), label, colour, dashed=not used)
         _arrow(ax, (3.6, block - 0.2 if block > 1 else 0.4), (3.6, block + 0.1))
     ax.text(3.6, depth + 1.0, f"frozen CLIP ViT ({vision.hidden_size} dims)\n"
-            f"dashed: not needed for extract layers {layers}", ha="center", fontsize=8)
+            f"dashed: not needed for extract layers {layers}", ha="center", fontsize=plotting.MIN_FONT_PT)
     _box(ax, (9.9, depth + 0.7), (3.1, 1.0), f"prompt: CLIP text or image\nencoder -> "
         f"{config.projection_dim} values", "#f7e3cf")
     previous = None
@@ -81,7 +81,7 @@ def draw_diagram(model: ModelOrConfig) -> Figure:
         "#dddddd")
     _arrow(ax, (10.3, -0.4), (10.3, -1.0))
     ax.text(6.4, -2.4, "skip connections: each extracted layer is reduced and added to the "
-            "decoder, deepest first", ha="center", fontsize=8)
+            "decoder, deepest first", ha="center", fontsize=plotting.MIN_FONT_PT)
     ax.set_title(f"CLIPSeg: ViT {vision.patch_size} px patches, reduce_dim {rd}, "
                  f"{decoder_parameters(model)['decoder']:,} decoder parameters")
     return figure
@@ -97,7 +97,7 @@ def _box(
         linestyle="--" if dashed else "-",
     ))
     ax.text(corner[0] + size[0] / 2, corner[1] + size[1] / 2, label, ha="center", va="center",
-            fontsize=7, color="#888888" if dashed else "black")
+            fontsize=plotting.MIN_FONT_PT, color="#888888" if dashed else "black")
 
 
 def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float]) -> None:

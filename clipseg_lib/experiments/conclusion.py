@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from clipseg_lib.analysis.plotting import format_table
+from clipseg_lib.analysis.plotting import MIN_FONT_PT, format_table
 from clipseg_lib.analysis.significance import LEVEL, holm
 from clipseg_lib.experiments.run_configuration import (
     configuration_problems,
@@ -227,7 +227,7 @@ def plot_verdicts(claims: Sequence[Mapping[str, Any]]) -> Figure:
     ax.set_xlim(0.0, 1.0)
     ax.legend(
         handles=[Patch(color=colour, label=v) for v, colour in VERDICT_COLOURS.items()],
-        loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=8, frameon=False,
+        loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=MIN_FONT_PT, frameon=False,
     )
     ax.set_title("Did the poster's claim hold on this model?")
     figure.tight_layout()

@@ -40,8 +40,8 @@ th { background: #f0f0f0; } td.number { text-align: right; white-space: nowrap; 
 .provenance h2 { font-size: 1.05rem; border: none; margin: 0 0 0.3rem; }
 .side { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
 figure { margin: 0.5rem 0; }
-figure img { max-width: 100%; max-height: 36rem; height: auto; border: 1px solid #ddd; }
-figure.forest img { max-height: none; max-width: 100%; border: none; }
+figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figure.forest img { border: none; }
 figcaption { font-size: 0.85rem; color: #555; }
 section { margin-bottom: 2rem; }
 @media print {

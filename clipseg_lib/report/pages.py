@@ -6,8 +6,10 @@ forest plot and one headline per claim: `report_conclusion`), the run's provenan
 extract-layer table beside the poster's; raw data named, not listed), sample sizes and a link
 to the notebook's page (`notebook_page`). Only results of the run
 recorded in ``run.json`` are shown (see `run_records`): a notebook that failed shows as failed,
-with no older numbers beside it. Figures are copied beside the page, each a link to itself
-(click to enlarge), so the report is one folder that reads offline and prints.
+with no older numbers beside it. Figures are copied beside the page, as
+SVG where the notebook saved one (`shown_figure`), each shown at its own size (its text as
+large as saved) and a link to itself (click to enlarge), so the report is one folder that
+reads offline and prints.
 """
 
 from __future__ import annotations
@@ -95,6 +97,15 @@ def _sample_sizes(record: NotebookRecord, shown_rows: list[dict[str, Any]]) -> s
     return " ".join(parts) or "These results record no sample size."
 
 
+def shown_figure(png: Path) -> Path:
+    """The file the report shows for the figure saved as ``png``: its vector copy (the SVG
+    `plotting.save_figure` writes after it) when that is as new, else the PNG itself."""
+    vector = png.with_suffix(".svg")
+    if vector.is_file() and vector.stat().st_mtime >= png.stat().st_mtime:
+        return vector
+    return png
+
+
 def _section(record: NotebookRecord, title: str, page_name: str | None, with_table: bool,
              report_dir: Path) -> str:
     """The notebook's section; copies its key figure into `report_dir`."""
@@ -111,7 +122,7 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
                      + ("results of an earlier run with the same parameters." if record.results
                         else "its earlier results do not match this run.") + "</small></p>")
     if record.figures:
-        figure = record.figures[0]
+        figure = shown_figure(record.figures[0])
         shutil.copyfile(figure, report_dir / figure.name)
         parts.append(enlargeable_figure(figure.name, f"Key figure of {title} ({figure.name})",
                                         figure.name))
