@@ -9,7 +9,6 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -11,9 +11,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import html5lib
+import matplotlib.pyplot as plt
 import pytest
 from fabricated_runs import CLAIMS, age, fabricate_run, reference_run, write_executed
 
+from clipseg_lib.analysis.plotting import save_figure
 from clipseg_lib.cli import main as cli
 from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
 from clipseg_lib.report.compare import compare_runs
@@ -104,6 +106,24 @@ def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experim
     assert "(3,6,9) | 0.88 | 0.94 | 0.797 | 0.967" in elements.rows
     assert "(5,7,8) | 0.56 | 0.87 | 0.00031 | 0.437" in elements.rows
     assert "0.800 [0.750, 0.850] n=16" in " ".join(elements.rows)
+
+
+def test_a_figure_saved_with_its_svg_shows_as_the_svg_unless_the_svg_is_older(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=False)
+    figure, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0.2, 0.8])
+    for stem in ("04_extract_layers", "05_specific_word"):
+        save_figure(figure, run / f"{stem}_figure.png")
+    plt.close(figure)
+    age(run / "04_extract_layers_figure.svg", 60)  # a vector copy from before this PNG
+    text = build_report(run).read_text(encoding="utf-8")
+    vector = section(text, "05_specific_word")
+    assert '<a href="05_specific_word_figure.svg"><img src="05_specific_word_figure.svg" ' in vector
+    assert "05_specific_word_figure.png" not in vector
+    copied = run / "report" / "05_specific_word_figure.svg"
+    assert copied.read_bytes() == (run / "05_specific_word_figure.svg").read_bytes()
+    assert '<img src="04_extract_layers_figure.png" ' in section(text, "04_extract_layers")
+    assert not (run / "report" / "04_extract_layers_figure.svg").exists()
 
 
 def test_the_forest_plot_comes_first_and_each_claim_has_a_headline_and_folded_evidence(tmp_path):

@@ -103,7 +103,8 @@ def calibration_figure(sweeps: Mapping[str, Mapping[float, Estimate]],
     reliability diagrams (foreground share against mean probability; the diagonal is
     calibrated). One column per condition (the keys of `sweeps`)."""
     names = list(sweeps)
-    figure, axes = plt.subplots(2, len(names), figsize=(min(3.2 * len(names), MAX_WIDTH_INCHES), 6.2), squeeze=False)
+    width = min(3.2 * len(names), MAX_WIDTH_INCHES)
+    figure, axes = plt.subplots(2, len(names), figsize=(width, 6.2), squeeze=False)
     for column, name in enumerate(names):
         top, bottom = axes[0, column], axes[1, column]
         ts = list(sweeps[name])

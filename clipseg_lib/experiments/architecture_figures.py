@@ -53,7 +53,8 @@ def draw_diagram(model: ModelOrConfig) -> Figure:
         _box(ax, (2.2, block + 0.1), (2.8, 0.7), label, colour, dashed=not used)
         _arrow(ax, (3.6, block - 0.2 if block > 1 else 0.4), (3.6, block + 0.1))
     ax.text(3.6, depth + 1.0, f"frozen CLIP ViT ({vision.hidden_size} dims)\n"
-            f"dashed: not needed for extract layers {layers}", ha="center", fontsize=plotting.MIN_FONT_PT)
+            f"dashed: not needed for extract layers {layers}", ha="center",
+            fontsize=plotting.MIN_FONT_PT)
     _box(ax, (9.9, depth + 0.7), (3.1, 1.0), f"prompt: CLIP text or image\nencoder -> "
         f"{config.projection_dim} values", "#f7e3cf")
     previous = None

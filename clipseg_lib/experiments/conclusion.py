@@ -227,7 +227,8 @@ def plot_verdicts(claims: Sequence[Mapping[str, Any]]) -> Figure:
     ax.set_xlim(0.0, 1.0)
     ax.legend(
         handles=[Patch(color=colour, label=v) for v, colour in VERDICT_COLOURS.items()],
-        loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=MIN_FONT_PT, frameon=False,
+        loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=MIN_FONT_PT,
+        frameon=False,
     )
     ax.set_title("Did the poster's claim hold on this model?")
     figure.tight_layout()
