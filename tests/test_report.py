@@ -501,7 +501,8 @@ def test_a_hostile_model_card_reaches_the_report_without_script(tmp_path):
     )
     build_report(fabricate_run(tmp_path / "run", model=str(model)))
     card = (tmp_path / "run" / "report" / "model_card.html").read_text()
-    assert "<h1>A fine model" in card and "It segments well." in card and "hover" in card
+    assert '<h1 id="A-fine-model">A fine model<a href="#A-fine-model"' in card
+    assert "It segments well." in card and "hover" in card
     for hostile in ("alert", "onerror", "onmouseover", "javascript:"):
         assert hostile not in card
 

@@ -40,6 +40,9 @@ from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
 REPORT_DIR_NAME = "report"
 CARD_PAGE = "model_card.html"
 SHOWN_STATUSES = ("ok", "earlier", "unverified")
+CARD_ATTRIBUTES = nh3.ALLOWED_ATTRIBUTES | {
+    f"h{level}": nh3.ALLOWED_ATTRIBUTES.get(f"h{level}", set()) | {"id"} for level in range(1, 7)}
+"""What a model card's HTML may keep: nh3's allow-list, and ids on headings."""
 
 
 def _run_notes(run: RunRecord) -> str:
@@ -67,12 +70,13 @@ def _caveat(description: ModelDescription, card_link: str | None) -> str:
 def _card_link(description: ModelDescription, report_dir: Path) -> str | None:
     """A link to the model's card: rendered into the report when it is a local file. A card
     comes with a model, maybe downloaded: its HTML is sanitized (an allow-list: no scripts,
-    event handlers or javascript: links) before it reaches the page."""
+    event handlers or javascript: links) before it reaches the page; headings keep their ids,
+    which their own ¶ links point to."""
     if description.card_file is not None:
         markdown = description.card_file.read_text(encoding="utf-8")
         write_text_atomic(report_dir / CARD_PAGE, page(
             f"Model card: {description.card_file.parent.name}",
-            [nh3.clean(markdown2html(markdown))],
+            [nh3.clean(markdown2html(markdown), attributes=CARD_ATTRIBUTES)],
         ))
         return CARD_PAGE
     return description.card_url
