@@ -29,7 +29,7 @@ h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ccc; padding-bottom
 table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.92rem; }
 td, th { border: 1px solid #bbb; padding: 0.3rem 0.5rem; vertical-align: top; text-align: left; }
 th { background: #f0f0f0; } td.number { text-align: right; }
-.ci, .n { color: #555; font-size: 0.85em; white-space: nowrap; }
+.ci, .n { color: #555; font-size: 0.85em; }
 .verdict { font-weight: 600; white-space: nowrap; }
 .disagree { outline: 3px solid #7a1fa2; } .stale { color: #8a1c1c; }
 .box { border: 2px solid #444; background: #f7f7f7; padding: 0.6rem 1rem; margin: 1rem 0; }
@@ -153,7 +153,7 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_R
     keys = [key for key in keys if key not in raw]
     numeric = {key for key in keys if any(_is_numeric(row.get(key)) for row in rows)}
     columns = [key for key in keys if key not in numeric] + [key for key in keys if key in numeric]
-    # A spread column's name may break after each dot, an interval between its parts: a wide
+    # A spread column's name may break after each dot, an interval after its parts: a wide
     # table keeps to the page's width.
     header = "".join(f"<th>{escape(str(column)).replace('.', '.<wbr>')}</th>"
                      for column in columns)
