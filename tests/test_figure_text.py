@@ -1,7 +1,8 @@
 """Every figure the report shows is readable at 100% zoom: each notebook's key figure (the one
 its section shows, built here at the notebook's size from the reference results or from world
 scenes) and the forest plot are SVGs no wider than the report's text column, so they show at
-their own size, and their smallest text is at least 9 pt (12 CSS px) there."""
+their own size, and their smallest text is at least 9 pt (12 CSS px) there; charts draw their
+lines and bars in Okabe and Ito's colour-blind-safe palette."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from fabricated_runs import REFERENCE
+from matplotlib.colors import to_hex, to_rgba
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from clipseg_lib.analysis.calibration import calibration_figure, reliability, threshold_sweep
-from clipseg_lib.analysis.plotting import save_figure
+from clipseg_lib.analysis.plotting import OKABE_ITO, save_figure
 from clipseg_lib.evaluation.paper_benchmarks import curves_figure
 from clipseg_lib.experiments import (
     architecture,
@@ -141,6 +144,34 @@ def test_each_key_figure_shows_at_its_size_with_text_of_9_pt_or_more(stem, tmp_p
     assert len(sizes) >= 3
     assert width <= COLUMN_PX, f"{stem} is {width:.0f} px wide: the report shrinks it"
     assert min(sizes) >= MIN_TEXT_PX - 0.01, f"{stem}: {min(sizes) / PX_PER_PT:.1f} pt"
+
+
+CHARTS = ("01_three_tasks", "02_distorted_images", "03_distorted_prompts", "08_absent_objects",
+          "09_mitigations", "10_conclusion", "12_benchmarks", "13_finetuning")
+
+
+def data_colours(figure: Figure) -> set[str]:
+    """The colours of the figure's lines and bars (a hollow bar's edge), greys left out."""
+    colours = set()
+    for ax in figure.axes:
+        for artist in [*ax.lines, *ax.patches]:
+            if isinstance(artist, Line2D):
+                if artist.get_linestyle() == "None":  # markers only: an error bar's caps
+                    colour = to_rgba(artist.get_markeredgecolor())
+                else:
+                    colour = to_rgba(artist.get_color())
+            else:
+                face = to_rgba(artist.get_facecolor())
+                colour = face if face[3] > 0 else to_rgba(artist.get_edgecolor())
+            if len({round(channel, 3) for channel in colour[:3]}) > 1:
+                colours.add(to_hex(colour).upper())
+    return colours
+
+
+@pytest.mark.parametrize("stem", CHARTS)
+def test_each_chart_draws_in_the_colour_blind_safe_palette(stem):
+    colours = data_colours(KEY_FIGURES[stem]())
+    assert colours and colours <= set(OKABE_ITO), stem
 
 
 def test_the_forest_plot_shows_at_its_size_with_text_of_9_pt_or_more():

@@ -30,6 +30,10 @@ TARGET_COLOUR = (0.2, 0.75, 0.3)
 """Ground truth and what a prompt asks for."""
 FIGURE_DPI = 100
 PANEL_INCHES = 3.0
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
+             "#000000")
+"""Okabe and Ito's colour-blind-safe palette, the colours of lines and bars: blue, orange,
+bluish green, vermillion, reddish purple, sky blue, yellow, black."""
 MIN_FONT_PT = 9
 """The smallest text a figure holds, in points: readable at 100% zoom where the report shows
 the figure at its own size (figures up to `MAX_WIDTH_INCHES` wide)."""
@@ -204,7 +208,8 @@ def plot_curves(
 ) -> Figure:
     """Plot named curves over ``x`` as lines with markers, a legend and y limits ``[0, 1]``.
 
-    Draws on ``ax`` when given, else on a new figure; returns the figure holding the axes.
+    Draws on ``ax`` when given, else on a new figure whose lines take `OKABE_ITO`'s colours;
+    returns the figure holding the axes.
     """
     if not curves:
         raise ValueError("curves must hold at least one named curve")
@@ -213,6 +218,7 @@ def plot_curves(
             raise ValueError(f"curve {name!r} has {len(values)} values but x has {len(x)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(2 * PANEL_INCHES, PANEL_INCHES))
+        ax.set_prop_cycle(color=OKABE_ITO)
     for name, values in curves.items():
         ax.plot(x, values, marker="o", label=name)
     ax.set_xlabel(xlabel)

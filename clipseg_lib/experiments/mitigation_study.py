@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from clipseg_lib.analysis.plotting import MAX_WIDTH_INCHES, MIN_FONT_PT
+from clipseg_lib.analysis.plotting import MAX_WIDTH_INCHES, MIN_FONT_PT, OKABE_ITO
 from clipseg_lib.analysis.stats import Estimate, mean_ci, paired_difference_ci
 
 
@@ -42,8 +42,7 @@ def before_after_figure(rows: Sequence[Mapping]) -> Figure:
     comparison, named in full beside it (top to bottom in the order of `rows`)."""
     positions = np.arange(len(rows))
     figure, ax = plt.subplots(figsize=(MAX_WIDTH_INCHES * 0.8, 0.5 * len(rows) + 1.2))
-    # Okabe-Ito blue and orange: told apart with any colour vision.
-    for offset, moment, colour in ((-0.2, "before", "#0072B2"), (0.2, "after", "#E69F00")):
+    for offset, moment, colour in ((-0.2, "before", OKABE_ITO[0]), (0.2, "after", OKABE_ITO[1])):
         means = np.array([row[moment]["mean"] for row in rows])
         errors = np.array([[row[moment]["mean"] - row[moment]["ci_low"] for row in rows],
                            [row[moment]["ci_high"] - row[moment]["mean"] for row in rows]])

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from clipseg_lib import world
-from clipseg_lib.analysis.plotting import MIN_FONT_PT, PANEL_INCHES, show_mask
+from clipseg_lib.analysis.plotting import MIN_FONT_PT, OKABE_ITO, PANEL_INCHES, show_mask
 from clipseg_lib.experiments.inputs import Question, question_image
 from clipseg_lib.experiments.photo_probes import NEGATION_PREFIXES
 from clipseg_lib.experiments.probes import (
@@ -134,6 +134,7 @@ def presence_figure(cases: Sequence[dict], threshold: float) -> Figure:
     groups = list(dict.fromkeys(case["group"] for case in cases))
     bins = np.linspace(0.0, 1.0, 21)
     figure, ax = plt.subplots(figsize=(2.4 * PANEL_INCHES, PANEL_INCHES))
+    ax.set_prop_cycle(color=OKABE_ITO)
     for group in groups:
         scores = [case["presence"] for case in cases if case["group"] == group]
         ax.hist(scores, bins=bins, histtype="step", linewidth=1.5,

@@ -34,6 +34,7 @@ def severity_curves(sweep: Sequence[dict], *, title: str) -> Figure:
     per distortion through the means of `robustness.sweep_rows`, its 95% interval shaded."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, metric in zip(axes, METRICS, strict=True):
+        ax.set_prop_cycle(color=plotting.OKABE_ITO)
         by_distortion: dict[str, list[dict]] = {}
         for row in sweep:
             if row[metric] is not None:
