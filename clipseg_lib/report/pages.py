@@ -35,7 +35,7 @@ from clipseg_lib.report.notebook_page import notebook_title, render_notebook
 from clipseg_lib.report.poster import poster_table_for
 from clipseg_lib.report.provenance import first_provenance, provenance_box
 from clipseg_lib.study.results import write_text_atomic
-from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
+from clipseg_lib.study.run_records import CLOCK_SLACK_S, NotebookRecord, RunRecord, read_run
 
 REPORT_DIR_NAME = "report"
 CARD_PAGE = "model_card.html"
@@ -103,9 +103,10 @@ def _sample_sizes(record: NotebookRecord, shown_rows: list[dict[str, Any]]) -> s
 
 def shown_figure(png: Path) -> Path:
     """The file the report shows for the figure saved as ``png``: its vector copy (the SVG
-    `plotting.save_figure` writes after it) when that is as new, else the PNG itself."""
+    `plotting.save_figure` writes after it) when that is as new (within `CLOCK_SLACK_S`: a
+    copy of the output dir may write them in either order), else the PNG itself."""
     vector = png.with_suffix(".svg")
-    if vector.is_file() and vector.stat().st_mtime >= png.stat().st_mtime:
+    if vector.is_file() and vector.stat().st_mtime >= png.stat().st_mtime - CLOCK_SLACK_S:
         return vector
     return png
 
