@@ -38,7 +38,9 @@ def draw_diagram(model: ModelOrConfig) -> Figure:
     config = as_config(model)
     vision, layers = config.vision_config, tuple(config.extract_layers)
     depth, deepest, rd = vision.num_hidden_layers, max(layers) + 1, config.reduce_dim
-    figure, ax = plt.subplots(figsize=(11, 0.42 * depth + 3.2))
+    figure, ax = plt.subplots(figsize=(plotting.MAX_WIDTH_INCHES, 0.5 * depth + 3.6))
+    # The axes fill the figure: boxes as large as the page allows hold their 9 pt labels.
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95)
     ax.set_xlim(-0.2, 13.2)
     ax.set_ylim(-2.6, depth + 2.2)
     ax.axis("off")
