@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from clipseg_lib.analysis.calibration import calibration_figure, reliability, threshold_sweep
-from clipseg_lib.analysis.plotting import OKABE_ITO, save_figure
+from clipseg_lib.analysis.plotting import OKABE_ITO, relative_luminance, save_figure
 from clipseg_lib.evaluation.paper_benchmarks import curves_figure
 from clipseg_lib.experiments import (
     architecture,
@@ -172,6 +172,17 @@ def data_colours(figure: Figure) -> set[str]:
 def test_each_chart_draws_in_the_colour_blind_safe_palette(stem):
     colours = data_colours(KEY_FIGURES[stem]())
     assert colours and colours <= set(OKABE_ITO), stem
+
+
+def test_text_on_a_verdicts_colour_reads_at_wcag_aa_contrast():
+    figure = KEY_FIGURES["10_conclusion"]()
+    ax = figure.axes[0]
+    pairs = [(text.get_color(), bar.get_facecolor()) for text, bar in
+             zip(ax.texts, ax.patches, strict=True)]
+    ratios = [(max(relative_luminance(a), relative_luminance(b)) + 0.05)
+              / (min(relative_luminance(a), relative_luminance(b)) + 0.05) for a, b in pairs]
+    assert len(ratios) == 6 and min(ratios) >= 4.5, ratios
+    assert {to_hex(bar): text for text, bar in pairs}["#0072b2"] == "white"  # reproduced
 
 
 def test_the_forest_plot_shows_at_its_size_with_text_of_9_pt_or_more():

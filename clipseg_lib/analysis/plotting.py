@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import patheffects
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from scipy import ndimage
@@ -228,6 +229,19 @@ def plot_curves(
         ax.set_title(title)
     ax.legend()
     return ax.figure
+
+
+def relative_luminance(colour: str | Sequence[float]) -> float:
+    """WCAG 2's relative luminance of a matplotlib colour, in [0, 1] (black 0, white 1)."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+              for c in to_rgb(colour)]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def text_colour_on(background: str | Sequence[float]) -> str:
+    """"black" or "white", whichever contrasts more with ``background`` (WCAG 2 ratio)."""
+    luminance = relative_luminance(background)
+    return "black" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "white"
 
 
 def _table_cell(value: object, precision: int) -> str:
