@@ -174,15 +174,26 @@ def test_each_chart_draws_in_the_colour_blind_safe_palette(stem):
     assert colours and colours <= set(OKABE_ITO), stem
 
 
-def test_text_on_a_verdicts_colour_reads_at_wcag_aa_contrast():
+def test_text_on_a_coloured_cell_reads_at_wcag_aa_contrast():
     figure = KEY_FIGURES["10_conclusion"]()
     ax = figure.axes[0]
     pairs = [(text.get_color(), bar.get_facecolor()) for text, bar in
              zip(ax.texts, ax.patches, strict=True)]
-    ratios = [(max(relative_luminance(a), relative_luminance(b)) + 0.05)
-              / (min(relative_luminance(a), relative_luminance(b)) + 0.05) for a, b in pairs]
+    ratios = [contrast(text, bar) for text, bar in pairs]
     assert len(ratios) == 6 and min(ratios) >= 4.5, ratios
     assert {to_hex(bar): text for text, bar in pairs}["#0072b2"] == "white"  # reproduced
+    shares = [[k, 10 - k] + [0] * 9 for k in range(11)]  # a row per share 0, 0.1, ..., 1
+    ax = probe_figures.confusion_figure({"labels": list("abcdefghijk"), "counts": shares}).axes[0]
+    cells = ax.images[0]
+    ratios = [contrast(text.get_color(), cells.to_rgba(float(text.get_text())))
+              for text in ax.texts]
+    assert len(ratios) == 121 and min(ratios) >= 4.5
+
+
+def contrast(first, second) -> float:
+    """WCAG 2 contrast ratio of two matplotlib colours, 1 to 21."""
+    low, high = sorted((relative_luminance(first), relative_luminance(second)))
+    return (high + 0.05) / (low + 0.05)
 
 
 def test_the_forest_plot_shows_at_its_size_with_text_of_9_pt_or_more():

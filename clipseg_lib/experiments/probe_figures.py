@@ -11,7 +11,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from clipseg_lib import world
-from clipseg_lib.analysis.plotting import MIN_FONT_PT, OKABE_ITO, PANEL_INCHES, show_mask
+from clipseg_lib.analysis.plotting import (
+    MIN_FONT_PT,
+    OKABE_ITO,
+    PANEL_INCHES,
+    show_mask,
+    text_colour_on,
+)
 from clipseg_lib.experiments.inputs import Question, question_image
 from clipseg_lib.experiments.photo_probes import NEGATION_PREFIXES
 from clipseg_lib.experiments.probes import (
@@ -79,10 +85,10 @@ def confusion_figure(confusion: dict) -> Figure:
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     figure, ax = plt.subplots(figsize=(1.3 * PANEL_INCHES, 1.1 * PANEL_INCHES))
-    ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
+    cells = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
     for (row, column), share in np.ndenumerate(shares):
         ax.text(column, row, f"{share:.2f}", ha="center", va="center",
-                color="white" if share > 0.5 else "black", fontsize=MIN_FONT_PT)
+                color=text_colour_on(cells.to_rgba(share)), fontsize=MIN_FONT_PT)
     ax.set_xticks(range(len(labels)), labels, rotation=30)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("face the model picked")
