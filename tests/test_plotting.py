@@ -166,7 +166,7 @@ def test_format_table_respects_precision_and_numpy_floats() -> None:
         format_table([])
 
 
-def test_save_figure_writes_identical_png_bytes(tmp_path: Path) -> None:
+def test_save_figure_writes_identical_png_and_svg_bytes(tmp_path: Path) -> None:
     figure = plot_curves([0, 1, 2], {"a": [0.1, 0.5, 0.9]}, xlabel="x", ylabel="y")
     first, second = tmp_path / "nested" / "first.png", tmp_path / "second.png"
     save_figure(figure, first)
@@ -175,3 +175,11 @@ def test_save_figure_writes_identical_png_bytes(tmp_path: Path) -> None:
     assert first.stat().st_size > 0
     assert first.read_bytes() == second.read_bytes()
     assert b"Software" not in first.read_bytes()
+    vector = first.with_suffix(".svg").read_text(encoding="utf-8")
+    assert vector.startswith("<?xml") and 'width="432pt"' in vector  # 6 in at 72 pt per in
+    assert vector == second.with_suffix(".svg").read_text(encoding="utf-8")
+    assert "<dc:date>" not in vector
+    assert sorted(path.name for path in tmp_path.rglob("*")) == [
+        "first.png", "first.svg", "nested", "second.png", "second.svg"]
+    with pytest.raises(ValueError, match=r"path must name a \.png file, got .*first\.svg"):
+        save_figure(figure, tmp_path / "first.svg")

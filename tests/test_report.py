@@ -11,9 +11,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import html5lib
+import matplotlib.pyplot as plt
 import pytest
 from fabricated_runs import CLAIMS, age, fabricate_run, reference_run, write_executed
 
+from clipseg_lib.analysis.plotting import save_figure
 from clipseg_lib.cli import main as cli
 from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
 from clipseg_lib.report.compare import compare_runs
@@ -108,6 +110,24 @@ def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experim
     assert "0.800 [0.750, 0.850] n=16" in " ".join(elements.rows)
 
 
+def test_a_figure_saved_with_its_svg_shows_as_the_svg_unless_the_svg_is_older(tmp_path):
+    run = fabricate_run(tmp_path / "run", quick=False)
+    figure, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0.2, 0.8])
+    for stem in ("04_extract_layers", "05_specific_word"):
+        save_figure(figure, run / f"{stem}_figure.png")
+    plt.close(figure)
+    age(run / "04_extract_layers_figure.svg", 60)  # a vector copy from before this PNG
+    text = build_report(run).read_text(encoding="utf-8")
+    vector = section(text, "05_specific_word")
+    assert '<a href="05_specific_word_figure.svg"><img src="05_specific_word_figure.svg" ' in vector
+    assert "05_specific_word_figure.png" not in vector
+    copied = run / "report" / "05_specific_word_figure.svg"
+    assert copied.read_bytes() == (run / "05_specific_word_figure.svg").read_bytes()
+    assert '<img src="04_extract_layers_figure.png" ' in section(text, "04_extract_layers")
+    assert not (run / "report" / "04_extract_layers_figure.svg").exists()
+
+
 def test_the_forest_plot_comes_first_and_each_claim_has_a_headline_and_folded_evidence(tmp_path):
     run = fabricate_run(tmp_path / "run", quick=False,
                         verdicts={CLAIMS[0][0]: "inconclusive", CLAIMS[1][0]: "not judged"})
@@ -197,17 +217,39 @@ def test_no_table_cell_holds_raw_data_but_a_count_and_a_link_to_the_results(tmp_
     cells = Cells()
     cells.feed(index.read_text(encoding="utf-8"))
     assert len(cells.cells) > 200
-    assert [cell[:80] for cell in cells.cells if RAW_NUMBERS.search(cell)] == []
     assert max(len(cell) for cell in cells.shown) < 400
     assert not any("values" in cell or "points" in cell for cell in cells.shown)
     text = index.read_text(encoding="utf-8")
-    assert ('<p class="note">Not in the table: images (iou_gt: 64 values; iou_vs_clean: 64 '
-            'values); per_case (iou_gt: 64 values; iou_vs_clean: 64 values) per row, in '
-            '<a href="../02_distorted_images.json">the results JSON</a>.</p>'
+    assert ('<p class="note">Not in the table: images.iou_gt (64 values); images.iou_vs_clean '
+            '(64 values); per_case.iou_gt (64 values); per_case.iou_vs_clean (64 values) per '
+            'row, in <a href="../02_distorted_images.json">the results JSON</a>.</p>'
             in section(text, "02_distorted_images"))
     benchmarks = section(text, "12_benchmarks")
-    assert ("curves (biniou: 49 values; fgiou: 49 values; miou: 49 values; "
-            "thresholds: 49 values); pr_curve (49 points) per row" in benchmarks)
+    assert ("curves.biniou (49 values); curves.fgiou (49 values); curves.miou (49 values); "
+            "curves.thresholds (49 values); pr_curve (49 points) per row" in benchmarks)
+
+
+def test_no_cell_of_any_page_of_a_full_run_holds_a_list_of_numbers_or_hides_a_number(tmp_path):
+    index = build_report(reference_run(tmp_path / "run"))
+    pages = sorted(index.parent.glob("*.html"))
+    assert len(pages) == 15
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        cells = Cells()
+        cells.feed(text)
+        assert [cell[:80] for cell in cells.cells if RAW_NUMBERS.search(cell)] == [], page.name
+        # a nested record's numbers are columns, never "1 value" or "1 interval"
+        assert not re.search(r"\b1 (value|interval)\b", text), page.name
+    benchmarks = parse(index)[1].rows
+    header = next(row for row in benchmarks if row.startswith("ap | best.biniou.threshold"))
+    assert header.split(" | ")[1:7] == [f"best.{metric}.{leaf}" for metric in
+                                        ("biniou", "fgiou", "miou")
+                                        for leaf in ("threshold", "value")]
+    assert any(row.startswith("0.278 | 0.500 | 0.890 | 0.500 | 0.789 | 0.500 | 0.810 | 0.884")
+               for row in benchmarks)
+    finetuning = section(index.read_text(encoding="utf-8"), "13_finetuning")
+    assert "<th>groups.<wbr>held-out.<wbr>difference</th>" in finetuning
+    assert "groups.control.after_ious (40 values)" in finetuning
 
 
 def test_the_front_page_names_the_run_model_settings_machine_and_versions(tmp_path):
@@ -469,7 +511,8 @@ def test_a_hostile_model_card_reaches_the_report_without_script(tmp_path):
     )
     build_report(fabricate_run(tmp_path / "run", model=str(model)))
     card = (tmp_path / "run" / "report" / "model_card.html").read_text()
-    assert "<h1>A fine model" in card and "It segments well." in card and "hover" in card
+    assert '<h1 id="A-fine-model">A fine model<a href="#A-fine-model"' in card
+    assert "It segments well." in card and "hover" in card
     for hostile in ("alert", "onerror", "onmouseover", "javascript:"):
         assert hostile not in card
 

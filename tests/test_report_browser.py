@@ -1,22 +1,28 @@
 """The study report opened in a real browser (Debian's chromium, driven by Playwright).
 
-Checks the conclusion table and its verdict colours, that every figure loaded, that every link
-resolves (local files exist, anchors exist) and that the print style hides the navigation.
-By default the report is built from fabricated results; REPORT_DIR=<a run's output dir> (e.g.
+Checks a full run's forest plot and conclusion table and its verdict colours, or a quick run's
+banner, that every figure loaded and shows at its own size, that no table is wider than the
+window, that every link resolves (local files exist, anchors exist) and that the print style
+hides the navigation. By default three reports are built: a fabricated full run, the reference
+results as a full run, and a fabricated quick run; REPORT_DIR=<a run's output dir> (e.g.
 results/ after `make quick`) builds it from that run instead, in a copy under tmp_path. With
 UPDATE_SCREENSHOT=1 and REPORT_DIR, the report's top is saved to docs/report.png for the README.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import matplotlib.pyplot as plt
 import pytest
-from fabricated_runs import CLAIMS, fabricate_run
+from fabricated_runs import CLAIMS, fabricate_run, reference_run
 
+from clipseg_lib.analysis.plotting import save_figure
+from clipseg_lib.experiments import mitigation_study
 from clipseg_lib.report.pages import build_report
 from clipseg_lib.study.run_records import conclusion_of, read_run
 
@@ -35,15 +41,26 @@ if not CHROMIUM.is_file():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-@pytest.fixture
-def output_dir(tmp_path) -> Path:
-    """A run's output dir under tmp_path: a copy of REPORT_DIR, or a fabricated run."""
+@pytest.fixture(params=["full", "reference", "quick"])
+def output_dir(request, tmp_path) -> Path:
+    """A run's output dir under tmp_path: a copy of REPORT_DIR; else a fabricated full run,
+    the reference results as a full run (its 09 figure saved as a notebook saves it, PNG and
+    SVG), or a fabricated quick run."""
     source = os.environ.get("REPORT_DIR")
     if source:
+        if request.param != "full":
+            pytest.skip("REPORT_DIR is one run")
         # copy2 keeps modification times, which decide what the report counts as current
         return Path(shutil.copytree(source, tmp_path / "run", copy_function=shutil.copy2))
-    return fabricate_run(tmp_path / "run", quick=False, verdicts={CLAIMS[0][0]: "reproduced",
-                                                     CLAIMS[1][0]: "not reproduced"})
+    if request.param == "reference":
+        run = reference_run(tmp_path / "run")
+        rows = json.loads((run / "09_mitigations.json").read_text())["results"]["rows"]
+        figure = mitigation_study.before_after_figure(rows)
+        save_figure(figure, run / "09_mitigations_figure.png")
+        plt.close(figure)
+        return run
+    return fabricate_run(tmp_path / "run", quick=request.param == "quick",
+                         verdicts={CLAIMS[0][0]: "reproduced", CLAIMS[1][0]: "not reproduced"})
 
 
 def local_target(href: str, page_path: Path) -> Path | None:
@@ -55,14 +72,47 @@ def local_target(href: str, page_path: Path) -> Path | None:
     return path if path.is_absolute() else page_path.parent / path
 
 
+def check_quick_banner(page) -> None:
+    """A quick run's front page: the banner above the fold, saying why there are no verdicts,
+    and no forest plot or verdict."""
+    banner = page.locator(".quick-banner")
+    assert banner.is_visible() and banner.bounding_box()["y"] < VIEWPORT["height"]
+    assert "no verdicts" in banner.inner_text() and "the conclusion needs" in banner.inner_text()
+    assert page.locator("img[src='forest_plot.svg'], td.verdict").count() == 0
+
+
+def check_conclusion(page, conclusion, current) -> None:
+    """A full run's front page: the forest plot above the fold, a row per claim whose evidence
+    opens, each current verdict coloured by what it says."""
+    forest = page.locator("img[src='forest_plot.svg']")
+    assert forest.get_attribute("alt").startswith("Forest plot")
+    box = forest.bounding_box()
+    assert forest.is_visible() and box["y"] < VIEWPORT["height"], box
+    rows = page.locator("table.claims > tbody > tr")
+    assert rows.count() == 1 + len(conclusion.claims)
+    details = page.locator("table.claims details").first
+    details.locator("summary").click()
+    assert details.evaluate("d => d.open") and details.locator("table.tests").is_visible()
+    verdicts = page.locator("table.claims td.verdict")
+    assert verdicts.count() == len(current) > 0
+    for position, claim in enumerate(current):
+        cell = verdicts.nth(position)
+        assert cell.inner_text().startswith(str(claim.claim["verdict"]))
+    colours = {cell.get_attribute("class"): cell.evaluate(
+        "c => getComputedStyle(c).backgroundColor") for cell in verdicts.all()}
+    if len(colours) > 1:
+        assert len(set(colours.values())) == len(colours), colours
+
+
 def test_the_report_reads_in_a_browser(output_dir, tmp_path):
     update = os.environ.get("UPDATE_SCREENSHOT") == "1"
     if update and not os.environ.get("REPORT_DIR"):
         pytest.fail("UPDATE_SCREENSHOT=1 needs REPORT_DIR=<a real run's output dir>: "
                     "a fabricated report must not go into the README")
     index = build_report(output_dir)
-    conclusion = conclusion_of(read_run(output_dir))
-    current = [claim for claim in conclusion.claims if claim.current]
+    run = read_run(output_dir)
+    conclusion = conclusion_of(run)
+    current = [claim for claim in conclusion.claims if claim.current] if conclusion else []
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -74,27 +124,17 @@ def test_the_report_reads_in_a_browser(output_dir, tmp_path):
             page.goto(index.as_uri())
             assert page.title() == "CLIPSeg study report"
 
-            forest = page.locator("img[src='forest_plot.svg']")
-            assert forest.get_attribute("alt").startswith("Forest plot")
-            box = forest.bounding_box()
-            assert forest.is_visible() and box["y"] < VIEWPORT["height"], box
-            # shown at its own size, so its 9 pt text stays 9 pt
-            assert forest.evaluate("img => img.width / img.naturalWidth") >= 0.99
-
-            rows = page.locator("table.claims > tbody > tr")
-            assert rows.count() == 1 + len(conclusion.claims)
-            details = page.locator("table.claims details").first
-            details.locator("summary").click()
-            assert details.evaluate("d => d.open") and details.locator("table.tests").is_visible()
-            verdicts = page.locator("table.claims td.verdict")
-            assert verdicts.count() == len(current) > 0
-            for position, claim in enumerate(current):
-                cell = verdicts.nth(position)
-                assert cell.inner_text().startswith(str(claim.claim["verdict"]))
-            colours = {cell.get_attribute("class"): cell.evaluate(
-                "c => getComputedStyle(c).backgroundColor") for cell in verdicts.all()}
-            if len(colours) > 1:
-                assert len(set(colours.values())) == len(colours), colours
+            # every figure shown at its own size, so its 9 pt text stays 9 pt, and no table
+            # wider than the window
+            assert page.evaluate("""() => [...document.images]
+                .filter(img => img.width < 0.99 * img.naturalWidth).map(img => img.alt)""") == []
+            assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]
+            if run.quick:
+                check_quick_banner(page)
+            else:
+                check_conclusion(page, conclusion, current)
+            if (output_dir / "09_mitigations_figure.svg").is_file():
+                assert page.locator("img[src='09_mitigations_figure.svg']").count() == 1
             assert "Every verdict here is about one model" in page.locator(".caveat").inner_text()
 
             images = page.locator("img")

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from clipseg_lib.analysis.metrics import iou
+from clipseg_lib.analysis.plotting import MAX_WIDTH_INCHES, MIN_FONT_PT
 from clipseg_lib.analysis.stats import N_RESAMPLES, Estimate, mean_ci, percentile_interval
 
 SWEEP_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -121,7 +122,8 @@ def calibration_figure(sweeps: Mapping[str, Mapping[float, Estimate]],
     reliability diagrams (foreground share against mean probability; the diagonal is
     calibrated). One column per condition (the keys of `sweeps`)."""
     names = list(sweeps)
-    figure, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 6.2), squeeze=False)
+    width = min(3.2 * len(names), MAX_WIDTH_INCHES)
+    figure, axes = plt.subplots(2, len(names), figsize=(width, 6.2), squeeze=False)
     for column, name in enumerate(names):
         top, bottom = axes[0, column], axes[1, column]
         ts = list(sweeps[name])
@@ -131,7 +133,7 @@ def calibration_figure(sweeps: Mapping[str, Mapping[float, Estimate]],
                          color="#0072B2", alpha=0.2)
         top.axvline(threshold, color="#D55E00", linestyle="--", label=f"t = {threshold}")
         top.set(title=name, xlabel="threshold t", ylabel="mean IoU", ylim=(0, 1))
-        top.legend(loc="lower center", fontsize=8)
+        top.legend(loc="lower center", fontsize=MIN_FONT_PT)
         diagram = diagrams[name]
         shown = [(c, f) for c, f in zip(diagram.confidence, diagram.frequency, strict=True)
                  if c is not None]

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import patheffects
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from scipy import ndimage
@@ -30,6 +31,15 @@ TARGET_COLOUR = (0.2, 0.75, 0.3)
 """Ground truth and what a prompt asks for."""
 FIGURE_DPI = 100
 PANEL_INCHES = 3.0
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
+             "#000000")
+"""Okabe and Ito's colour-blind-safe palette, the colours of lines and bars: blue, orange,
+bluish green, vermillion, reddish purple, sky blue, yellow, black."""
+MIN_FONT_PT = 9
+"""The smallest text a figure holds, in points: readable at 100% zoom where the report shows
+the figure at its own size (figures up to `MAX_WIDTH_INCHES` wide)."""
+MAX_WIDTH_INCHES = 12.0
+"""The report's text column, 72rem = 1152 CSS px = 12 in: a wider figure is shown shrunk."""
 ESTIMATE_KEYS = {"mean", "n", "ci_low", "ci_high"}
 
 
@@ -199,7 +209,8 @@ def plot_curves(
 ) -> Figure:
     """Plot named curves over ``x`` as lines with markers, a legend and y limits ``[0, 1]``.
 
-    Draws on ``ax`` when given, else on a new figure; returns the figure holding the axes.
+    Draws on ``ax`` when given, else on a new figure whose lines take `OKABE_ITO`'s colours;
+    returns the figure holding the axes.
     """
     if not curves:
         raise ValueError("curves must hold at least one named curve")
@@ -208,6 +219,7 @@ def plot_curves(
             raise ValueError(f"curve {name!r} has {len(values)} values but x has {len(x)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(2 * PANEL_INCHES, PANEL_INCHES))
+        ax.set_prop_cycle(color=OKABE_ITO)
     for name, values in curves.items():
         ax.plot(x, values, marker="o", label=name)
     ax.set_xlabel(xlabel)
@@ -217,6 +229,19 @@ def plot_curves(
         ax.set_title(title)
     ax.legend()
     return ax.figure
+
+
+def relative_luminance(colour: str | Sequence[float]) -> float:
+    """WCAG 2's relative luminance of a matplotlib colour, in [0, 1] (black 0, white 1)."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+              for c in to_rgb(colour)]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def text_colour_on(background: str | Sequence[float]) -> str:
+    """"black" or "white", whichever contrasts more with ``background`` (WCAG 2 ratio)."""
+    luminance = relative_luminance(background)
+    return "black" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "white"
 
 
 def _table_cell(value: object, precision: int) -> str:
@@ -260,13 +285,24 @@ def format_table(rows: Sequence[Mapping[str, object]], *, precision: int = 3) ->
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
-    """Save ``fig`` as a PNG at 100 dpi, byte-identical across saves; creates parent dirs.
-    The PNG replaces ``path`` only once complete (a full disk leaves no half image)."""
+    """Save ``fig`` as a PNG at 100 dpi at ``path`` (``*.png``) and as an SVG beside it (the
+    same name with ``.svg``: the vector copy the report shows), both byte-identical across
+    saves; creates parent dirs. Each file replaces its old copy only once complete (a full
+    disk leaves no half image), the PNG first, so an SVG older than its PNG is stale."""
     path = Path(path)
+    if path.suffix != ".png":
+        raise ValueError(f"path must name a .png file, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _save_atomic(fig, path, {"Software": None})
+    # A fixed salt makes the SVG's element ids, hence its bytes, the same on every save.
+    with plt.rc_context({"svg.hashsalt": "clipseg"}):
+        _save_atomic(fig, path.with_suffix(".svg"), {"Date": None})
+
+
+def _save_atomic(fig: Figure, path: Path, metadata: dict[str, None]) -> None:
     partial = path.with_name(f".{path.name}.tmp")
     try:
-        fig.savefig(partial, dpi=FIGURE_DPI, format="png", metadata={"Software": None})
+        fig.savefig(partial, dpi=FIGURE_DPI, format=path.suffix[1:], metadata=metadata)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

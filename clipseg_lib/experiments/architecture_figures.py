@@ -38,7 +38,9 @@ def draw_diagram(model: ModelOrConfig) -> Figure:
     config = as_config(model)
     vision, layers = config.vision_config, tuple(config.extract_layers)
     depth, deepest, rd = vision.num_hidden_layers, max(layers) + 1, config.reduce_dim
-    figure, ax = plt.subplots(figsize=(11, 0.42 * depth + 3.2))
+    figure, ax = plt.subplots(figsize=(plotting.MAX_WIDTH_INCHES, 0.5 * depth + 3.6))
+    # The axes fill the figure: boxes as large as the page allows hold their 9 pt labels.
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95)
     ax.set_xlim(-0.2, 13.2)
     ax.set_ylim(-2.6, depth + 2.2)
     ax.axis("off")
@@ -53,7 +55,8 @@ def draw_diagram(model: ModelOrConfig) -> Figure:
         _box(ax, (2.2, block + 0.1), (2.8, 0.7), label, colour, dashed=not used)
         _arrow(ax, (3.6, block - 0.2 if block > 1 else 0.4), (3.6, block + 0.1))
     ax.text(3.6, depth + 1.0, f"frozen CLIP ViT ({vision.hidden_size} dims)\n"
-            f"dashed: not needed for extract layers {layers}", ha="center", fontsize=8)
+            f"dashed: not needed for extract layers {layers}", ha="center",
+            fontsize=plotting.MIN_FONT_PT)
     _box(ax, (9.9, depth + 0.7), (3.1, 1.0), f"prompt: CLIP text or image\nencoder -> "
         f"{config.projection_dim} values", "#f7e3cf")
     previous = None
@@ -81,7 +84,7 @@ def draw_diagram(model: ModelOrConfig) -> Figure:
         "#dddddd")
     _arrow(ax, (10.3, -0.4), (10.3, -1.0))
     ax.text(6.4, -2.4, "skip connections: each extracted layer is reduced and added to the "
-            "decoder, deepest first", ha="center", fontsize=8)
+            "decoder, deepest first", ha="center", fontsize=plotting.MIN_FONT_PT)
     ax.set_title(f"CLIPSeg: ViT {vision.patch_size} px patches, reduce_dim {rd}, "
                  f"{decoder_parameters(model)['decoder']:,} decoder parameters")
     return figure
@@ -97,7 +100,7 @@ def _box(
         linestyle="--" if dashed else "-",
     ))
     ax.text(corner[0] + size[0] / 2, corner[1] + size[1] / 2, label, ha="center", va="center",
-            fontsize=7, color="#888888" if dashed else "black")
+            fontsize=plotting.MIN_FONT_PT, color="#888888" if dashed else "black")
 
 
 def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float]) -> None:

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from clipseg_lib.analysis.plotting import format_table
+from clipseg_lib.analysis.plotting import MIN_FONT_PT, format_table, text_colour_on
 from clipseg_lib.analysis.significance import LEVEL, holm
 from clipseg_lib.experiments.run_configuration import (
     configuration_problems,
@@ -216,18 +216,22 @@ def finding(claims: Sequence[Mapping[str, Any]]) -> str:
 
 
 def plot_verdicts(claims: Sequence[Mapping[str, Any]]) -> Figure:
-    """A cell per claim coloured by its verdict (`VERDICT_COLOURS`), with a legend."""
+    """A cell per claim coloured by its verdict (`VERDICT_COLOURS`), its text black or white,
+    whichever reads better on that colour, with a legend."""
     figure, ax = plt.subplots(figsize=(8, 0.45 * len(claims) + 1.2))
     for row, claim in enumerate(claims):
-        ax.barh(row, 1.0, color=VERDICT_COLOURS[claim["verdict"]], edgecolor="white")
-        ax.text(0.5, row, verdict_on_model(claim), ha="center", va="center", fontsize=9)
+        colour = VERDICT_COLOURS[claim["verdict"]]
+        ax.barh(row, 1.0, color=colour, edgecolor="white")
+        ax.text(0.5, row, verdict_on_model(claim), ha="center", va="center",
+                fontsize=MIN_FONT_PT, color=text_colour_on(colour))
     ax.set_yticks(range(len(claims)), [claim["claim"] for claim in claims], fontsize=9)
     ax.invert_yaxis()
     ax.set_xticks([])
     ax.set_xlim(0.0, 1.0)
     ax.legend(
         handles=[Patch(color=colour, label=v) for v, colour in VERDICT_COLOURS.items()],
-        loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=8, frameon=False,
+        loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=MIN_FONT_PT,
+        frameon=False,
     )
     ax.set_title("Did the poster's claim hold on this model?")
     figure.tight_layout()

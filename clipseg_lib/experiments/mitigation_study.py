@@ -8,14 +8,13 @@ per-case change excludes 0.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from clipseg_lib.analysis.plotting import PANEL_INCHES
+from clipseg_lib.analysis.plotting import MAX_WIDTH_INCHES, MIN_FONT_PT, OKABE_ITO
 from clipseg_lib.analysis.stats import Estimate, mean_ci, paired_difference_ci
 
 
@@ -39,19 +38,22 @@ def before_after_rows(
 
 
 def before_after_figure(rows: Sequence[Mapping]) -> Figure:
-    """Grouped bars, before and after, with their 95% intervals, one pair per comparison."""
+    """Grouped horizontal bars, before and after, with their 95% intervals, one pair per
+    comparison, named in full beside it (top to bottom in the order of `rows`)."""
     positions = np.arange(len(rows))
-    figure, ax = plt.subplots(figsize=(max(2.5, 0.4 * len(rows)) * PANEL_INCHES,
-                                       1.4 * PANEL_INCHES))
-    for offset, moment in ((-0.2, "before"), (0.2, "after")):
+    figure, ax = plt.subplots(figsize=(MAX_WIDTH_INCHES * 0.8, 0.5 * len(rows) + 1.2))
+    for offset, moment, colour in ((-0.2, "before", OKABE_ITO[0]), (0.2, "after", OKABE_ITO[1])):
         means = np.array([row[moment]["mean"] for row in rows])
         errors = np.array([[row[moment]["mean"] - row[moment]["ci_low"] for row in rows],
                            [row[moment]["ci_high"] - row[moment]["mean"] for row in rows]])
-        ax.bar(positions + offset, means, width=0.4, yerr=errors, capsize=3, label=moment)
-    ax.set_xticks(positions, [textwrap.fill(row["comparison"], 16) for row in rows], fontsize=7)
-    ax.set_ylim(0.0, 1.0)
-    ax.set_ylabel("IoU (mean, 95% interval)")
-    ax.legend()
+        ax.barh(positions + offset, means, height=0.4, xerr=errors, capsize=3, label=moment,
+                color=colour)
+    ax.set_yticks(positions, [row["comparison"] for row in rows], fontsize=MIN_FONT_PT)
+    ax.invert_yaxis()
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("IoU (mean, 95% interval)")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False,
+              fontsize=MIN_FONT_PT)
     figure.tight_layout()
     return figure
 

@@ -11,7 +11,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from clipseg_lib import world
-from clipseg_lib.analysis.plotting import PANEL_INCHES, show_mask
+from clipseg_lib.analysis.plotting import (
+    MIN_FONT_PT,
+    OKABE_ITO,
+    PANEL_INCHES,
+    show_mask,
+    text_colour_on,
+)
 from clipseg_lib.experiments.inputs import Question, question_image
 from clipseg_lib.experiments.photo_probes import NEGATION_PREFIXES
 from clipseg_lib.experiments.probes import (
@@ -56,14 +62,14 @@ def choice_figure(answered: Sequence[tuple[world.Query, np.ndarray]], *, n_shown
         row[0].set_title("scene")
         row[1].imshow(query.scene.image)
         show_mask(probs, row[1])
-        row[1].set_title(f'"{query.prompt}"')
+        row[1].set_title(f'"{query.prompt}"', pad=14)  # above the labels of top signs
         for index, mean in zip(candidates, means, strict=True):
             x0, y0, x1, y1 = objects[index].box
             colour = ASKED_COLOUR if index == query.target_indices[0] else OTHER_COLOUR
             row[1].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
                                        edgecolor=colour, linewidth=1.5))
             row[1].text(x0, y0 - 1, f"{objects[index].name} {mean:.2f}", color=colour,
-                        fontsize=7, va="bottom", bbox={"facecolor": "black", "alpha": 0.6,
+                        fontsize=MIN_FONT_PT, va="bottom", bbox={"facecolor": "black", "alpha": 0.6,
                                                        "pad": 1, "linewidth": 0})
         for ax in row:
             ax.axis("off")
@@ -79,10 +85,10 @@ def confusion_figure(confusion: dict) -> Figure:
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     figure, ax = plt.subplots(figsize=(1.3 * PANEL_INCHES, 1.1 * PANEL_INCHES))
-    ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
+    cells = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
     for (row, column), share in np.ndenumerate(shares):
         ax.text(column, row, f"{share:.2f}", ha="center", va="center",
-                color="white" if share > 0.5 else "black", fontsize=8)
+                color=text_colour_on(cells.to_rgba(share)), fontsize=MIN_FONT_PT)
     ax.set_xticks(range(len(labels)), labels, rotation=30)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("face the model picked")
@@ -110,7 +116,7 @@ def negation_figure(answered: Sequence[tuple[Question, np.ndarray]], *, n_shown:
                                           [*prompts, "negation truth"], strict=True):
             ax.imshow(image)
             show_mask(overlay_map, ax)
-            ax.set_title(title, fontsize=8)
+            ax.set_title(title, fontsize=MIN_FONT_PT)
         for ax in row:
             ax.axis("off")
     figure.tight_layout()
@@ -134,6 +140,7 @@ def presence_figure(cases: Sequence[dict], threshold: float) -> Figure:
     groups = list(dict.fromkeys(case["group"] for case in cases))
     bins = np.linspace(0.0, 1.0, 21)
     figure, ax = plt.subplots(figsize=(2.4 * PANEL_INCHES, PANEL_INCHES))
+    ax.set_prop_cycle(color=OKABE_ITO)
     for group in groups:
         scores = [case["presence"] for case in cases if case["group"] == group]
         ax.hist(scores, bins=bins, histtype="step", linewidth=1.5,
@@ -141,6 +148,6 @@ def presence_figure(cases: Sequence[dict], threshold: float) -> Figure:
     ax.axvline(threshold, color="black", linestyle="--", label=f"mask threshold {threshold}")
     ax.set_xlabel("presence score (maximum probability)")
     ax.set_ylabel("prompts")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=MIN_FONT_PT)
     figure.tight_layout()
     return figure

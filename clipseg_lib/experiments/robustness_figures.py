@@ -34,6 +34,7 @@ def severity_curves(sweep: Sequence[dict], *, title: str) -> Figure:
     per distortion through the means of `robustness.sweep_rows`, its 95% interval shaded."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, metric in zip(axes, METRICS, strict=True):
+        ax.set_prop_cycle(color=plotting.OKABE_ITO)
         by_distortion: dict[str, list[dict]] = {}
         for row in sweep:
             if row[metric] is not None:
@@ -48,7 +49,7 @@ def severity_curves(sweep: Sequence[dict], *, title: str) -> Figure:
                             [row[metric]["ci_high"] for row in rows],
                             color=ax.get_lines()[-1].get_color(), alpha=0.15, linewidth=0)
     axes[0].get_legend().remove()
-    axes[1].legend(fontsize=7, loc="lower left")
+    axes[1].legend(fontsize=plotting.MIN_FONT_PT, loc="lower left")
     figure.suptitle(f"{title} (mean and 95% interval)")
     figure.tight_layout()
     return figure
@@ -152,7 +153,7 @@ def _panel(ax: Axes, image: np.ndarray, mask: np.ndarray, title: str, *,
     """`image` with `mask` outlined in `colour`."""
     ax.imshow(image)
     plotting.show_mask(mask, ax, colour=colour)
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=plotting.MIN_FONT_PT)
     ax.axis("off")
 
 

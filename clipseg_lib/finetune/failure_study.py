@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from clipseg_lib import world
+from clipseg_lib.analysis.plotting import MIN_FONT_PT, OKABE_ITO
 from clipseg_lib.analysis.stats import Estimate, mean_ci, paired_difference_ci
 from clipseg_lib.finetune.trainer import FinetuneConfig
 from clipseg_lib.finetune.world_data import world_queries
@@ -197,14 +198,15 @@ def before_after_figure(results: list[FailureResult], group: str = "held-out") -
     """mIoU of one group before and after fine-tuning per failure, with 95% intervals."""
     figure, axes = plt.subplots(figsize=(8, 3.2))
     positions = np.arange(len(results))
-    for offset, when in ((-0.2, "before"), (0.2, "after")):
+    for offset, when, colour in ((-0.2, "before", OKABE_ITO[0]), (0.2, "after", OKABE_ITO[1])):
         estimates = [r.estimates(group)[when] for r in results]
         means = np.array([e.mean for e in estimates])
         errors = np.array([[e.mean - e.ci_low, e.ci_high - e.mean] for e in estimates]).T
-        axes.bar(positions + offset, means, 0.4, yerr=errors, capsize=3, label=when)
-    axes.set_xticks(positions, [r.failure for r in results], fontsize=8)
+        axes.bar(positions + offset, means, 0.4, yerr=errors, capsize=3, label=when,
+                 color=colour)
+    axes.set_xticks(positions, [r.failure for r in results], fontsize=MIN_FONT_PT)
     axes.set_ylabel(f"{group} mIoU")
     axes.set_ylim(0, 1.05)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=MIN_FONT_PT)
     figure.tight_layout()
     return figure

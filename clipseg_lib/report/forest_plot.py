@@ -20,10 +20,11 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from clipseg_lib.analysis.plotting import MIN_FONT_PT
 from clipseg_lib.experiments.conclusion import VERDICT_COLOURS
 
-FONT_PT = 9
-"""The smallest text in the figure, in points: readable when the SVG is shown at its size."""
+FONT_PT = MIN_FONT_PT
+"""The figure's text size, in points: readable when the SVG is shown at its size."""
 HOLLOW_VERDICTS = ("not judged",)
 
 

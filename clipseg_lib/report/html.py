@@ -28,8 +28,8 @@ body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 1.5rem auto
 h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; }
 table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.92rem; }
 td, th { border: 1px solid #bbb; padding: 0.3rem 0.5rem; vertical-align: top; text-align: left; }
-th { background: #f0f0f0; } td.number { text-align: right; white-space: nowrap; }
-.ci, .n { color: #555; font-size: 0.85em; white-space: nowrap; }
+th { background: #f0f0f0; } td.number { text-align: right; }
+.ci, .n { color: #555; font-size: 0.85em; }
 .verdict { font-weight: 600; white-space: nowrap; }
 .disagree { outline: 3px solid #7a1fa2; } .stale { color: #8a1c1c; }
 .box { border: 2px solid #444; background: #f7f7f7; padding: 0.6rem 1rem; margin: 1rem 0; }
@@ -40,8 +40,8 @@ th { background: #f0f0f0; } td.number { text-align: right; white-space: nowrap; 
 .provenance h2 { font-size: 1.05rem; border: none; margin: 0 0 0.3rem; }
 .side { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
 figure { margin: 0.5rem 0; }
-figure img { max-width: 100%; max-height: 36rem; height: auto; border: 1px solid #ddd; }
-figure.forest img { max-height: none; max-width: 100%; border: none; }
+figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figure.forest img { border: none; }
 figcaption { font-size: 0.85rem; color: #555; }
 section { margin-bottom: 2rem; }
 @media print {
@@ -143,15 +143,20 @@ def _is_numeric(value: Any) -> bool:
 def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_ROWS,
                data_link: str | None = None) -> str:
     """An HTML table of ``rows``: label columns first, then numbers, each in order of first
-    appearance (JSON files are written with sorted keys, which would put labels anywhere).
+    appearance (JSON files are written with sorted keys, which would put labels anywhere);
+    nested records spread into columns of their own (`flat_row`).
     A column of raw data only (`raw_data_summary`) is left out and named under the table; a
     raw-data cell elsewhere says what it holds; both link to ``data_link`` (the results file)."""
+    rows = [flat_row(row) for row in rows]
     keys = list(dict.fromkeys(key for row in rows for key in row))
     raw = [key for key in keys if _raw_column(rows, key)]
     keys = [key for key in keys if key not in raw]
     numeric = {key for key in keys if any(_is_numeric(row.get(key)) for row in rows)}
     columns = [key for key in keys if key not in numeric] + [key for key in keys if key in numeric]
-    header = "".join(f"<th>{escape(str(column))}</th>" for column in columns)
+    # A spread column's name may break after each dot, an interval after its parts: a wide
+    # table keeps to the page's width.
+    header = "".join(f"<th>{escape(str(column)).replace('.', '.<wbr>')}</th>"
+                     for column in columns)
     body = []
     for row in rows[:max_rows]:
         cells = "".join(
@@ -167,6 +172,19 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_R
                     "</td></tr>")
     table = f"<table>\n<tr>{header}</tr>\n" + "\n".join(body) + "\n</table>"
     return table + _raw_note(rows, raw, data_link)
+
+
+def flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` with every nested record (a mapping that is not an interval) spread into one
+    column per leaf, named by its path: ``{"best": {"miou": {"value": 0.8}}}`` becomes
+    ``{"best.miou.value": 0.8}``, so its numbers show as numbers, not as "1 value"."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, Mapping) and value and not is_interval(value):
+            flat |= {f"{key}.{inner}": leaf for inner, leaf in flat_row(value).items()}
+        else:
+            flat[str(key)] = value
+    return flat
 
 
 def _raw_column(rows: Sequence[Mapping[str, Any]], key: str) -> bool:

@@ -6,8 +6,10 @@ forest plot and one headline per claim: `report_conclusion`), the run's provenan
 extract-layer table beside the poster's; raw data named, not listed), sample sizes and a link
 to the notebook's page (`notebook_page`). Only results of the run
 recorded in ``run.json`` are shown (see `run_records`): a notebook that failed shows as failed,
-with no older numbers beside it. Figures are copied beside the page, each a link to itself
-(click to enlarge), so the report is one folder that reads offline and prints.
+with no older numbers beside it. Figures are copied beside the page, as
+SVG where the notebook saved one (`shown_figure`), each shown at its own size (its text as
+large as saved) and a link to itself (click to enlarge), so the report is one folder that
+reads offline and prints.
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ from clipseg_lib.report.notebook_page import notebook_title, render_notebook
 from clipseg_lib.report.poster import poster_table_for
 from clipseg_lib.report.provenance import first_provenance, provenance_box
 from clipseg_lib.study.results import write_text_atomic
-from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
+from clipseg_lib.study.run_records import CLOCK_SLACK_S, NotebookRecord, RunRecord, read_run
 
 REPORT_DIR_NAME = "report"
 CARD_PAGE = "model_card.html"
 SHOWN_STATUSES = ("ok", "earlier", "unverified")
+CARD_ATTRIBUTES = nh3.ALLOWED_ATTRIBUTES | {
+    f"h{level}": nh3.ALLOWED_ATTRIBUTES.get(f"h{level}", set()) | {"id"} for level in range(1, 7)}
+"""What a model card's HTML may keep: nh3's allow-list, and ids on headings."""
 
 
 def _run_notes(run: RunRecord) -> str:
@@ -65,12 +70,13 @@ def _caveat(description: ModelDescription, card_link: str | None) -> str:
 def _card_link(description: ModelDescription, report_dir: Path) -> str | None:
     """A link to the model's card: rendered into the report when it is a local file. A card
     comes with a model, maybe downloaded: its HTML is sanitized (an allow-list: no scripts,
-    event handlers or javascript: links) before it reaches the page."""
+    event handlers or javascript: links) before it reaches the page; headings keep their ids,
+    which their own ¶ links point to."""
     if description.card_file is not None:
         markdown = description.card_file.read_text(encoding="utf-8")
         write_text_atomic(report_dir / CARD_PAGE, page(
             f"Model card: {description.card_file.parent.name}",
-            [nh3.clean(markdown2html(markdown))],
+            [nh3.clean(markdown2html(markdown), attributes=CARD_ATTRIBUTES)],
         ))
         return CARD_PAGE
     return description.card_url
@@ -95,6 +101,16 @@ def _sample_sizes(record: NotebookRecord, shown_rows: list[dict[str, Any]]) -> s
     return " ".join(parts) or "These results record no sample size."
 
 
+def shown_figure(png: Path) -> Path:
+    """The file the report shows for the figure saved as ``png``: its vector copy (the SVG
+    `plotting.save_figure` writes after it) when that is as new (within `CLOCK_SLACK_S`: a
+    copy of the output dir may write them in either order), else the PNG itself."""
+    vector = png.with_suffix(".svg")
+    if vector.is_file() and vector.stat().st_mtime >= png.stat().st_mtime - CLOCK_SLACK_S:
+        return vector
+    return png
+
+
 def _section(record: NotebookRecord, title: str, page_name: str | None, with_table: bool,
              report_dir: Path) -> str:
     """The notebook's section; copies its key figure into `report_dir`."""
@@ -111,7 +127,7 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
                      + ("results of an earlier run with the same parameters." if record.results
                         else "its earlier results do not match this run.") + "</small></p>")
     if record.figures:
-        figure = record.figures[0]
+        figure = shown_figure(record.figures[0])
         shutil.copyfile(figure, report_dir / figure.name)
         parts.append(enlargeable_figure(figure.name, f"Key figure of {title} ({figure.name})",
                                         figure.name))
