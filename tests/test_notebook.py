@@ -54,7 +54,8 @@ def test_finish_saves_the_recorded_parameters_and_names_its_figures(tmp_path: Pa
     saved = json.loads((tmp_path / "05_word.json").read_text())
     assert saved["parameters"] == {"model": "mini", "n_cases": 4, "quick": True, "threshold": 0.3}
     assert saved["provenance"]["seed"] == 2
-    assert saved["figures"] == ["05_word_cases.png"] and (tmp_path / "05_word_cases.png").is_file()
+    assert saved["figures"] == ["05_word_cases.png", "05_word_cases.svg"]
+    assert (tmp_path / "05_word_cases.svg").is_file()
 
 
 def test_two_sessions_keep_their_own_parameters(tmp_path: Path) -> None:

@@ -110,20 +110,23 @@ def test_front_page_holds_conclusion_caveat_and_one_figure_and_table_per_experim
     assert "0.800 [0.750, 0.850] n=16" in " ".join(elements.rows)
 
 
-def test_a_figure_saved_with_its_svg_shows_as_the_svg_unless_the_svg_is_older(tmp_path):
+def test_a_figure_shows_as_its_svg_when_the_results_list_it(tmp_path):
     run = fabricate_run(tmp_path / "run", quick=False)
     figure, ax = plt.subplots(figsize=(4, 3))
     ax.plot([0, 1], [0.2, 0.8])
-    for stem in ("04_extract_layers", "05_specific_word"):
+    for stem, listed in (("04_extract_layers", [".png"]), ("05_specific_word", [".png", ".svg"])):
         save_figure(figure, run / f"{stem}_figure.png")
+        payload = json.loads((run / f"{stem}.json").read_text())
+        payload["figures"] = [f"{stem}_figure{suffix}" for suffix in listed]
+        (run / f"{stem}.json").write_text(json.dumps(payload))
     plt.close(figure)
-    age(run / "04_extract_layers_figure.svg", 60)  # a vector copy from before this PNG
     text = build_report(run).read_text(encoding="utf-8")
     vector = section(text, "05_specific_word")
     assert '<a href="05_specific_word_figure.svg"><img src="05_specific_word_figure.svg" ' in vector
     assert "05_specific_word_figure.png" not in vector
     copied = run / "report" / "05_specific_word_figure.svg"
     assert copied.read_bytes() == (run / "05_specific_word_figure.svg").read_bytes()
+    # an SVG on disk that its results do not list was not written with them
     assert '<img src="04_extract_layers_figure.png" ' in section(text, "04_extract_layers")
     assert not (run / "report" / "04_extract_layers_figure.svg").exists()
 

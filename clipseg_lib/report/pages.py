@@ -35,7 +35,7 @@ from clipseg_lib.report.notebook_page import notebook_title, render_notebook
 from clipseg_lib.report.poster import poster_table_for
 from clipseg_lib.report.provenance import first_provenance, provenance_box
 from clipseg_lib.study.results import write_text_atomic
-from clipseg_lib.study.run_records import CLOCK_SLACK_S, NotebookRecord, RunRecord, read_run
+from clipseg_lib.study.run_records import NotebookRecord, RunRecord, read_run
 
 REPORT_DIR_NAME = "report"
 CARD_PAGE = "model_card.html"
@@ -101,14 +101,12 @@ def _sample_sizes(record: NotebookRecord, shown_rows: list[dict[str, Any]]) -> s
     return " ".join(parts) or "These results record no sample size."
 
 
-def shown_figure(png: Path) -> Path:
+def shown_figure(png: Path, figures: list[Path]) -> Path:
     """The file the report shows for the figure saved as ``png``: its vector copy (the SVG
-    `plotting.save_figure` writes after it) when that is as new (within `CLOCK_SLACK_S`: a
-    copy of the output dir may write them in either order), else the PNG itself."""
+    `plotting.save_figure` writes beside it) when the results list it among their `figures`
+    (written with them), else the PNG itself."""
     vector = png.with_suffix(".svg")
-    if vector.is_file() and vector.stat().st_mtime >= png.stat().st_mtime - CLOCK_SLACK_S:
-        return vector
-    return png
+    return vector if vector in figures else png
 
 
 def _section(record: NotebookRecord, title: str, page_name: str | None, with_table: bool,
@@ -126,8 +124,9 @@ def _section(record: NotebookRecord, title: str, page_name: str | None, with_tab
         parts.append("<p><small>Not executed by this run: "
                      + ("results of an earlier run with the same parameters." if record.results
                         else "its earlier results do not match this run.") + "</small></p>")
-    if record.figures:
-        figure = shown_figure(record.figures[0])
+    pngs = [path for path in record.figures if path.suffix == ".png"]
+    if pngs:
+        figure = shown_figure(pngs[0], record.figures)
         shutil.copyfile(figure, report_dir / figure.name)
         parts.append(enlargeable_figure(figure.name, f"Key figure of {title} ({figure.name})",
                                         figure.name))

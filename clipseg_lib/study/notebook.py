@@ -145,7 +145,7 @@ class NotebookSession:
         written = []
         for label, figure in (figures or {}).items():
             save_figure(figure, Path(output_dir) / f"{name}_{label}.png")
-            written.append(f"{name}_{label}.png")
+            written += [f"{name}_{label}.png", f"{name}_{label}.svg"]
         save_results(output_dir, name, results, segmenter=self.segmenter, seed=self.seed,
                      parameters=self.parameters, run_id=run_id, figures=written)
 
