@@ -54,7 +54,7 @@ def test_the_second_notebook_reads_the_images_the_first_encoded(tmp_path: Path) 
     second = results["second"]["provenance"]["encoding_cache"]
     assert (first["misses"], first["hits"]) == (3, 0)
     assert (second["disk_hits"], second["memory_hits"], second["misses"]) == (2, 1, 1)
-    assert results["second"]["results"]["work"]["images"] == 1
+    assert results["second"]["results"]["work"]["images"] == 4  # the cost, cache or not
     manifest = json.loads((output_dir / "run.json").read_text())
     assert manifest["encodings"] == {"lookups": 7, "hits": 3, "encodings": 4,
                                      "distinct_inputs": 4}

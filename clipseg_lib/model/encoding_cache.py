@@ -1,10 +1,11 @@
 """Never encode twice: an `ImageEncoding` cache shared by the notebooks of a study run.
 
 Attached to a `Segmenter` (``segmenter.encoding_cache = EncodingCache(...)``), it answers
-`Segmenter.encode_image` for an input already encoded. The key is a digest of the image's
-pixels (bytes, shape), the weights (`weights_sha256`, or a digest of the vision backbone's
-parameters for a model built in memory), dtype, device type, the image processor's settings
-(input size, normalisation) and the layers kept. Two tiers:
+`Segmenter.encode_image` for an input already encoded. The key (`encoding_key`) is a digest of
+what the backbone is fed (the image's pixels after the processor: their bytes, dtype and input
+size), the image's own size, the weights (`weights_sha256`, or a digest of the vision
+backbone's tensors for a model built in memory), dtype, device type and the layers kept. Two
+tiers:
 
 - memory: the most recently used encodings, at most `memory_bytes`;
 - disk (optional ``directory``): one safetensors file per key, so notebooks running in other
@@ -35,7 +36,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -90,21 +90,22 @@ def _weights_identity(segmenter: Segmenter) -> str:
     return _weights_digests[vision]
 
 
-def encoding_key(segmenter: Segmenter, pixels: np.ndarray, max_layer: int) -> str:
-    """Hex digest naming the encoding of `pixels` (H, W, 3) uint8 through hidden state
-    `max_layer` by `segmenter` (weights, dtype, device type, processor settings)."""
+def encoding_key(
+    segmenter: Segmenter, input_digest: bytes, original_size: tuple[int, int], max_layer: int
+) -> str:
+    """Hex digest naming the encoding through hidden state `max_layer` by `segmenter` (its
+    weights, dtype, device type) of the backbone input whose `work.input_digest` (shape, dtype,
+    values: the image after the processor's resizing and normalisation) is `input_digest`, for
+    an image of `original_size` (H, W)."""
     fields = {
         "weights": _weights_identity(segmenter),
         "dtype": str(segmenter.dtype),
         "device": segmenter.device.type,
-        "processor": segmenter.processor.image_processor.to_dict(),
+        "input": input_digest.hex(),
+        "original_size": list(original_size),
         "max_layer": max_layer,
-        "image": [list(pixels.shape), str(pixels.dtype)],
     }
-    digest = hashlib.blake2b(digest_size=20)
-    digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
-    digest.update(np.ascontiguousarray(pixels).tobytes())
-    return digest.hexdigest()
+    return hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(), digest_size=20).hexdigest()
 
 
 def _nbytes(encoding: ImageEncoding) -> int:
@@ -143,13 +144,14 @@ class EncodingCache:
     def encoding(
         self,
         segmenter: Segmenter,
-        pixels: np.ndarray,
+        input_digest: bytes,
+        original_size: tuple[int, int],
         max_layer: int,
         encode: Callable[[], ImageEncoding],
     ) -> ImageEncoding:
-        """The encoding of `pixels` through hidden state `max_layer` by `segmenter`: from memory,
-        from disk, or `encode()` (then stored in both)."""
-        key = encoding_key(segmenter, pixels, max_layer)
+        """The encoding named by `encoding_key` (same arguments): from memory, from disk, or
+        `encode()` (then stored in both)."""
+        key = encoding_key(segmenter, input_digest, original_size, max_layer)
         found = self.memory.get(key)
         if found is not None:
             return self._counted(key, found, memory_hits=1)

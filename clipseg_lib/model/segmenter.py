@@ -164,38 +164,43 @@ class Segmenter:
 
         `max_layer` defaults to what the default extract layers read; pass up to
         `num_layers` to allow other `extract_layers` at predict time. With an `encoding_cache`,
-        an input it holds is not encoded again (and adds nothing to `work`).
+        an input it holds is read back, not encoded again (`work` counts it all the same).
         """
         pixels = load_image(image)
         deepest = max(self.extract_layers) + 1 if max_layer is None else max_layer
         if not 1 <= deepest <= self.num_layers:
             raise ValueError(f"max_layer must be in 1..{self.num_layers}, got {deepest}")
-        if self.encoding_cache is not None:
-            return self.encoding_cache.encoding(
-                self, pixels, deepest, lambda: self._encode(pixels, deepest)
-            )
-        return self._encode(pixels, deepest)
-
-    def _encode(self, pixels: np.ndarray, deepest: int) -> ImageEncoding:
-        """Hidden states 0 .. `deepest` of the backbone on `pixels` (H, W, 3) uint8."""
         pixel_values = self.preprocess(pixels)
+        digest = input_digest(pixel_values)
         started = time.perf_counter()
+        if self.encoding_cache is None:
+            encoding = self._encode(pixel_values, pixels.shape[:2], deepest)
+        else:
+            encoding = self.encoding_cache.encoding(
+                self, digest, pixels.shape[:2], deepest,
+                lambda: self._encode(pixel_values, pixels.shape[:2], deepest),
+            )
+        self._work_log.add_image(
+            digest,
+            backbone_flops(self.model.config.vision_config, encoding.input_size, deepest),
+            time.perf_counter() - started,
+        )
+        return encoding
+
+    def _encode(
+        self, pixel_values: torch.Tensor, original_size: tuple[int, int], deepest: int
+    ) -> ImageEncoding:
+        """Hidden states 0 .. `deepest` of the backbone on `pixel_values` (1, 3, h, w)."""
         vision = self.model.clip.vision_model
         hidden = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
         states = [hidden]
         for layer in vision.encoder.layers[:deepest]:
             hidden = layer(hidden, None)
             states.append(hidden)
-        input_size = tuple(pixel_values.shape[-2:])
-        self._work_log.add_image(
-            input_digest(pixel_values),
-            backbone_flops(self.model.config.vision_config, input_size, deepest),
-            time.perf_counter() - started,
-        )
         return ImageEncoding(
             hidden_states=tuple(states),
-            original_size=pixels.shape[:2],
-            input_size=input_size,
+            original_size=original_size,
+            input_size=tuple(pixel_values.shape[-2:]),
         )
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
