@@ -82,12 +82,12 @@ def test_scores_do_not_depend_on_texts_embedded_before():
     fresh = load_segmenter("mini")
     used = load_segmenter("mini")
     used.embed_prompts([s.prompt for s in image.samples] + ["the word CAT on a long sign"])
-    before = used._text_cache[image.samples[0].prompt].clone()
+    before = used._text_cache.get(image.samples[0].prompt).clone()
     first = score_image(fresh, image.image, image.samples)
     second = score_image(used, image.image, image.samples)
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
-    alone = used._text_cache[image.samples[0].prompt]
-    assert np.array_equal(fresh._text_cache[image.samples[0].prompt], alone)
+    alone = used._text_cache.get(image.samples[0].prompt)
+    assert np.array_equal(fresh._text_cache.get(image.samples[0].prompt), alone)
     assert not np.array_equal(before, alone)  # the batch embedding did differ
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,8 +21,12 @@ from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 from transformers.image_utils import ChannelDimension
 
 from clipseg_lib.model.images import ImageLike, load_image
+from clipseg_lib.model.lru import LruCache
 from clipseg_lib.model.prompts import Embedding, ImagePrompt, Mix, Prompt
 from clipseg_lib.model.work import Work, WorkLog, backbone_flops, input_digest
+
+if TYPE_CHECKING:
+    from clipseg_lib.model.encoding_cache import EncodingCache
 
 #: What `Segmenter.provenance["kind"]` says about where a model's weights come from.
 MODEL_KINDS = {
@@ -32,6 +36,10 @@ MODEL_KINDS = {
     "original_checkpoint": "original-repository decoder (.pth) with separate CLIP weights",
     "in_memory": "model built in memory, not loaded from files",
 }
+TEXT_CACHE_ENTRIES = 4096
+"""Prompt texts whose embeddings a segmenter keeps (512 floats each for ViT-B/16: 8 MiB)."""
+SUPPORT_CACHE_ENTRIES = 1024
+"""Support images whose embeddings a segmenter keeps."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +62,14 @@ class ImageEncoding:
 
 
 class Segmenter:
-    """A CLIPSeg model with its processor, an image cache shape and a prompt-embedding cache
-    (texts and support images are embedded once).
+    """A CLIPSeg model with its processor, an image cache shape and bounded prompt-embedding
+    caches (the last `TEXT_CACHE_ENTRIES` texts and `SUPPORT_CACHE_ENTRIES` support images are
+    embedded once).
 
     Build it with `clipseg_lib.load_segmenter`. `provenance` records which weights answer:
     `kind` (a key of MODEL_KINDS), `weights_files` (names) and `weights_sha256` (of those
-    files' bytes one after the other); `work` what the backbone has computed.
+    files' bytes one after the other); `work` what the backbone has computed. An
+    `encoding_cache` (None: none), when set, answers `encode_image` for inputs seen before.
     """
 
     def __init__(
@@ -84,9 +94,10 @@ class Segmenter:
         self.processor = processor
         self.name = name
         self.weights_sha256 = weights_sha256
-        self._text_cache: dict[str, torch.Tensor] = {}
-        self._support_cache: dict[bytes, torch.Tensor] = {}
+        self._text_cache: LruCache[str, torch.Tensor] = LruCache(TEXT_CACHE_ENTRIES)
+        self._support_cache: LruCache[bytes, torch.Tensor] = LruCache(SUPPORT_CACHE_ENTRIES)
         self._work_log = WorkLog()
+        self.encoding_cache: EncodingCache | None = None
 
     def clear_text_cache(self) -> None:
         """Forget the cached prompt embeddings, of texts and of support images (the next
@@ -106,13 +117,14 @@ class Segmenter:
 
     def with_processor(self, processor: CLIPSegProcessor, *, name: str) -> Segmenter:
         """The same model and weights reading images through `processor` (another input size,
-        say). It shares this segmenter's prompt caches and `work`: what it encodes counts here."""
+        say). It shares this segmenter's prompt caches, encoding cache and `work`: what it
+        encodes counts here."""
         twin = Segmenter(
             self.model, processor, name=name, kind=self.kind, weights_sha256=self.weights_sha256,
             weights_files=self.weights_files, device=self.device, dtype=self.dtype,
         )
         twin._text_cache, twin._support_cache = self._text_cache, self._support_cache
-        twin._work_log = self._work_log
+        twin._work_log, twin.encoding_cache = self._work_log, self.encoding_cache
         return twin
 
     @property
@@ -151,30 +163,44 @@ class Segmenter:
         """Run the vision backbone once on `image` and keep hidden states 0 .. `max_layer`.
 
         `max_layer` defaults to what the default extract layers read; pass up to
-        `num_layers` to allow other `extract_layers` at predict time.
+        `num_layers` to allow other `extract_layers` at predict time. With an `encoding_cache`,
+        an input it holds is read back, not encoded again (`work` counts it all the same).
         """
         pixels = load_image(image)
         deepest = max(self.extract_layers) + 1 if max_layer is None else max_layer
         if not 1 <= deepest <= self.num_layers:
             raise ValueError(f"max_layer must be in 1..{self.num_layers}, got {deepest}")
         pixel_values = self.preprocess(pixels)
+        digest = input_digest(pixel_values)
         started = time.perf_counter()
+        if self.encoding_cache is None:
+            encoding = self._encode(pixel_values, pixels.shape[:2], deepest)
+        else:
+            encoding = self.encoding_cache.encoding(
+                self, digest, pixels.shape[:2], deepest,
+                lambda: self._encode(pixel_values, pixels.shape[:2], deepest),
+            )
+        self._work_log.add_image(
+            digest,
+            backbone_flops(self.model.config.vision_config, encoding.input_size, deepest),
+            time.perf_counter() - started,
+        )
+        return encoding
+
+    def _encode(
+        self, pixel_values: torch.Tensor, original_size: tuple[int, int], deepest: int
+    ) -> ImageEncoding:
+        """Hidden states 0 .. `deepest` of the backbone on `pixel_values` (1, 3, h, w)."""
         vision = self.model.clip.vision_model
         hidden = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
         states = [hidden]
         for layer in vision.encoder.layers[:deepest]:
             hidden = layer(hidden, None)
             states.append(hidden)
-        input_size = tuple(pixel_values.shape[-2:])
-        self._work_log.add_image(
-            input_digest(pixel_values),
-            backbone_flops(self.model.config.vision_config, input_size, deepest),
-            time.perf_counter() - started,
-        )
         return ImageEncoding(
             hidden_states=tuple(states),
-            original_size=pixels.shape[:2],
-            input_size=input_size,
+            original_size=original_size,
+            input_size=tuple(pixel_values.shape[-2:]),
         )
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
@@ -191,9 +217,12 @@ class Segmenter:
     def embed_prompts(self, prompts: Prompt | list[Prompt]) -> torch.Tensor:
         """Conditional embeddings (N, projection_dim) for a prompt or a list of prompts."""
         prompts = _as_list(prompts)
-        self._embed_texts([p for p in prompts if isinstance(p, str)])
-        self._embed_texts([p.text for p in prompts if isinstance(p, Mix)])
-        return torch.stack([self._embed_one(prompt, index) for index, prompt in enumerate(prompts)])
+        texts = self._embed_texts(
+            [p.text if isinstance(p, Mix) else p for p in prompts if isinstance(p, str | Mix)]
+        )
+        return torch.stack(
+            [self._embed_one(prompt, index, texts) for index, prompt in enumerate(prompts)]
+        )
 
     @torch.inference_mode()
     def predict_logits(
@@ -258,22 +287,26 @@ class Segmenter:
             )
         return tuple(int(layer) for layer in layers)
 
-    def _embed_one(self, prompt: Prompt, index: int) -> torch.Tensor:
+    def _embed_one(
+        self, prompt: Prompt, index: int, texts: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         if isinstance(prompt, str):
-            return self._text_cache[prompt]
+            return texts[prompt]
         if isinstance(prompt, ImagePrompt):
             return self._embed_image_prompt(prompt)
         if isinstance(prompt, Mix):
             image = self._embed_image_prompt(prompt.image_prompt)
-            return prompt.weight * self._text_cache[prompt.text] + (1 - prompt.weight) * image
+            return prompt.weight * texts[prompt.text] + (1 - prompt.weight) * image
         vector = prompt.vector if isinstance(prompt, Embedding) else prompt
         return self._check_embedding(vector, index)
 
-    def _embed_texts(self, texts: list[str]) -> None:
-        """Fill the text cache for the texts not yet embedded (one batched text forward)."""
-        new = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+    def _embed_texts(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Each of `texts` -> its embedding, from the text cache or, for those not cached, one
+        batched text forward (whose results are cached)."""
+        embedded = {text: self._text_cache.get(text) for text in texts}
+        new = [text for text, feature in embedded.items() if feature is None]
         if not new:
-            return
+            return embedded
         for text in new:
             if not text.strip():
                 raise ValueError(f"prompt {text!r} is empty: give a text to segment")
@@ -295,13 +328,16 @@ class Segmenter:
             attention_mask=tokens["attention_mask"].to(self.device),
         ).pooler_output
         for text, feature in zip(new, features, strict=True):
-            self._text_cache[text] = feature.float()
+            embedded[text] = feature.float()
+            self._text_cache.put(text, embedded[text])
+        return embedded
 
     def _embed_image_prompt(self, prompt: ImagePrompt) -> torch.Tensor:
         """The support image's CLIP embedding, computed once per distinct support input."""
         pixel_values = self.preprocess(prompt.engineered())
         digest = input_digest(pixel_values)
-        if digest not in self._support_cache:
+        features = self._support_cache.get(digest)
+        if features is None:
             started = time.perf_counter()
             features = self.model.clip.get_image_features(pixel_values).pooler_output[0].float()
             config = self.model.config
@@ -312,8 +348,8 @@ class Segmenter:
                 projection=config.projection_dim,
             )
             self._work_log.add_support(flops, time.perf_counter() - started)
-            self._support_cache[digest] = features
-        return self._support_cache[digest]
+            self._support_cache.put(digest, features)
+        return features
 
     def _check_embedding(self, vector: Any, index: int) -> torch.Tensor:
         try:

@@ -44,7 +44,9 @@ class Work:
 
     `images`: `encode_image` calls, of which `distinct_images` had distinct inputs;
     `supports`: image-prompt (support image) encodings, each of a distinct input (repeats are
-    answered from the cache). `flops` of both kinds; `seconds` spent in them.
+    answered from the cache). `flops` of both kinds; `seconds` spent in them. What the numbers
+    cost, the same whether or not an encoding cache answered some images (its own `stats`
+    count those).
     """
 
     images: int = 0

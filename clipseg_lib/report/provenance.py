@@ -51,6 +51,25 @@ def verification_text(run: RunRecord) -> str:
             f"{record.get('against')}, {record.get('verified_at')}")
 
 
+def encodings_text(manifest: Mapping[str, Any]) -> str | None:
+    """What run.json's ``encodings`` records, as "1234 = distinct inputs (567 repeats read
+    from the cache)"; None when the run recorded none."""
+    record = manifest.get("encodings")
+    if not isinstance(record, Mapping):
+        return None
+    encodings, distinct, hits = (record.get(k) for k in ("encodings", "distinct_inputs", "hits"))
+    if not all(isinstance(number, int) for number in (encodings, distinct, hits)):
+        return None
+    repeats = f"{hits} repeat{'' if hits == 1 else 's'} read from the cache"
+    if encodings == distinct:
+        return f"{encodings} = distinct inputs ({repeats})"
+    if encodings > distinct:
+        return (f"{encodings} for {distinct} distinct inputs ({encodings - distinct} encoded "
+                f"more than once; {repeats})")
+    return (f"{encodings} for {distinct} distinct inputs ({distinct - encodings} encoded by an "
+            f"earlier run; {repeats})")
+
+
 def provenance_items(run: RunRecord) -> list[tuple[str, str]]:
     """(label, value) pairs for what is known of the run; unknown ones are left out."""
     manifest = run.manifest or {}
@@ -72,6 +91,7 @@ def provenance_items(run: RunRecord) -> list[tuple[str, str]]:
         ("Threshold", _first(_parameters(run), "threshold")),
         ("n per claim", ", ".join(sizes) or None),
         ("Mode", "quick (a smoke test)" if run.quick else "full"),
+        ("Encodings", encodings_text(manifest)),
         ("Machine", describe_machine({"machine": machine}) if machine else None),
         ("Versions", ", ".join(f"{name} {version}" for name in VERSIONS
                                if (version := first_provenance(run, name))) or None),

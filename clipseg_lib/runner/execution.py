@@ -7,7 +7,8 @@ however slow the model or busy the machine. `execute` is a module-level function
 so the runner can map it over local processes or Dask workers.
 
 A task's ``run_id`` reaches the kernel as `RUN_ID_VARIABLE` (what `NotebookSession.finish`
-records) and the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`).
+records) and the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`); its
+``encoding_cache`` folder as `ENCODING_CACHE_VARIABLE` (what `study.start` attaches).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from papermill.log import logger
 from traitlets import CaselessStrEnum
 
 from clipseg_lib.runner.executor import THREAD_VARIABLES
+from clipseg_lib.study.encodings import ENCODING_CACHE_VARIABLE
 from clipseg_lib.study.results import RUN_ID_VARIABLE, RUN_METADATA
 
 KERNEL_NAME = "python3"
@@ -76,6 +78,8 @@ class NotebookTask:
     """Threads for the kernel's numeric libraries when notebooks share the cores (None: all)."""
     run_id: str | None = None
     """The id of the study run this execution belongs to."""
+    encoding_cache: Path | None = None
+    """The run's encoding-cache folder, shared by its notebooks (None: memory only)."""
 
 
 class IPCKernelManager(AsyncKernelManager):
@@ -161,13 +165,19 @@ class ProgressAwareEngine(NBClientEngine):
 
     @classmethod
     def execute_managed_notebook(
-        cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, run_id=None, **kwargs
+        cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, run_id=None,
+        encoding_cache=None, **kwargs
     ):
         kwargs.pop("input_path", None)
         kernel_options = {}
+        variables = {}
         if run_id is not None:
             nb_man.nb.metadata[RUN_METADATA] = {"run_id": run_id}
-            kernel_options["env"] = {**os.environ, RUN_ID_VARIABLE: run_id}
+            variables[RUN_ID_VARIABLE] = run_id
+        if encoding_cache is not None:
+            variables[ENCODING_CACHE_VARIABLE] = str(encoding_cache)
+        if variables:
+            kernel_options["env"] = {**os.environ, **variables}
         client = ProgressAwareClient(
             nb_man,
             timeout=execution_timeout,
@@ -213,6 +223,7 @@ def execute(task: NotebookTask) -> NotebookRun:
             log_output=False,
             request_save_on_cell_execute=True,
             run_id=task.run_id,
+            encoding_cache=task.encoding_cache,
         )
     # A failing notebook must not stop the study: record it and go on with the next one.
     except Exception as error:  # noqa: BLE001

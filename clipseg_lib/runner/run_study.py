@@ -31,6 +31,7 @@ from clipseg_lib.runner.executor import (
     parse_scheduler,
 )
 from clipseg_lib.runner.model_check import check_model_loads, resolve_model
+from clipseg_lib.study.encodings import ENCODING_CACHE_DIR, run_encodings
 from clipseg_lib.study.output_dir import Interval, OwnedOutputDir, run_lock
 from clipseg_lib.study.parameters import (
     StudyConfigError,
@@ -206,6 +207,7 @@ def _manifest(
         "provenance": provenance(seed=seeds[0] if len(set(seeds)) == 1 else None),
         "seeds": sorted({seed for seed in seeds if seed is not None}),
         "written_files": plan.output.written_files(intervals),
+        "encodings": run_encodings(plan.output.path, plan.run_id),
         **({"error": error} if error is not None else {}),
     }
 
@@ -259,6 +261,7 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
                         progress_position=position % bars,
                         threads=threads if len(stage) > 1 else None,
                         run_id=plan.run_id,
+                        encoding_cache=output_dir / ENCODING_CACHE_DIR,
                     )
                 )
             # Starting worker processes costs seconds; a lone notebook runs in this process.

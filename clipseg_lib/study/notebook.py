@@ -27,6 +27,7 @@ from clipseg_lib.analysis.plotting import save_figure
 from clipseg_lib.experiments.question_sets import QUICK_CASES
 from clipseg_lib.model.loading import load_segmenter
 from clipseg_lib.model.segmenter import Segmenter
+from clipseg_lib.study.encodings import attach_encoding_cache
 from clipseg_lib.study.output_dir import locking_run_id, recorded_owner
 from clipseg_lib.study.results import kernel_run_id, save_results
 
@@ -176,6 +177,7 @@ def start(
         model, device=device, dtype=dtype, clip_weights=clip_weights, processor=processor
     )
     segmenter = session.segmenter
+    attach_encoding_cache(segmenter)
     digest = (segmenter.weights_sha256 or "unknown")[:12]
     print(
         f"Model: {segmenter.name} (weights sha256 {digest}..., {segmenter.provenance['dtype']}, "

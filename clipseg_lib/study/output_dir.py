@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clipseg_lib.study.encodings import ENCODING_CACHE_DIR
 from clipseg_lib.study.parameters import StudyConfigError
 from clipseg_lib.study.results import RUN_MANIFEST_NAME
 
@@ -146,9 +147,12 @@ def check_unlocked(directory: Path) -> None:
 
 
 def snapshot(directory: Path) -> Snapshot:
-    """Relative path -> (mtime ns, size) of every file under ``directory`` (empty if absent)."""
+    """Relative path -> (mtime ns, size) of every file under ``directory`` (empty if absent),
+    but those of the encoding cache (`ENCODING_CACHE_DIR`): shared by the runs, of no notebook."""
     files = {}
-    for root, _, names in os.walk(directory):
+    for root, folders, names in os.walk(directory):
+        if Path(root) == directory and ENCODING_CACHE_DIR in folders:
+            folders.remove(ENCODING_CACHE_DIR)
         for name in names:
             path = Path(root, name)
             try:

@@ -135,7 +135,8 @@ def provenance(segmenter: Any = None, *, seed: int | None) -> dict:
     kernel-selecting instruction sets, kernel path, threads: `machine_record`) and ``seed``.
 
     With a segmenter, its ``provenance`` dict (``model``, ``weights_sha256``, ``dtype``,
-    ``device``) is merged in.
+    ``device``) is merged in, and its encoding cache's lookups (``encoding_cache``: hits and
+    misses, see `EncodingCache.stats`) when it has one.
     """
     record: dict[str, Any] = {name: _package_version(name) for name in _VERSIONED_PACKAGES}
     record.update(
@@ -144,6 +145,8 @@ def provenance(segmenter: Any = None, *, seed: int | None) -> dict:
     )
     if segmenter is not None:
         record.update(segmenter.provenance)
+        if getattr(segmenter, "encoding_cache", None) is not None:
+            record["encoding_cache"] = segmenter.encoding_cache.stats.as_dict()
     return record
 
 
