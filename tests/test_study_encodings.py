@@ -21,13 +21,13 @@ _NOTEBOOK = """
 import numpy as np
 from clipseg_lib import study
 
-segmenter = study.start(model, seed=seed, parameters=globals())
+session = study.start(model, seed=seed, parameters=globals())
+segmenter = session.segmenter
 rng = np.random.default_rng(0)
 images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(4)]
 probabilities = [segmenter.predict(segmenter.encode_image(images[i]), "a circle")
                  for i in {indices}]
-study.finish(output_dir, "{name}", {{"mean": float(np.mean(probabilities))}},
-             segmenter=segmenter, seed=seed)
+session.finish(output_dir, "{name}", {{"mean": float(np.mean(probabilities))}})
 """
 
 
