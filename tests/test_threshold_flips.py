@@ -84,7 +84,13 @@ def test_per_case_ious_crossing_the_margin_at_one_threshold_flip_the_verdict(tmp
         "Verdicts at t = 0.3 and t = 0.5: 1 of 1 compared claims flip: Robust to slightly "
         "distorted input images (0.3: not reproduced, 0.5: reproduced)."
     )
-    assert "Not measured at both: Robust to slightly distorted image prompts" in sentence
+    assert ("Not compared (not measured at both thresholds): Robust to slightly distorted "
+            "image prompts") in sentence
+    table = threshold_flips.comparison_table(comparison).splitlines()
+    assert [cell.strip() for cell in table[0].split("|")[1:-1]] == [
+        "Claim", "t = 0.3", "t = 0.5", "Flips"]
+    assert [cell.strip() for cell in table[2].split("|")[1:-1]] == [
+        ROBUST, "not reproduced", "reproduced", "yes"]
 
 
 def test_the_same_verdict_at_both_thresholds_does_not_flip(tmp_path):

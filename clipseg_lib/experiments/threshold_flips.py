@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from clipseg_lib.analysis.plotting import format_table
 from clipseg_lib.experiments.conclusion import CLAIMS, build_claims
 
 COMPARED = (0.3, 0.5)
@@ -145,5 +146,18 @@ def flip_sentence(comparison: Sequence[Mapping[str, Any]]) -> str:
     else:
         sentence = f"{head}: no claim was measured at both."
     if uncompared and compared:
-        sentence += f" Not measured at both: {', '.join(uncompared)}."
+        sentence += (f" Not compared (not measured at both thresholds): "
+                     f"{', '.join(uncompared)}.")
     return sentence
+
+
+def comparison_table(comparison: Sequence[Mapping[str, Any]]) -> str:
+    """A row per claim: its verdict at each threshold, and whether it flips."""
+    if not comparison:
+        raise ValueError("comparison is empty: build it with compare_verdicts")
+    return format_table([
+        {"Claim": row["claim"], **{f"t = {key}": verdict for key, verdict in
+                                   row["verdicts"].items()},
+         "Flips": "yes" if row["flips"] else "no"}
+        for row in comparison
+    ])
