@@ -13,7 +13,8 @@ test decides is "inconclusive".
 A claim is "not judged" when a cell it reads holds fewer than `MIN_CASES` cases (the number
 after any budget, as in its intervals), and "not measured" when its results file is missing,
 holds undefined numbers, or comes from another run configuration than the rest (see
-`configuration_problems`).
+`configuration_problems`). `clipseg_lib.experiments.threshold_flips` judges the same claims at
+t = 0.3 and t = 0.5 from one run and says whether a verdict flips.
 """
 
 from __future__ import annotations
