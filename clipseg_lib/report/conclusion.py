@@ -143,6 +143,7 @@ def summary_text(summary: Any) -> str:
             if counted:
                 sentences.append(f"{escape(str(key)).replace('_', ' ').capitalize()}: {counted}.")
         elif value not in (None, "", [], {}):
-            sentences.append(f"{escape(str(key)).replace('_', ' ').capitalize()}: "
-                             f"{format_value(value)}.")
+            shown = format_value(value)
+            sentences.append(f"{escape(str(key)).replace('_', ' ').capitalize()}: {shown}"
+                             + ("" if str(shown).endswith(".") else "."))
     return " ".join(sentences)
