@@ -10,8 +10,9 @@ from clipseg_lib.study.notebook import (
     seed_everything,
     start,
 )
+from clipseg_lib.study.case_progress import progress
 
 __all__ = [
-    "finish", "image_gflop", "mask_threshold", "record_parameters", "sample_for_budget",
+    "finish", "image_gflop", "mask_threshold", "progress", "record_parameters", "sample_for_budget",
     "scene_size", "seed_everything", "start", "support_gflop",
 ]
