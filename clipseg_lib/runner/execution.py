@@ -7,13 +7,16 @@ however slow the model or busy the machine. `execute` is a module-level function
 so the runner can map it over local processes or Dask workers.
 
 A task's ``run_id`` reaches the kernel as `RUN_ID_VARIABLE` (what `study.finish` records) and
-the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`).
+the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`). The kernel reports
+its cases done (`study.progress`) on stderr; the client takes those lines out of the notebook
+and advances the notebook's console bar (tqdm: cases done of the plan's, time left).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -31,8 +34,10 @@ from nbclient.exceptions import CellTimeoutError
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.log import logger
+from tqdm import tqdm
 from traitlets import CaselessStrEnum
 
+from clipseg_lib.study.case_progress import PROGRESS_VARIABLE, progress_lines
 from clipseg_lib.study.results import RUN_ID_VARIABLE, RUN_METADATA
 
 KERNEL_NAME = "python3"
@@ -76,6 +81,8 @@ class NotebookTask:
     """Threads for the kernel's numeric libraries when notebooks share the cores (None: all)."""
     run_id: str | None = None
     """The id of the study run this execution belongs to."""
+    progress_total: int | None = None
+    """The cases the plan expects the notebook to report (None: unknown)."""
 
 
 class IPCKernelManager(AsyncKernelManager):
@@ -95,7 +102,21 @@ class IPCKernelManager(AsyncKernelManager):
 
 
 class ProgressAwareClient(PapermillNotebookClient):
-    """Papermill's client whose timeout only stops a cell whose kernel stopped using the CPU."""
+    """Papermill's client whose timeout only stops a cell whose kernel stopped using the CPU,
+    and whose kernel's progress lines advance `case_bar` instead of entering the notebook."""
+
+    case_bar: tqdm | None = None
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        if msg.get("msg_type") == "stream" and content.get("name") == "stderr":
+            done, kept = progress_lines(content.get("text", ""))
+            if done and self.case_bar is not None:
+                self.case_bar.update(done)
+            if not kept:
+                return None
+            msg = {**msg, "content": {**content, "text": kept}}
+        return super().output(outs, msg, display_id, cell_index)
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         self._cell_index = cell_index
@@ -161,13 +182,14 @@ class ProgressAwareEngine(NBClientEngine):
 
     @classmethod
     def execute_managed_notebook(
-        cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, run_id=None, **kwargs
+        cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, run_id=None,
+        case_bar=None, **kwargs
     ):
         kwargs.pop("input_path", None)
-        kernel_options = {}
+        environment = {**os.environ, PROGRESS_VARIABLE: "1"}
         if run_id is not None:
             nb_man.nb.metadata[RUN_METADATA] = {"run_id": run_id}
-            kernel_options["env"] = {**os.environ, RUN_ID_VARIABLE: run_id}
+            environment[RUN_ID_VARIABLE] = run_id
         client = ProgressAwareClient(
             nb_man,
             timeout=execution_timeout,
@@ -177,7 +199,8 @@ class ProgressAwareEngine(NBClientEngine):
             log=logger,
             **kwargs,
         )
-        return client.execute(**kernel_options)
+        client.case_bar = case_bar
+        return client.execute(env=environment)
 
 
 papermill_engines.register(ENGINE_NAME, ProgressAwareEngine)
@@ -191,7 +214,7 @@ def _one_line(text: str) -> str:
 def execute(task: NotebookTask) -> NotebookRun:
     """Run ``task.notebook`` into ``task.executed``; any failure is recorded, not raised.
 
-    A progress bar (cells, with tqdm's estimate of the time left) is shown on a terminal.
+    A progress bar (cases done, with tqdm's estimate of the time left) is shown on a terminal.
     """
     started, start = time.time(), time.perf_counter()
     notebook = task.notebook
@@ -199,7 +222,8 @@ def execute(task: NotebookTask) -> NotebookRun:
         # The kernel inherits this worker's environment; a user's own setting wins.
         for variable in THREAD_VARIABLES:
             os.environ.setdefault(variable, str(task.threads))
-    progress_bar = {"desc": notebook.stem, "disable": None, "position": task.progress_position}
+    case_bar = tqdm(total=task.progress_total, desc=notebook.stem, unit="case", disable=None,
+                    position=task.progress_position, file=sys.stderr, leave=False)
     try:
         papermill.execute_notebook(
             notebook,
@@ -209,10 +233,11 @@ def execute(task: NotebookTask) -> NotebookRun:
             kernel_name=KERNEL_NAME,
             cwd=notebook.parent,
             execution_timeout=task.cell_timeout_s,
-            progress_bar=progress_bar,
+            progress_bar=False,
             log_output=False,
             request_save_on_cell_execute=True,
             run_id=task.run_id,
+            case_bar=case_bar,
         )
     # A failing notebook must not stop the study: record it and go on with the next one.
     except Exception as error:  # noqa: BLE001
@@ -226,6 +251,8 @@ def execute(task: NotebookTask) -> NotebookRun:
             error_type=getattr(error, "ename", type(error).__name__),
             error_message=_one_line(getattr(error, "evalue", None) or str(error)),
         )
+    finally:
+        case_bar.close()
     seconds = time.perf_counter() - start
     return NotebookRun(
         notebook.stem, "ok", started, seconds, task.parameters, task.effective_parameters
