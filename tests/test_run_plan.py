@@ -18,8 +18,8 @@ from clipseg_lib.runner import execution
 from clipseg_lib.runner.forecast import NotebookForecast, notebook_seconds, total_seconds
 from clipseg_lib.runner.warm_up import Speed
 from clipseg_lib.runner.work_plan import NotebookWork, notebook_work
-from clipseg_lib.study.parameters import declared_defaults
 from clipseg_lib.study.case_progress import PROGRESS_MARK, PROGRESS_VARIABLE, progress
+from clipseg_lib.study.parameters import declared_defaults
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"

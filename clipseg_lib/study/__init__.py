@@ -2,6 +2,7 @@
 the output directory they live in and the record of a run."""
 
 from clipseg_lib.experiments.budget import image_gflop, sample_for_budget, support_gflop
+from clipseg_lib.study.case_progress import progress
 from clipseg_lib.study.notebook import (
     finish,
     mask_threshold,
@@ -10,7 +11,6 @@ from clipseg_lib.study.notebook import (
     seed_everything,
     start,
 )
-from clipseg_lib.study.case_progress import progress
 
 __all__ = [
     "finish", "image_gflop", "mask_threshold", "progress", "record_parameters", "sample_for_budget",
