@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cache
 
 import torch
 
@@ -74,9 +75,11 @@ def _threads(count: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
+@cache
 def startup_seconds(load_model: str) -> float:
     """Wall seconds of a fresh interpreter importing `STARTUP_IMPORTS` and running
-    `load_model` (Python source that loads the model as a notebook does)."""
+    `load_model` (Python source that loads the model as a notebook does); measured once per
+    process (a grid's combinations share it)."""
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", f"{STARTUP_IMPORTS}\n{load_model}"], check=True,
                    capture_output=True)
