@@ -47,7 +47,8 @@ def check_model_loads(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            segmenter = load_segmenter(model, dtype=dtype, device=device or "cpu", **options)
+            placed = {"device": device} if device is not None else {}
+            segmenter = load_segmenter(model, dtype=dtype, **placed, **options)
     # The loader's errors are many (missing files, bad configs, unsafe checkpoints); each one
     # must reach the user as one line before eleven notebooks fail on it one by one.
     except Exception as error:  # noqa: BLE001
