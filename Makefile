@@ -13,7 +13,7 @@ DTYPE ?=
 RUN_OPTIONS = --model $(MODEL) --output-dir $(OUTPUT_DIR) --jobs $(JOBS) $(if $(DTYPE),--dtype $(DTYPE))
 STAMP := $(VENV)/.installed
 
-.PHONY: study quick test lint benchmark playground setup notebooks
+.PHONY: study quick test test-fast lint benchmark playground setup notebooks
 
 setup: $(STAMP)
 
@@ -45,6 +45,20 @@ test: lint
 	PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_STORAGE_DIRECTORY="$$copy/.hypothesis" \
 	CLIPSEG_NOTEBOOK_RESULTS="$$copy/results" \
 	$(PY) -m pytest -c pyproject.toml --rootdir . -p no:cacheprovider \
+		tests "$$copy/notebooks" --nbval --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg
+
+# The edit-test loop, about two minutes on two cores: lint, the tests not marked `slow` (those
+# run notebooks, train, load full-size models or drive a browser) and nbval over one notebook,
+# the conclusion, re-drawn from the reference results (a temporary copy: nothing is written
+# here). `make test` stays the full suite.
+test-fast: lint
+	@copy=$$(mktemp -d) && trap 'rm -rf "$$copy"' EXIT && \
+	mkdir "$$copy/notebooks" "$$copy/results" && ln -s "$(CURDIR)/data" "$$copy/data" && \
+	cp notebooks/10_conclusion.ipynb "$$copy/notebooks/" && \
+	cp data/reference/*.json "$$copy/results/" && rm "$$copy/results/conclusion.json" && \
+	PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_STORAGE_DIRECTORY="$$copy/.hypothesis" \
+	$(PY) -m pytest -c pyproject.toml --rootdir . -p no:cacheprovider -m "not slow" \
 		tests "$$copy/notebooks" --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg
 

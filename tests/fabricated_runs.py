@@ -118,6 +118,16 @@ def claim_tests(notebook: str, n: int) -> list[dict]:
             test("(3,6,9)", -0.03, -0.045, -0.015, -0.05, 0.05, 0.04)]
 
 
+NEW_RUN = "new"
+_runs_made = [0]
+
+
+def next_run_id() -> str:
+    """A run id as `new_run_id` writes them, each later than the one before."""
+    _runs_made[0] += 1
+    return f"20260105T{120000 + _runs_made[0]:06d}Z-{_runs_made[0]:06x}"
+
+
 def fabricate_run(
     directory: Path,
     *,
@@ -127,11 +137,13 @@ def fabricate_run(
     failed: tuple[str, ...] = (),
     verdicts: dict[str, str] | None = None,
     stems: tuple[str, ...] = STEMS,
-    run_id: str | None = None,
+    run_id: str | None = NEW_RUN,
 ) -> Path:
     """Write a finished run of `stems` into `directory` as the runner does (`--quick` injects
-    n_cases=4, `-p seed=N` the seed); notebooks in `failed` failed. With a `run_id`, run.json,
-    the executed notebooks and the results carry it; without, they are from before run ids."""
+    n_cases=4, `-p seed=N` the seed); notebooks in `failed` failed. run.json, the executed
+    notebooks and the results carry `run_id` (by default a new one, later than any before);
+    with None, they are from before run ids."""
+    run_id = next_run_id() if run_id == NEW_RUN else run_id
     stamp = {"run_id": run_id} if run_id is not None else {}
     verdicts = verdicts or {claim: "reproduced" for claim, _ in CLAIMS}
     n_cases = 4 if quick else 16
@@ -175,9 +187,10 @@ def age(path: Path, seconds: float) -> None:
 REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"
 
 
-def reference_run(directory: Path) -> Path:
+def reference_run(directory: Path, run_id: str | None = NEW_RUN) -> Path:
     """A full run of the committed notebooks' results (``data/reference``) as the runner leaves
-    it, its conclusion drawn anew by `build_claims` (with each claim's tests), one figure each."""
+    it, its conclusion drawn anew by `build_claims` (with each claim's tests), one figure each;
+    every file carries `run_id` (a new one by default)."""
     from clipseg_lib.experiments.conclusion import build_claims, verdict_counts
     from clipseg_lib.study.results import load_results
 
@@ -186,8 +199,9 @@ def reference_run(directory: Path) -> Path:
     started = time.time() - 5
     payloads = {path.stem: json.loads(path.read_text())
                 for path in sorted(REFERENCE.glob("*.json"))}
-    for payload in payloads.values():  # results of no run: read by the rule for files without ids
-        payload.pop("run_id", None)
+    run_id = next_run_id() if run_id == NEW_RUN else run_id
+    for name, payload in payloads.items():
+        payload.update(run_id=run_id, figures=[f"{name}_figure.png"])
     claims = build_claims(load_results(REFERENCE))
     payloads["conclusion"]["results"] = {
         "claims": claims, "summary": {"configuration_problems": {},
@@ -197,12 +211,12 @@ def reference_run(directory: Path) -> Path:
         stem = "10_conclusion" if name == "conclusion" else name
         injected = {**payload["parameters"], "output_dir": str(directory)}
         write_executed(directory / "notebooks" / f"{stem}.ipynb", stem.replace("_", " ", 1),
-                       started, injected)
+                       started, injected, run_id)
         outcomes.append({"stem": stem, "status": "ok", "seconds": 1.5, "parameters": injected})
         (directory / f"{name}.json").write_text(json.dumps(payload))
         write_figure(directory / f"{name}_figure.png", index)
     manifest = {"model_requested": "mini", "model_resolved": "mini", "quick": False,
                 "dtype": "float32", "parameters": {}, "notebooks": outcomes,
-                "provenance": payloads["conclusion"]["provenance"]}
+                "provenance": payloads["conclusion"]["provenance"], "run_id": run_id}
     (directory / "run.json").write_text(json.dumps(manifest))
     return directory

@@ -143,6 +143,7 @@ def _tasks_with_known_mean(rng: np.random.Generator, n_images: int = 40, per_ima
     return np.array(counts), classes, images
 
 
+@pytest.mark.slow
 def test_image_bootstrap_of_miou_covers_the_known_mean_about_95_percent():
     # Counting each class of an image drawn twice once (the old resample) covered 0.5 in
     # about 85% of repetitions; weighting by draw count covers it in about 95%.

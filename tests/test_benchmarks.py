@@ -12,6 +12,8 @@ import pytest
 from benchmarks.table import markdown
 from clipseg_lib.model import hardware
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -21,6 +21,7 @@ def mini():
     return load_segmenter("mini")
 
 
+@pytest.mark.slow
 def test_costs_of_a_full_size_model(vit_b):
     assert image_gflop(vit_b) == pytest.approx(76.4526, abs=1e-4)
     assert support_gflop(vit_b) == pytest.approx(91.6297, abs=1e-4)

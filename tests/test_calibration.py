@@ -5,6 +5,7 @@ import pytest
 
 from clipseg_lib.analysis.calibration import (
     N_BINS,
+    best_threshold,
     calibration_figure,
     reliability,
     threshold_sweep,
@@ -50,3 +51,15 @@ def test_the_figure_has_a_sweep_and_a_diagram_per_condition():
         {"a": reliability([ramp], [target], n_resamples=20),
          "b": reliability([ramp], [target], n_resamples=20)}, threshold=0.5)
     assert len(figure.axes) == 4 and figure.axes[2].get_title().startswith("ECE ")
+
+
+def test_the_best_threshold_comes_with_an_interval_over_cases():
+    ramp = np.tile(np.linspace(0.05, 0.95, 10), (10, 1))
+    sharp = best_threshold([ramp] * 12, [ramp > 0.5] * 12)
+    assert (sharp.mean, sharp.ci_low, sharp.ci_high, sharp.n) == (0.5, 0.5, 0.5, 12)
+    split = best_threshold([ramp] * 40, [ramp > 0.3] * 20 + [ramp > 0.7] * 20, seed=3)
+    assert split.n == 40 and split.ci_low < split.ci_high
+    assert split.ci_low <= split.mean <= split.ci_high
+    assert 0.3 <= split.ci_low and split.ci_high <= 0.7
+    with pytest.raises(ValueError, match="one target per map"):
+        best_threshold([ramp], [])

@@ -7,9 +7,12 @@ import io
 import json
 import re
 
+import pytest
 from fabricated_runs import CLAIMS, fabricate_run
 
 from clipseg_lib.cli import main as cli
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 WORD, LAYERS = (claim for claim, _ in CLAIMS)
 

@@ -200,6 +200,7 @@ def test_a_perfect_predictor_matches_both_moved_references(name: str, severity: 
     assert iou(distorted_prediction, clean_prediction) < 0.92
 
 
+@pytest.mark.slow
 def test_the_ssim_scale_puts_every_photometric_severity_in_its_band():
     # The committed table against its recomputation on the 24 world scenes it came from:
     # each severity within 0.02 of its band (JPEG quality moves in whole steps: 9 gives 0.685),

@@ -8,6 +8,8 @@ import torch
 
 from clipseg_lib import ImagePrompt, mix
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 PROMPTS = ["a red triangle", "the cat", "not the left green circle"]
 TOLERANCE = 1e-4
 

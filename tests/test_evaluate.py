@@ -34,6 +34,8 @@ from clipseg_lib.evaluation.paper_benchmarks import (
 )
 from clipseg_lib.model.segmenter import Segmenter
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 N_IMAGES = {"phrasecut": 6, "refcoco": 4, "pascal5i": 24}
 REPO = Path(__file__).resolve().parents[1]
 

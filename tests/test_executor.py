@@ -16,6 +16,8 @@ import pytest
 from clipseg_lib.model.random_models import random_segmenter
 from clipseg_lib.runner.executor import SchedulerError, map_tasks, parse_scheduler
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 pytest.importorskip("dask.distributed")
 
 

@@ -40,6 +40,8 @@ from clipseg_lib.finetune.state import STATE_JSON
 from clipseg_lib.model.loading import file_sha256
 from clipseg_lib.model.random_models import random_model, save_random_model
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Composite prompts: every word is in the random models' vocabulary.
 SCENE_SIZE = 64

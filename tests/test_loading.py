@@ -34,6 +34,8 @@ from clipseg_lib.model.loading import (
 from clipseg_lib.model.segmenter import MODEL_KINDS
 from clipseg_lib.model.vocabulary import write_tokenizer
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):

@@ -16,7 +16,6 @@ from clipseg_lib.analysis.metrics import (
     iou,
     mean_iou,
     presence_score,
-    threshold_sweep,
 )
 
 mask_shapes = st.tuples(st.integers(1, 8), st.integers(1, 8))
@@ -180,31 +179,6 @@ def test_average_precision_is_bounded(probs: np.ndarray, target: np.ndarray) -> 
         assert 0.0 <= value <= 1.0 + 1e-12
     else:
         assert math.isnan(value)
-
-
-def test_threshold_sweep_finds_the_separating_threshold() -> None:
-    probs = np.array([[0.1, 0.3, 0.6, 0.9]])
-    target = np.array([[False, False, True, True]])
-    sweep = threshold_sweep([probs], [target], thresholds=[0.2, 0.5, 0.7])
-    assert sweep["thresholds"] == [0.2, 0.5, 0.7]
-    assert sweep["miou"] == pytest.approx([2 / 3, 1.0, 0.5])
-    assert sweep["best_threshold"] == 0.5
-    assert sweep["best_miou"] == 1.0
-
-
-def test_threshold_sweep_default_grid_has_19_thresholds() -> None:
-    sweep = threshold_sweep([np.full((2, 2), 0.5)], [np.ones((2, 2), bool)])
-    assert sweep["thresholds"][0] == pytest.approx(0.05)
-    assert sweep["thresholds"][-1] == pytest.approx(0.95)
-    assert len(sweep["miou"]) == 19
-    assert sweep["best_threshold"] == pytest.approx(0.05)
-
-
-def test_threshold_sweep_rejects_bad_thresholds() -> None:
-    with pytest.raises(ValueError, match="thresholds"):
-        threshold_sweep([np.zeros((2, 2))], [np.zeros((2, 2), bool)], thresholds=[])
-    with pytest.raises(ValueError, match="thresholds"):
-        threshold_sweep([np.zeros((2, 2))], [np.zeros((2, 2), bool)], thresholds=[1.5])
 
 
 def test_presence_score_is_the_maximum_probability() -> None:

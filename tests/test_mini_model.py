@@ -20,6 +20,8 @@ from clipseg_lib.mini.evaluation import (
 )
 from clipseg_lib.model import loading
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 MINI_DIR = loading.BUNDLED_MODELS["mini"][0]
 #: Measured on the committed weights (data/mini/MODEL_CARD.md, n=48 per kind, seed 2022);
 #: each bound sits just under the measured value.

@@ -21,6 +21,8 @@ from clipseg_lib.model.original_checkpoint import (
     read_state_dict,
 )
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 def openai_clip_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Random tensors with the shapes and names of OpenAI's CLIP ViT-B/16 state dict."""

@@ -26,6 +26,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "11_playground.ipynb"
 SCREENSHOT = REPO / "docs" / "playground.png"

@@ -126,6 +126,7 @@ def test_marks_something_is_any_pixel_above_the_threshold():
     assert probes.marks_something(probs) and not probes.marks_something(probs, 0.6)
 
 
+@pytest.mark.slow
 def test_photo_probes_skip_mini_sized_models_and_measure_given_cases(tiny_segmenter, capsys):
     assert cases_for_model(tiny_segmenter, "missing.csv", "missing") == []
     assert "skipped" in capsys.readouterr().out

@@ -9,6 +9,8 @@ from clipseg_lib import load_segmenter
 from clipseg_lib.model import random_models
 from clipseg_lib.model.random_models import installed_clip_bpe, write_hub_cache
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 @pytest.fixture
 def hf_home(tmp_path, monkeypatch):

@@ -20,6 +20,8 @@ from fabricated_runs import CLAIMS, fabricate_run
 from clipseg_lib.report.pages import build_report
 from clipseg_lib.study.run_records import conclusion_of, read_run
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "docs" / "report.png"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,6 +14,8 @@ import pytest
 
 from clipseg_lib.report import verify
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 NOTEBOOK_RESULTS = os.environ.get("CLIPSEG_NOTEBOOK_RESULTS")
 ROOT = Path(__file__).resolve().parents[1]
 #: A notebook whose numbers are thresholded IoUs and bootstrap bounds, and the one that trains.

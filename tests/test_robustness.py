@@ -208,6 +208,7 @@ def test_figures_have_a_panel_per_case_and_setting(queries, close_figures):
         "support, clean", "prediction\nIoU 1.00", "support, blur 1", "prediction\nIoU 0.00"]
 
 
+@pytest.mark.slow
 def test_on_mini_rotation_is_stable_once_the_clean_prediction_moves_with_the_image():
     mini = load_segmenter("mini")
     aligned, unaligned = [], []

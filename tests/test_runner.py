@@ -22,6 +22,8 @@ from clipseg_lib.study import parameters
 from clipseg_lib.study.results import load_results
 from clipseg_lib.study.run_records import conclusion_of, read_run
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 FIXTURE_SOURCE = "pathlib.Path(output_dir"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

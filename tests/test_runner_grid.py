@@ -14,6 +14,8 @@ from clipseg_lib.runner import grid
 from clipseg_lib.study.output_dir import LOCK_FILE, run_in_progress
 from clipseg_lib.study.parameters import StudyConfigError
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 def test_values_split_at_top_level_commas_only() -> None:
     assert grid.split_values("mini,[1, 2],'a,b',x") == ["mini", "[1, 2]", "'a,b'", "x"]

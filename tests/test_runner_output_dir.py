@@ -22,6 +22,8 @@ from clipseg_lib.report import pages as report_module
 from clipseg_lib.runner import run_study as runner
 from clipseg_lib.study import output_dir as owned_output
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -41,6 +41,8 @@ from clipseg_lib.mini.training_state import (
 from clipseg_lib.model.loading import BUNDLED_MODELS, file_sha256
 from clipseg_lib.model.vocabulary import build_vocabulary
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 MINI_DIR = BUNDLED_MODELS["mini"][0]
 
 

@@ -11,6 +11,8 @@ from clipseg_lib.cli import main as cli
 from clipseg_lib.report import verify
 from clipseg_lib.report.tolerances import EXACT, TOLERANCES, tolerance_for
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 MINI = {"model": "mini", "weights_sha256": "d3" * 32, "dtype": "float32"}
 
 

@@ -11,6 +11,8 @@ from clipseg_lib.experiments.architecture import with_input_size
 from clipseg_lib.model.random_models import full_size_config, random_segmenter
 from clipseg_lib.model.work import backbone_flops
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 @pytest.fixture()
 def tiny(tmp_path):

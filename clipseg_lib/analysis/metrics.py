@@ -19,7 +19,6 @@ import numpy as np
 
 DEFAULT_THRESHOLD = 0.5
 """The probability above which a pixel is foreground, everywhere a mask is read."""
-DEFAULT_THRESHOLDS = np.linspace(0.05, 0.95, 19)
 
 ArraySet = Sequence[np.ndarray] | np.ndarray
 
@@ -162,35 +161,6 @@ def average_precision(probs: ArraySet, targets: ArraySet) -> float:
     recall = true_positives / true_positives[-1]
     recall_steps = np.diff(np.r_[0.0, recall])
     return float(np.sum(recall_steps * precision))
-
-
-def threshold_sweep(
-    probs: ArraySet,
-    targets: ArraySet,
-    thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
-) -> dict[str, list[float] | float]:
-    """mIoU of ``probs > t`` against ``targets`` for each threshold ``t``.
-
-    Returns ``{"thresholds": [...], "miou": [...], "best_threshold": t, "best_miou": m}``;
-    the first of equally good thresholds is the best one.
-    """
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    if thresholds.ndim != 1 or thresholds.size == 0:
-        raise ValueError("thresholds must be a non-empty 1-D sequence")
-    if not np.all((thresholds >= 0.0) & (thresholds <= 1.0)):
-        raise ValueError("thresholds must lie in [0, 1]")
-    pairs = _paired_probs(probs, targets)
-    miou = [
-        float(np.mean([iou(prob > threshold, target) for prob, target in pairs]))
-        for threshold in thresholds
-    ]
-    best = int(np.argmax(miou))
-    return {
-        "thresholds": [float(threshold) for threshold in thresholds],
-        "miou": miou,
-        "best_threshold": float(thresholds[best]),
-        "best_miou": miou[best],
-    }
 
 
 def presence_score(probs: np.ndarray) -> float:

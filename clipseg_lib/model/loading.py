@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -29,10 +30,13 @@ from clipseg_lib.model.model_files import (
 from clipseg_lib.model.original_checkpoint import load_original_checkpoint
 from clipseg_lib.model.segmenter import Segmenter
 
+#: The repository's data folder (cases, photos; `data/mini` links to mini's package data).
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-#: Models shipped in `data/`: name -> (directory, sha256 of model.safetensors).
+#: mini's files, shipped inside the package (a wheel or ``pip install .`` carries them).
+MINI_DIR = Path(str(resources.files("clipseg_lib") / "mini" / "weights"))
+#: Models shipped with the package: name -> (directory, sha256 of model.safetensors).
 BUNDLED_MODELS = {
-    "mini": (DATA_DIR / "mini", "d3458f5bd96fb682b2c353ab82dcb2aa0584a1e1a3e02dee271ea7f14c0cde30"),
+    "mini": (MINI_DIR, "d3458f5bd96fb682b2c353ab82dcb2aa0584a1e1a3e02dee271ea7f14c0cde30"),
 }
 WEIGHTS_FILE = "model.safetensors"
 #: Shown in errors when a local directory lacks files.

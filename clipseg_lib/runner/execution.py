@@ -6,10 +6,11 @@ waits on nothing (a hang, a deadlock, a sleep) is stopped, a cell that computes 
 however slow the model or busy the machine. `execute` is a module-level function of plain data,
 so the runner can map it over local processes or Dask workers.
 
-A task's ``run_id`` reaches the kernel as `RUN_ID_VARIABLE` (what `study.finish` records) and
-the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`). The kernel reports
-its cases done (`study.progress`) on stderr; the client takes those lines out of the notebook
-and advances the notebook's console bar (tqdm: cases done of the plan's, time left).
+A task's ``run_id`` reaches the kernel as `RUN_ID_VARIABLE` (what `NotebookSession.finish`
+records) and the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`). The
+kernel reports its cases done (`study.progress`) on stderr; the client takes those lines out
+of the notebook and advances the notebook's console bar (tqdm: cases done of the plan's, time
+left).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from papermill.log import logger
 from tqdm import tqdm
 from traitlets import CaselessStrEnum
 
+from clipseg_lib.runner.executor import THREAD_VARIABLES
 from clipseg_lib.study.case_progress import PROGRESS_VARIABLE, progress_lines
 from clipseg_lib.study.results import RUN_ID_VARIABLE, RUN_METADATA
 
@@ -46,7 +48,6 @@ ENGINE_NAME = "clipseg-study"
 PROGRESS_CPU_FRACTION = 0.05
 """A kernel that used at least this share of one core since the last check is making progress."""
 CELL_TIMEOUT_FLAG = "--cell-timeout"
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,21 @@
 """The first and last call of every study notebook: seed, load and record the parameters; save
 numbers, parameters and figures.
 
-A notebook passes its namespace once, ``study.start(model, ..., parameters=globals())``, right
-after its parameters cell; :func:`notebook_parameters` picks the parameter values out of it, and
-:func:`finish` writes them beside the results, so no notebook repeats its parameter list.
+Right after its parameters cell a notebook calls ``session = study.start(model, ...,
+parameters=<its namespace>)`` (or ``study.record(<its namespace>, seed=seed)`` when it loads no
+model): :func:`notebook_parameters` picks the parameter values out of the namespace it is
+given (nothing is read from the caller's frame), and the returned `NotebookSession` holds
+them with the model, resolves what a None parameter means (`NotebookSession.scene_size`,
+`NotebookSession.mask_threshold`) and writes everything beside the results
+(`NotebookSession.finish`), so no notebook repeats its parameter list and nothing is kept in
+module state.
 """
 
 from __future__ import annotations
 
 import random
-import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,6 @@ from clipseg_lib.study.results import kernel_run_id, save_results
 #: Names IPython puts into a notebook's namespace that are not parameters.
 IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
 _SCALARS = (bool, int, float, str, type(None))
-_recorded: dict[str, Any] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -46,7 +50,7 @@ def _is_parameter_value(value: Any) -> bool:
 
 
 def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameter values in a notebook's namespace (its ``globals()`` after the parameters
+    """The parameter values in a notebook's namespace (its global names after the parameters
     cell): public names bound to numbers, strings, booleans, None or lists of them, sorted.
 
     Modules, functions, IPython's own names (``In``, ``Out``...) and ``_private`` names are left
@@ -64,66 +68,6 @@ def notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
     return parameters
 
 
-def record_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Remember the notebook's parameters (see `notebook_parameters`) for `finish`; return them.
-
-    For a notebook that loads no model; `start` calls it for the others.
-    """
-    global _recorded
-    _recorded = notebook_parameters(namespace)
-    return dict(_recorded)
-
-
-def start(
-    model: str,
-    *,
-    device: str = "cpu",
-    seed: int = 0,
-    dtype: str = "float32",
-    clip_weights: str | None = None,
-    processor: str | None = None,
-    parameters: Mapping[str, Any] | None = None,
-) -> Segmenter:
-    """Seed everything, record the notebook's `parameters` (pass ``globals()``), load the model
-    (in `dtype`; `clip_weights` and `processor` for an original-repository ``.pth`` decoder, see
-    `load_segmenter`) and print which weights answer."""
-    global _recorded
-    _recorded = None
-    if parameters is not None:
-        record_parameters(parameters)
-    seed_everything(seed)
-    segmenter = load_segmenter(
-        model, device=device, dtype=dtype, clip_weights=clip_weights, processor=processor
-    )
-    digest = (segmenter.weights_sha256 or "unknown")[:12]
-    print(
-        f"Model: {segmenter.name} (weights sha256 {digest}..., {segmenter.provenance['dtype']}, "
-        f"{segmenter.num_layers} backbone layers, extract layers {segmenter.extract_layers})"
-    )
-    return segmenter
-
-
-def _resolved(name: str, value: Any, line: str) -> Any:
-    """Record the value a None parameter resolved to (for `finish`), print `line`, return it."""
-    if _recorded is not None:
-        _recorded[name] = value
-    print(line)
-    return value
-
-
-def scene_size(segmenter: Segmenter, requested: int | None) -> int:
-    """The synthetic scenes' side in pixels: `requested`, or the model's input size when None
-    (96 for mini, 352 for full-size CLIPSeg), so no model sees scenes drawn for another's
-    resolution. Recorded with the notebook's parameters and printed."""
-    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)):
-        raise ValueError(f"scene_size {requested!r} is not a whole number of pixels")
-    size = segmenter.image_size if requested is None else requested
-    if size < 16:
-        raise ValueError(f"scene_size {requested!r} is too small: scenes need at least 16 px")
-    source = "the model's input size" if requested is None else "as set"
-    return _resolved("scene_size", size, f"Scenes: {size} x {size} px ({source})")
-
-
 AUTHORS_THRESHOLDS = {"mini": 0.5}
 """The mask threshold each model's authors report at; any other model is CLIPSeg's
 (`PAPER_THRESHOLD`)."""
@@ -131,20 +75,113 @@ PAPER_THRESHOLD = 0.3
 """CLIPSeg's authors report PhraseCut and Pascal-5i at t = 0.3."""
 
 
-def mask_threshold(segmenter: Segmenter, requested: float | None) -> float:
-    """The probability above which a pixel is in a mask: `requested`, or when None the
-    threshold the model's authors use (`AUTHORS_THRESHOLDS`: 0.5 for mini; 0.3, the paper's,
-    for CLIPSeg weights). Recorded with the notebook's parameters and printed."""
-    if requested is None:
-        threshold, source = AUTHORS_THRESHOLDS.get(segmenter.name, PAPER_THRESHOLD), (
-            f"the threshold {segmenter.name}'s authors use")
-    elif isinstance(requested, bool) or not isinstance(requested, int | float):
-        raise ValueError(f"threshold {requested!r} is not a number")
-    else:
-        threshold, source = float(requested), "as set"
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold {requested!r} must lie strictly between 0 and 1")
-    return _resolved("threshold", threshold, f"Mask threshold: {threshold} ({source})")
+@dataclass
+class NotebookSession:
+    """One execution of a study notebook: its `parameters` (what None resolved to included),
+    `seed` and model (`segmenter`, None for a notebook that loads none)."""
+
+    parameters: dict[str, Any]
+    seed: int
+    segmenter: Segmenter | None = None
+
+    def _resolve(self, name: str, value: Any, line: str) -> Any:
+        """Record the value parameter `name` resolved to (saved by `finish`), print `line`."""
+        self.parameters[name] = value
+        print(line)
+        return value
+
+    def _model(self) -> Segmenter:
+        if self.segmenter is None:
+            raise ValueError("this notebook loaded no model (study.record); use study.start")
+        return self.segmenter
+
+    def scene_size(self, requested: int | None) -> int:
+        """The synthetic scenes' side in pixels: `requested`, or the model's input size when
+        None (96 for mini, 352 for full-size CLIPSeg), so no model sees scenes drawn for
+        another's resolution. Recorded with the parameters and printed."""
+        if requested is not None and (isinstance(requested, bool)
+                                      or not isinstance(requested, int)):
+            raise ValueError(f"scene_size {requested!r} is not a whole number of pixels")
+        size = self._model().image_size if requested is None else requested
+        if size < 16:
+            raise ValueError(f"scene_size {requested!r} is too small: scenes need at least 16 px")
+        source = "the model's input size" if requested is None else "as set"
+        return self._resolve("scene_size", size, f"Scenes: {size} x {size} px ({source})")
+
+    def mask_threshold(self, requested: float | None) -> float:
+        """The probability above which a pixel is in a mask: `requested`, or when None the
+        threshold the model's authors use (`AUTHORS_THRESHOLDS`: 0.5 for mini; 0.3, the
+        paper's, for CLIPSeg weights). Recorded with the parameters and printed."""
+        if requested is None:
+            name = self._model().name
+            threshold = AUTHORS_THRESHOLDS.get(name, PAPER_THRESHOLD)
+            source = f"the threshold {name}'s authors use"
+        elif isinstance(requested, bool) or not isinstance(requested, int | float):
+            raise ValueError(f"threshold {requested!r} is not a number")
+        else:
+            threshold, source = float(requested), "as set"
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold {requested!r} must lie strictly between 0 and 1")
+        return self._resolve("threshold", threshold, f"Mask threshold: {threshold} ({source})")
+
+    def finish(
+        self,
+        output_dir: str | Path,
+        name: str,
+        results: dict,
+        *,
+        figures: dict[str, matplotlib.figure.Figure] | None = None,
+    ) -> None:
+        """Write `<output_dir>/<name>.json` (the results with the parameters, the provenance,
+        the id of the study run executing this kernel (`kernel_run_id`) and the names of its
+        figures) and `<name>_<figure>.png` files. Prints the model's backbone work (encodings,
+        GFLOP) and stores it under ``"work"``."""
+        run_id = kernel_run_id()
+        _refuse_another_runs_results(Path(output_dir), name, run_id)
+        if self.segmenter is not None:
+            # What the backbone computed: the cost a full-size model pays for these numbers.
+            print(f"Backbone work: {self.segmenter.work}")
+            results = {**results, "work": self.segmenter.work.as_dict()}
+        written = []
+        for label, figure in (figures or {}).items():
+            save_figure(figure, Path(output_dir) / f"{name}_{label}.png")
+            written.append(f"{name}_{label}.png")
+        save_results(output_dir, name, results, segmenter=self.segmenter, seed=self.seed,
+                     parameters=self.parameters, run_id=run_id, figures=written)
+
+
+def record(namespace: Mapping[str, Any], *, seed: int = 0) -> NotebookSession:
+    """Seed everything and record the parameters in `namespace` (the notebook's global names
+    after its parameters cell), for a notebook that loads no model."""
+    seed_everything(seed)
+    return NotebookSession(notebook_parameters(namespace), seed)
+
+
+def start(
+    model: str,
+    *,
+    parameters: Mapping[str, Any],
+    device: str = "cpu",
+    seed: int = 0,
+    dtype: str = "float32",
+    clip_weights: str | None = None,
+    processor: str | None = None,
+) -> NotebookSession:
+    """Seed everything, record the notebook's `parameters` (its global names after the
+    parameters cell), load the model (in `dtype`; `clip_weights` and `processor` for an
+    original-repository ``.pth`` decoder, see `load_segmenter`) and print which weights
+    answer."""
+    session = record(parameters, seed=seed)
+    session.segmenter = load_segmenter(
+        model, device=device, dtype=dtype, clip_weights=clip_weights, processor=processor
+    )
+    segmenter = session.segmenter
+    digest = (segmenter.weights_sha256 or "unknown")[:12]
+    print(
+        f"Model: {segmenter.name} (weights sha256 {digest}..., {segmenter.provenance['dtype']}, "
+        f"{segmenter.num_layers} backbone layers, extract layers {segmenter.extract_layers})"
+    )
+    return session
 
 
 class ResultsOwnedError(RuntimeError):
@@ -169,38 +206,3 @@ def _refuse_another_runs_results(output_dir: Path, name: str, run_id: str | None
         "does not replace them: set output_dir to another folder, or rerun it with "
         "`clipseg-study run --notebooks NN` into that folder"
     )
-
-
-def finish(
-    output_dir: str | Path,
-    name: str,
-    results: dict,
-    *,
-    segmenter: Segmenter | None,
-    seed: int,
-    figures: dict[str, matplotlib.figure.Figure] | None = None,
-) -> None:
-    """Write `<output_dir>/<name>.json` (with the recorded parameters, the provenance and the
-    id of the study run executing this kernel, `kernel_run_id`) and `<name>_<figure>.png` files.
-
-    Without recorded parameters (no ``start(..., parameters=globals())`` or
-    ``record_parameters`` first) it warns and saves ``"parameters": null``, which the
-    conclusion refuses. Prints the segmenter's backbone work (encodings, GFLOP) and stores it
-    under ``"work"``.
-    """
-    if _recorded is None:
-        warnings.warn(
-            f"{name}: no parameters recorded; call study.start(..., parameters=globals()) "
-            "after the parameters cell",
-            stacklevel=2,
-        )
-    run_id = kernel_run_id()
-    _refuse_another_runs_results(Path(output_dir), name, run_id)
-    if segmenter is not None:
-        # What the backbone computed: the cost a full-size model pays for these numbers.
-        print(f"Backbone work: {segmenter.work}")
-        results = {**results, "work": segmenter.work.as_dict()}
-    for label, figure in (figures or {}).items():
-        save_figure(figure, Path(output_dir) / f"{name}_{label}.png")
-    save_results(output_dir, name, results, segmenter=segmenter, seed=seed, parameters=_recorded,
-                 run_id=run_id)

@@ -17,9 +17,8 @@ from typing import Any
 import papermill
 
 from clipseg_lib.experiments.cases import QUICK_CASES_FILE
+from clipseg_lib.experiments.question_sets import QUICK_CASES
 
-QUICK_CASES = 4
-"""``n_cases`` under ``--quick``: enough to exercise every notebook, not to conclude anything."""
 PLAYGROUND_MARKER = "playground"
 """Notebooks whose stem contains this are interactive and not part of the study."""
 RUNNER_PARAMETERS = {

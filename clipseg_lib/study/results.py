@@ -17,7 +17,7 @@ import re
 import secrets
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
@@ -181,12 +181,14 @@ def save_results(
     seed: int | None,
     parameters: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    figures: Sequence[str] = (),
 ) -> Path:
     """Write ``<output_dir>/<name>.json`` = ``{"name", "results", "parameters", "provenance",
-    "run_id"}``; return its path.
+    "run_id", "figures"}``; return its path.
 
     ``parameters`` are the notebook's parameter values (None is saved as ``null``: unknown);
-    ``run_id`` the id of the study run that executed the notebook (None: executed on its own).
+    ``run_id`` the id of the study run that executed the notebook (None: executed on its own);
+    ``figures`` the file names of the figures saved with these results.
     ``name`` must be a safe file stem (ValueError otherwise); NaN values are stored as ``null``.
     """
     _check_name(name)
@@ -196,6 +198,7 @@ def save_results(
         "parameters": None if parameters is None else dict(parameters),
         "provenance": provenance(segmenter, seed=seed),
         "run_id": run_id,
+        "figures": list(figures),
     }
     return write_json_atomic(Path(output_dir) / f"{name}.json", payload)
 

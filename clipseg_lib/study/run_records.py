@@ -19,12 +19,11 @@ only when it belongs to the manifest's run and configuration:
   are left out.
 
 A results file ``<name>.json`` belongs to the notebook whose stem is ``name`` or ends in
-``_<name>`` (``10_conclusion`` writes ``conclusion.json``); its figures are ``<name>_*.png``.
+``_<name>`` (``10_conclusion`` writes ``conclusion.json``); its figures are those it lists
+(``figures``), or ``<name>_*.png`` for results from before figures were listed.
 
-Files written before run ids existed (no ``run_id`` in the manifest, the executed notebook or
-the results) are judged by the old rule, by time: results and figures modified before their
-notebook's execution began (papermill's ``start_time``), and executed notebooks begun after
-the manifest was written, are not the run's (`CLOCK_SLACK_S`).
+No file time is consulted: files written before run ids existed (no ``run_id`` anywhere) cannot
+be told apart and are taken as one run.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +43,6 @@ from clipseg_lib.study.results import RUN_MANIFEST_NAME, RUN_METADATA, load_resu
 
 #: Parameters that say where a run wrote, not what it computed.
 LOCATION_PARAMETERS = ("output_dir",)
-#: Clock granularity allowed between a file's mtime and papermill's start time.
-CLOCK_SLACK_S = 1.0
 
 
 @dataclass
@@ -143,10 +139,9 @@ def parameter_differences(recorded: dict[str, Any], expected: dict[str, Any]) ->
 
 @dataclass(frozen=True)
 class Execution:
-    """What an executed notebook records of its execution: papermill's start (POSIX time) and
-    injected parameters, and the runner's run id; each None when not recorded or unreadable."""
+    """What an executed notebook records of its execution: papermill's injected parameters and
+    the runner's run id; each None when not recorded or unreadable."""
 
-    started: float | None = None
     injected: dict[str, Any] | None = None
     run_id: str | None = None
 
@@ -155,11 +150,8 @@ def _execution(executed: Path) -> Execution:
     """The `Execution` recorded in the executed notebook ``executed``."""
     try:
         metadata = nbformat.read(executed, as_version=4).metadata
-        papermill_record = metadata.get("papermill", {})
-        started = papermill_record.get("start_time")
         run_id = _as_dict(metadata.get(RUN_METADATA)).get("run_id")
-        return Execution(datetime.fromisoformat(started).timestamp() if started else None,
-                         papermill_record.get("parameters"),
+        return Execution(metadata.get("papermill", {}).get("parameters"),
                          run_id if isinstance(run_id, str) else None)
     except (OSError, ValueError, TypeError, AttributeError) as error:
         warnings.warn(f"could not read {executed}: {error}", stacklevel=2)
@@ -185,20 +177,12 @@ def _earlier_differences(
     return differences
 
 
-def _executed_after(executed: Path, execution: Execution, manifest_id: str | None,
-                    manifest_time: float, *, listed: bool) -> bool:
-    """True when ``executed`` (``listed`` in run.json or not) was executed by a later,
-    unfinished run.
-
-    With run ids on both sides, when a listed notebook carries another id: a run writes run.json
-    with its id before it executes anything, so an unlisted one is from an earlier run. Without
-    them (files from before run ids), when it began after run.json was last written, by
-    papermill's recorded start time where it can be read (a copy keeps it).
-    """
-    if manifest_id is not None and execution.run_id is not None:
-        return listed and execution.run_id != manifest_id
-    began = execution.started if execution.started is not None else executed.stat().st_mtime
-    return began > manifest_time + CLOCK_SLACK_S
+def _executed_after(execution: Execution, manifest_id: str | None) -> bool:
+    """True when a notebook listed in run.json (with run id `manifest_id`) was executed again
+    since, by a later unfinished run or outside any run: it carries another id or none. A run
+    writes run.json with its id before it executes anything, so a notebook run.json does not
+    list is from an earlier run. Without a manifest id (before run ids) nothing can tell."""
+    return manifest_id is not None and execution.run_id != manifest_id
 
 
 def _belongs_to(name: str, stem: str) -> bool:
@@ -217,18 +201,27 @@ def _shared(values_by_notebook: list[dict[str, Any]]) -> dict[str, Any]:
     return {name: value for name, value in shared.items() if name not in conflicting}
 
 
-def _not_from(payload: dict[str, Any], execution: Execution, json_path: Path) -> str | None:
-    """Why the results ``payload`` (read from ``json_path``) were not written by ``execution``
-    of their notebook, or None: by run id where both carry one, else by time (the old rule)."""
-    if execution.run_id is not None and "run_id" in payload:
-        if payload["run_id"] is None:
-            return "written by a notebook executed outside a study run"
-        return (None if payload["run_id"] == execution.run_id
-                else f"written by another run ({payload['run_id']}, not {execution.run_id})")
-    began = execution.started
-    if began is not None and json_path.stat().st_mtime < began - CLOCK_SLACK_S:
-        return "written before this run executed its notebook"
-    return None
+def _not_from(payload: dict[str, Any], execution: Execution) -> str | None:
+    """Why the results ``payload`` were not written by ``execution`` of their notebook, or
+    None: their run ids differ (a missing id counts as none)."""
+    written_by = payload.get("run_id")
+    if written_by == execution.run_id:
+        return None
+    if written_by is None:
+        return "written by a notebook executed outside a study run"
+    if execution.run_id is None:
+        return f"written by a study run ({written_by}); its notebook here was executed outside one"
+    return f"written by another run ({written_by}, not {execution.run_id})"
+
+
+def _figures(payload: dict[str, Any], name: str, output_dir: Path) -> list[Path]:
+    """The figure files the results ``payload`` list that exist (``<name>_*.png`` for results
+    from before figures were listed)."""
+    listed = payload.get("figures")
+    if not isinstance(listed, list):
+        return sorted(output_dir.glob(f"{name}_*.png"))
+    return [output_dir / file for file in listed
+            if isinstance(file, str) and "/" not in file and (output_dir / file).is_file()]
 
 
 def _attach_results(
@@ -241,17 +234,15 @@ def _attach_results(
 ) -> None:
     """Move the results and figures of ``record`` that are current into it; name the rest
     (all of them when ``refused`` gives reasons). ``execution`` is what its executed notebook
-    recorded; its start time is used only for results without a run id."""
+    recorded."""
     for name in [name for name in results if _belongs_to(name, record.stem)]:
         payload = results.pop(name)
-        figures = sorted(output_dir.glob(f"{name}_*.png"))
-        started = None if "run_id" in payload and execution.run_id else execution.started
         if record.status in ("failed", "interrupted"):
             record.left_out.append(
                 f"{name}.json: from an earlier run ({record.stem} {record.status} in this one)"
             )
             continue
-        elsewhere = _not_from(payload, execution, output_dir / f"{name}.json")
+        elsewhere = _not_from(payload, execution)
         if elsewhere is not None:
             record.left_out.append(f"{name}.json: {elsewhere}")
             continue
@@ -263,10 +254,7 @@ def _attach_results(
             record.left_out.append(f"{name}.json: {'; '.join(refused)}")
             continue
         record.results[name] = payload
-        record.figures += [
-            png for png in figures
-            if started is None or png.stat().st_mtime >= started - CLOCK_SLACK_S
-        ]
+        record.figures += _figures(payload, name, output_dir)
 
 
 def read_run(output_dir: str | Path) -> RunRecord:
@@ -295,7 +283,6 @@ def read_run(output_dir: str | Path) -> RunRecord:
     interrupted = []
     if manifest is not None and manifest.get("status") in ("running", "interrupted", "failed"):
         interrupted.append(f"run.json says the run did not finish ({manifest['status']})")
-    manifest_time = manifest_path.stat().st_mtime if manifest is not None else None
     manifest_id = (manifest or {}).get("run_id")
     manifest_id = manifest_id if isinstance(manifest_id, str) else None
     records = []
@@ -308,10 +295,10 @@ def read_run(output_dir: str | Path) -> RunRecord:
             status, detail = "interrupted", "its executed notebook is gone (a later run was killed)"
             interrupted.append(f"{stem}: executed notebook missing")
         execution = _execution(executed[stem]) if stem in executed else Execution()
-        if stem in executed and _executed_after(executed[stem], execution, manifest_id,
-                                                manifest_time, listed=True):
-            status, detail = "interrupted", "re-executed by a later run that did not finish"
-            interrupted.append(f"{stem}: newer than run.json")
+        if stem in executed and _executed_after(execution, manifest_id):
+            status = "interrupted"
+            detail = "executed again since (by a later run that did not finish, or by hand)"
+            interrupted.append(f"{stem}: executed again since this run")
         record = NotebookRecord(stem, status, detail, outcome.get("seconds"), executed.get(stem))
         _attach_results(record, results, given[stem],
                         replace(execution, run_id=manifest_id or execution.run_id), output_dir)
@@ -322,12 +309,8 @@ def read_run(output_dir: str | Path) -> RunRecord:
         execution = _execution(executed[stem])
         refused = []
         if manifest is not None:
-            if _executed_after(executed[stem], execution, manifest_id, manifest_time,
-                               listed=False):
-                record.status, record.detail = "interrupted", "executed by a later, unfinished run"
             refused = _earlier_differences(executed[stem], execution.injected, shared)
-        _attach_results(record, results, shared, replace(execution, started=None), output_dir,
-                        refused)
+        _attach_results(record, results, shared, execution, output_dir, refused)
         records.append(record)
     records.sort(key=lambda record: record.stem)
     orphans = malformed + [
@@ -370,10 +353,6 @@ def conclusion_of(run: RunRecord) -> Conclusion | None:
     return None
 
 
-def _mtime(path: Path) -> float:
-    return path.stat().st_mtime if path.is_file() else 0.0
-
-
 SOURCE_STATUS_WHY = {
     "failed": "{} failed in this run",
     "interrupted": "{} did not finish (its run was interrupted)",
@@ -384,22 +363,19 @@ SOURCE_STATUS_WHY = {
 
 def _drawn_after(run: RunRecord, conclusion: str, sources: list[str]) -> bool:
     """Whether the results file ``conclusion`` was written after the results ``sources`` it
-    draws on (else from the results they replaced).
-
-    By run ids where all carry one: a conclusion of this run is drawn after every notebook of
-    it (conclusions run last), and from the same run's results; one of an earlier run is not
-    drawn after this run's results; between two earlier runs, the later started (run ids begin
-    with their UTC start time). Files from before run ids compare modification times.
+    draws on (else from the results they replaced), by run ids: a conclusion of this run is
+    drawn after every notebook of it (conclusions run last), and from the same run's results;
+    one of an earlier run is not drawn after this run's results; between two earlier runs, the
+    later started (run ids begin with their UTC start time). Where ids are missing (files from
+    before run ids, or executed outside a run) only the same id, or none on every side, says so.
     """
     run_ids = [run.current_results()[name].get("run_id") for name in (conclusion, *sources)]
     manifest_id = (run.manifest or {}).get("run_id")
-    if all(isinstance(run_id, str) for run_id in [*run_ids, manifest_id]):
-        drawn, *drawn_from = run_ids
-        return all(drawn in (source, manifest_id)
-                   or (source != manifest_id and drawn > source) for source in drawn_from)
-    written = _mtime(run.output_dir / f"{conclusion}.json")
-    newest = max(_mtime(run.output_dir / f"{name}.json") for name in sources)
-    return newest <= written + CLOCK_SLACK_S
+    drawn, *drawn_from = run_ids
+    if not all(isinstance(run_id, str) for run_id in [*run_ids, manifest_id]):
+        return all(source == drawn for source in drawn_from)
+    return all(drawn in (source, manifest_id)
+               or (source != manifest_id and drawn > source) for source in drawn_from)
 
 
 def _claim_record(run: RunRecord, claim: dict[str, Any], conclusion: str) -> ClaimRecord:

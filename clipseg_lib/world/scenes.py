@@ -53,6 +53,13 @@ from clipseg_lib.world.render import (
     caption,
     with_articles,
 )
+from clipseg_lib.world.templates import (
+    DEFAULT_KIND_WEIGHTS,
+    HELD_OUT_COMBINATIONS,
+    PROMPT_TEMPLATES,
+    QUERY_KINDS,
+    SPLITS,
+)
 
 __all__ = [
     "COLOURS", "DEFAULT_KIND_WEIGHTS", "EXPRESSIONS", "HELD_OUT_COMBINATIONS", "PROMPT_TEMPLATES",
@@ -60,32 +67,6 @@ __all__ = [
     "make_queries", "make_query", "render_scene", "sample_query",
 ]
 
-SPLITS = ("train", "test", "heldout")
-QUERY_KINDS = (
-    "attribute", "category", "composite", "referring", "word", "expression", "negation",
-    "absent", "image",
-)
-HELD_OUT_COMBINATIONS = frozenset({
-    ("green", "star"), ("blue", "hexagon"), ("yellow", "circle"), ("purple", "square"),
-    ("orange", "triangle"),
-})
-DEFAULT_KIND_WEIGHTS = {
-    "attribute": 0.12, "category": 0.12, "composite": 0.2, "referring": 0.14, "word": 0.08,
-    "expression": 0.08, "negation": 0.0, "absent": 0.2, "image": 0.06,
-}
-# Fields: c colour, s shape, d direction or side, a anchor shape, n word or expression.
-PROMPT_TEMPLATES = {
-    "attribute": ("{c}", "{c} object", "the {c} shapes"),
-    "category": ("{s}", "a {s}", "all {s}s"),
-    "composite": ("{c} {s}", "a {c} {s}", "the {c} {s}"),
-    "side": ("the {d} {c} {s}", "the {c} {s} on the {d}"),
-    "largest": ("the largest {s}", "the biggest {s}"),
-    "smallest": ("the smallest {s}", "the tiniest {s}"),
-    "neighbour": ("the shape {d} the {a}", "the object {d} the {a}"),
-    "word": ("the word {n}", "the sign that says {n}", "the text {n}"),
-    "expression": ("the {n} face", "a {n} face", "the {n} cartoon face"),
-    "negation": ("not the {c} {s}", "everything except the {c} {s}"),
-}
 _ZERO_SHOT_KINDS = ("attribute", "category", "composite", "absent", "image")
 _LAYOUT_ATTEMPTS = 50
 _COUNT_LIMITS = {"n_shapes": 12, "n_words": len(WORDS), "n_faces": len(EXPRESSIONS)}
