@@ -221,7 +221,7 @@ def test_cell_timeout_stops_an_idle_cell_but_never_a_computing_one(tmp_path: Pat
         (
             ["-p", "n_frames=3"],
             "no selected notebook declares n_frames; valid names: cases_file, clip_weights, "
-            "device, n_cases, processor, seed, threshold",
+            "n_cases, processor, seed, threshold",
         ),
         (["-p", "n_cases=many"], "parameter n_cases of notebook 00_ok expects int"),
         (["-p", "threshold=inf"], "parameter threshold of notebook 00_ok expects float: 'inf' is"),
@@ -230,6 +230,7 @@ def test_cell_timeout_stops_an_idle_cell_but_never_a_computing_one(tmp_path: Pat
         (["-p", "seed"], "-p expects name=value"),
         (["-p", "model=mini"], "use --model"),
         (["-p", "dtype=bfloat16"], "use --dtype"),
+        (["-p", "device=cuda"], "use --device"),
         (["-p", "cases_file=nowhere.csv"], "-p cases_file: nowhere.csv does not exist (relative"),
         (["--model", "./no/such/model"], "--model: ./no/such/model does not exist"),
         (["--notebooks", "07"], "no study notebook matches 07; available: 00_ok, 01_fails"),

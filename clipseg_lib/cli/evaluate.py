@@ -36,6 +36,7 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="images per task")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", help="e.g. bfloat16 (default float32)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda (cuda:N) or mps")
     parser.add_argument("--force", action="store_true", help="replace another evaluation's output")
     parser.set_defaults(handler=_evaluate_command)
 
@@ -46,7 +47,8 @@ def _evaluate_command(arguments: argparse.Namespace) -> int:
             arguments.dataset, arguments.root, model=arguments.model, output=arguments.output,
             split=arguments.split, folds=arguments.folds, shots=arguments.shots,
             limit=arguments.limit, seed=arguments.seed, dtype=arguments.dtype,
-            scheduler=arguments.scheduler, shard_size=arguments.shard_size, force=arguments.force,
+            device=arguments.device, scheduler=arguments.scheduler,
+            shard_size=arguments.shard_size, force=arguments.force,
         )
     except (EvaluationError, DatasetError, ImageError, SchedulerError, OSError) as error:
         print(f"clipseg-study: error: {error}", file=sys.stderr)

@@ -6,15 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from clipseg_lib.model.hardware import bf16_warning
+from clipseg_lib.model.hardware import bf16_warning, device_problem
 from clipseg_lib.runner.execution import NotebookRun
-from clipseg_lib.runner.grid import parse_grid, run_grid
+from clipseg_lib.runner.forecast import plan_table
+from clipseg_lib.runner.grid import execute_grid, parse_grid, plan_grid
 from clipseg_lib.runner.run_study import (
     DEFAULT_CELL_TIMEOUT_S,
     DEFAULT_OUTPUT_DIR,
     NOTEBOOKS_DIR,
+    StudyPlan,
     StudyRun,
-    run_study,
+    execute_plan,
+    plan_study,
 )
 from clipseg_lib.study.parameters import QUICK_CASES, StudyConfigError
 from clipseg_lib.study.results import load_results
@@ -49,6 +52,17 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--dtype", choices=DTYPES, help="compute dtype, for the notebooks that declare dtype"
+    )
+    run.add_argument(
+        "--device",
+        help="cpu, cuda (cuda:N) or mps, for the notebooks that declare device (their default: "
+        "cpu); refused at once where torch sees no such device",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (each notebook's cases, encodings and estimated time from a short "
+        "warm-up) and stop: nothing runs, nothing is written",
     )
     run.add_argument(
         "--cell-timeout",
@@ -96,6 +110,13 @@ def _summary_line(outcome: NotebookRun, work: dict | None) -> str:
     return line
 
 
+def _print_plan(plan: StudyPlan) -> None:
+    if plan.speed is not None:
+        print(plan_table(plan.forecasts, plan.speed, plan.workers), flush=True)
+    for stem, reason in plan.skipped.items():
+        print(f"  skipped: {stem}: {reason}", flush=True)
+
+
 def _print_study(study: StudyRun) -> None:
     print(f"model: {study.model_resolved} (requested {study.model_requested})")
     saved = load_results(study.output_dir)
@@ -116,6 +137,7 @@ def run_command(arguments: argparse.Namespace) -> int:
         parameters=arguments.parameters,
         quick=arguments.quick,
         dtype=arguments.dtype,
+        device=arguments.device,
         cell_timeout=arguments.cell_timeout,
         jobs=arguments.jobs,
         scheduler=arguments.scheduler,
@@ -124,16 +146,27 @@ def run_command(arguments: argparse.Namespace) -> int:
     try:
         grid = parse_grid(arguments.grid, arguments.grid_file)
         dtypes = {arguments.dtype, *grid.get("dtype", [])}
-        warning = bf16_warning() if "bfloat16" in dtypes else None
+        device = arguments.device or "cpu"
+        slow_bf16 = "bfloat16" in dtypes and device_problem(device) is None
+        warning = bf16_warning(device) if slow_bf16 else None
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
         if grid:
-            runs = run_grid(
+            owned, plans = plan_grid(
                 NOTEBOOKS_DIR, arguments.output_dir, grid, model=arguments.model, **options
             )
+            for combination, plan in plans:
+                print(f"== {combination.name}")
+                _print_plan(plan)
+            if arguments.dry_run:
+                return 0
+            runs = execute_grid(owned, grid, plans)
         else:
-            study = run_study(NOTEBOOKS_DIR, arguments.output_dir, model=arguments.model, **options)
-            runs = [(None, study)]
+            plan = plan_study(NOTEBOOKS_DIR, arguments.output_dir, model=arguments.model, **options)
+            _print_plan(plan)
+            if arguments.dry_run:
+                return 0
+            runs = [(None, execute_plan(plan))]
     except StudyConfigError as error:
         print(f"clipseg-study: error: {error}", file=sys.stderr)
         return 2

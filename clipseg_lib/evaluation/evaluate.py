@@ -41,6 +41,7 @@ from clipseg_lib.datasets import (
     open_dataset,
 )
 from clipseg_lib.evaluation.paper_benchmarks import METRIC_LABELS, caveats, paper_row
+from clipseg_lib.model.hardware import device_problem
 from clipseg_lib.model.images import ImageLike
 from clipseg_lib.model.loading import load_segmenter
 from clipseg_lib.model.segmenter import Segmenter
@@ -69,6 +70,7 @@ class EvaluationSpec:
     shots: int
     seed: int
     dtype: str | None
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ def _cached(key: tuple, build: Any) -> Any:
 
 
 def _segmenter(spec: EvaluationSpec) -> Segmenter:
-    return _cached(("model", spec.model, spec.dtype),
-                   lambda: load_segmenter(spec.model, dtype=spec.dtype))
+    return _cached(("model", spec.model, spec.dtype, spec.device),
+                   lambda: load_segmenter(spec.model, dtype=spec.dtype, device=spec.device))
 
 
 def _adapter(spec: EvaluationSpec, fold: int):
@@ -190,6 +192,7 @@ def evaluate(
     limit: int | None = None,
     seed: int = 0,
     dtype: str | None = None,
+    device: str = "cpu",
     scheduler: str | None = None,
     shard_size: int = SHARD_SIZE,
     force: bool = False,
@@ -199,8 +202,12 @@ def evaluate(
 
     ``folds`` (Pascal-5i; default all four) are averaged as the paper does; ``shots`` 1 is
     one-shot, 0 text prompts (Pascal-5i; default 1); ``limit`` caps the images per fold;
-    ``progress`` shows a progress bar of images scored.
+    ``progress`` shows a progress bar of images scored. ``device`` (cpu, cuda, cuda:N, mps):
+    EvaluationError at once where torch sees no such device.
     """
+    problem = device_problem(device)
+    if problem:
+        raise EvaluationError(problem)
     is_pascal = dataset == "pascal5i"
     if not is_pascal and (folds or shots):
         raise EvaluationError(f"--fold and --shots apply to pascal5i only, not {dataset}")
@@ -209,7 +216,9 @@ def evaluate(
     folds = sorted(set(folds)) if folds else ([0, 1, 2, 3] if is_pascal else [0])
     shots = (1 if shots is None else shots) if is_pascal else 0
     split = split or DEFAULT_SPLITS.get(dataset, "")
-    spec = EvaluationSpec(dataset, str(Path(root).resolve()), split, model, shots, seed, dtype)
+    spec = EvaluationSpec(
+        dataset, str(Path(root).resolve()), split, model, shots, seed, dtype, device
+    )
     adapters = {fold: _adapter(spec, fold) for fold in folds}
     data = dataset_provenance(adapters[folds[0]])
     parameters = {**asdict(spec), "folds": folds, "limit": limit, "shard_size": shard_size}

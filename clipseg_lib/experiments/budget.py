@@ -45,6 +45,30 @@ def support_gflop(segmenter: Segmenter) -> float:
     return flops / 1e9
 
 
+def affordable_sample(
+    n_cases: int,
+    photo_groups: int = 0,
+    *,
+    budget_gflop: float | None,
+    gflop_per_case: float,
+    gflop_per_photo: float | None = None,
+) -> tuple[int, int]:
+    """(world cases, photos) that `budget_gflop` pays for, out of `n_cases` world cases and
+    `photo_groups` photos: the counts `sample_for_budget` takes (see there); ValueError for
+    a budget, cost or `n_cases` out of range."""
+    budget_gflop = float("inf") if budget_gflop is None else budget_gflop
+    if not budget_gflop > 0:
+        raise ValueError(f"budget_gflop must be positive, got {budget_gflop}")
+    if not gflop_per_case > 0 or (gflop_per_photo is not None and not gflop_per_photo > 0):
+        raise ValueError(f"costs must be positive, got {gflop_per_case}, {gflop_per_photo}")
+    if n_cases < 1:
+        raise ValueError(f"n_cases must be at least 1, got {n_cases}")
+    per_photo = gflop_per_case if gflop_per_photo is None else gflop_per_photo
+    kept_photos = int(min(photo_groups, PHOTO_SHARE * budget_gflop // per_photo))
+    affordable = (budget_gflop - kept_photos * per_photo) // gflop_per_case  # inf: no budget
+    return int(min(n_cases, max(affordable, MIN_CASES))), kept_photos
+
+
 def sample_for_budget(
     segmenter: Segmenter,
     n_cases: int,
@@ -63,29 +87,22 @@ def sample_for_budget(
     `MIN_CASES` (or `n_cases` if smaller). No budget (None) takes everything. Raises
     ValueError for a budget or cost that is not positive.
     """
-    unbounded = budget_gflop is None
-    budget_gflop = float("inf") if unbounded else budget_gflop
-    if not budget_gflop > 0:
-        raise ValueError(f"budget_gflop must be positive, got {budget_gflop}")
-    if not gflop_per_case > 0 or (gflop_per_photo is not None and not gflop_per_photo > 0):
-        raise ValueError(f"costs must be positive, got {gflop_per_case}, {gflop_per_photo}")
-    if n_cases < 1:
-        raise ValueError(f"n_cases must be at least 1, got {n_cases}")
-    per_photo = gflop_per_case if gflop_per_photo is None else gflop_per_photo
     groups = sorted(by_image(list(photos)).values(), key=lambda group: group[0].mask is None)
-    kept_photos = groups[: int(min(len(groups), PHOTO_SHARE * budget_gflop // per_photo))]
-    photo_cost = len(kept_photos) * per_photo
-    affordable = (budget_gflop - photo_cost) // gflop_per_case  # inf for an unbounded budget
-    n_world = int(min(n_cases, max(affordable, MIN_CASES)))
-    spent = n_world * gflop_per_case + photo_cost
+    n_world, n_photos = affordable_sample(
+        n_cases, len(groups), budget_gflop=budget_gflop, gflop_per_case=gflop_per_case,
+        gflop_per_photo=gflop_per_photo,
+    )
+    kept_photos = groups[:n_photos]
+    per_photo = gflop_per_case if gflop_per_photo is None else gflop_per_photo
+    spent = n_world * gflop_per_case + len(kept_photos) * per_photo
     cut = [f"{n_world} of {n_cases} world cases"] if n_world < n_cases else []
     if len(kept_photos) < len(groups):
         cut.append(f"{len(kept_photos)} of {len(groups)} photos")
     photo_count = f" + {len(kept_photos)} photo{'s' * (len(kept_photos) != 1)}" if groups else ""
     note = f"; the budget cuts it to {', '.join(cut)} (raise budget_gflop for more)" if cut else ""
-    if affordable < n_world:
+    if budget_gflop is not None and spent > budget_gflop:
         note += f"; {n_world} world cases are the minimum, over the budget"
-    budget = "no budget" if unbounded else f"budget {budget_gflop:,.0f}"
+    budget = "no budget" if budget_gflop is None else f"budget {budget_gflop:,.0f}"
     print(
         f"Sample for {segmenter.name}: {n_world} world cases{photo_count}, {spent:,.0f} GFLOP of "
         f"backbone work ({budget}; {gflop_per_case:,.2f} GFLOP per case){note}"

@@ -87,3 +87,27 @@ def machine_record() -> dict[str, object]:
         "kernel_path": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
     }
+
+
+DEVICES = ("cpu", "cuda", "mps")
+"""The device types the study computes on (``cuda:1`` names the second GPU)."""
+
+
+def device_problem(device: str) -> str | None:
+    """Why torch here cannot compute on `device` (``cpu``, ``cuda``, ``cuda:N``, ``mps``), as
+    one line naming it, or None when it can."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        parsed = None
+    if parsed is None or parsed.type not in DEVICES:
+        return f"device {device!r} is not one of {', '.join(DEVICES)} (cuda:N for the N-th GPU)"
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            built = "" if torch.version.cuda else f" (this torch {torch.__version__} has no CUDA)"
+            return f"device {device!r}: torch sees no CUDA GPU{built}"
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            return f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s)"
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        return f"device {device!r}: torch sees no Apple MPS device"
+    return None

@@ -8,13 +8,17 @@ so the runner can map it over local processes or Dask workers.
 
 A task's ``run_id`` reaches the kernel as `RUN_ID_VARIABLE` (what `NotebookSession.finish`
 records) and the executed notebook as ``metadata["clipseg"]["run_id"]`` (`RUN_METADATA`); its
-``encoding_cache`` folder as `ENCODING_CACHE_VARIABLE` (what `study.start` attaches).
+``encoding_cache`` folder as `ENCODING_CACHE_VARIABLE` (what `study.start` attaches). The
+kernel reports its cases done (`study.progress`) on stderr; the client takes those lines out
+of the notebook and advances the notebook's console bar (tqdm: cases done of the plan's, time
+left).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -32,9 +36,11 @@ from nbclient.exceptions import CellTimeoutError
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.log import logger
+from tqdm import tqdm
 from traitlets import CaselessStrEnum
 
 from clipseg_lib.runner.executor import THREAD_VARIABLES
+from clipseg_lib.study.case_progress import PROGRESS_VARIABLE, progress_lines
 from clipseg_lib.study.encodings import ENCODING_CACHE_VARIABLE
 from clipseg_lib.study.results import RUN_ID_VARIABLE, RUN_METADATA
 
@@ -80,6 +86,8 @@ class NotebookTask:
     """The id of the study run this execution belongs to."""
     encoding_cache: Path | None = None
     """The run's encoding-cache folder, shared by its notebooks (None: memory only)."""
+    progress_total: int | None = None
+    """The cases the plan expects the notebook to report (None: unknown)."""
 
 
 class IPCKernelManager(AsyncKernelManager):
@@ -99,7 +107,21 @@ class IPCKernelManager(AsyncKernelManager):
 
 
 class ProgressAwareClient(PapermillNotebookClient):
-    """Papermill's client whose timeout only stops a cell whose kernel stopped using the CPU."""
+    """Papermill's client whose timeout only stops a cell whose kernel stopped using the CPU,
+    and whose kernel's progress lines advance `case_bar` instead of entering the notebook."""
+
+    case_bar: tqdm | None = None
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        if msg.get("msg_type") == "stream" and content.get("name") == "stderr":
+            done, kept = progress_lines(content.get("text", ""))
+            if done and self.case_bar is not None:
+                self.case_bar.update(done)
+            if not kept:
+                return None
+            msg = {**msg, "content": {**content, "text": kept}}
+        return super().output(outs, msg, display_id, cell_index)
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         self._cell_index = cell_index
@@ -166,18 +188,15 @@ class ProgressAwareEngine(NBClientEngine):
     @classmethod
     def execute_managed_notebook(
         cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, run_id=None,
-        encoding_cache=None, **kwargs
+        encoding_cache=None, case_bar=None, **kwargs
     ):
         kwargs.pop("input_path", None)
-        kernel_options = {}
-        variables = {}
+        environment = {**os.environ, PROGRESS_VARIABLE: "1"}
         if run_id is not None:
             nb_man.nb.metadata[RUN_METADATA] = {"run_id": run_id}
-            variables[RUN_ID_VARIABLE] = run_id
+            environment[RUN_ID_VARIABLE] = run_id
         if encoding_cache is not None:
-            variables[ENCODING_CACHE_VARIABLE] = str(encoding_cache)
-        if variables:
-            kernel_options["env"] = {**os.environ, **variables}
+            environment[ENCODING_CACHE_VARIABLE] = str(encoding_cache)
         client = ProgressAwareClient(
             nb_man,
             timeout=execution_timeout,
@@ -187,7 +206,8 @@ class ProgressAwareEngine(NBClientEngine):
             log=logger,
             **kwargs,
         )
-        return client.execute(**kernel_options)
+        client.case_bar = case_bar
+        return client.execute(env=environment)
 
 
 papermill_engines.register(ENGINE_NAME, ProgressAwareEngine)
@@ -201,7 +221,7 @@ def _one_line(text: str) -> str:
 def execute(task: NotebookTask) -> NotebookRun:
     """Run ``task.notebook`` into ``task.executed``; any failure is recorded, not raised.
 
-    A progress bar (cells, with tqdm's estimate of the time left) is shown on a terminal.
+    A progress bar (cases done, with tqdm's estimate of the time left) is shown on a terminal.
     """
     started, start = time.time(), time.perf_counter()
     notebook = task.notebook
@@ -209,7 +229,8 @@ def execute(task: NotebookTask) -> NotebookRun:
         # The kernel inherits this worker's environment; a user's own setting wins.
         for variable in THREAD_VARIABLES:
             os.environ.setdefault(variable, str(task.threads))
-    progress_bar = {"desc": notebook.stem, "disable": None, "position": task.progress_position}
+    case_bar = tqdm(total=task.progress_total, desc=notebook.stem, unit="case", disable=None,
+                    position=task.progress_position, file=sys.stderr, leave=False)
     try:
         papermill.execute_notebook(
             notebook,
@@ -219,11 +240,12 @@ def execute(task: NotebookTask) -> NotebookRun:
             kernel_name=KERNEL_NAME,
             cwd=notebook.parent,
             execution_timeout=task.cell_timeout_s,
-            progress_bar=progress_bar,
+            progress_bar=False,
             log_output=False,
             request_save_on_cell_execute=True,
             run_id=task.run_id,
             encoding_cache=task.encoding_cache,
+            case_bar=case_bar,
         )
     # A failing notebook must not stop the study: record it and go on with the next one.
     except Exception as error:  # noqa: BLE001
@@ -237,6 +259,8 @@ def execute(task: NotebookTask) -> NotebookRun:
             error_type=getattr(error, "ename", type(error).__name__),
             error_message=_one_line(getattr(error, "evalue", None) or str(error)),
         )
+    finally:
+        case_bar.close()
     seconds = time.perf_counter() - start
     return NotebookRun(
         notebook.stem, "ok", started, seconds, task.parameters, task.effective_parameters

@@ -20,13 +20,16 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from clipseg_lib.experiments.budget import image_gflop
+from clipseg_lib.model.segmenter import Segmenter
 from clipseg_lib.runner.run_study import StudyPlan, StudyRun, execute_plan, plan_study
+from clipseg_lib.runner.warm_up import Speed
 from clipseg_lib.study.output_dir import OwnedOutputDir, read_manifest, run_lock
 from clipseg_lib.study.parameters import StudyConfigError
 from clipseg_lib.study.results import write_json_atomic
 
 CONCLUSION_FILE = "conclusion.json"
-RUNNER_SETTINGS = ("model", "dtype")
+RUNNER_SETTINGS = ("model", "dtype", "device")
 INDEX_STYLE = (
     "body { font-family: sans-serif; margin: 2rem; } table { border-collapse: collapse; } "
     "td, th { border: 1px solid #999; padding: 0.4rem; vertical-align: top; } "
@@ -123,16 +126,17 @@ def plan_grid(
     model: str = "auto",
     parameters: Sequence[str] = (),
     dtype: str | None = None,
+    device: str | None = None,
     force: bool = False,
     **options: Any,
 ) -> tuple[OwnedOutputDir, list[tuple[Combination, StudyPlan]]]:
     """Check the grid directory and every combination's study (see `plan_study`; each distinct
-    model is loaded once); write nothing."""
+    model is loaded and timed once) and forecast each; write nothing."""
     owned = OwnedOutputDir.claim(
         Path(output_dir), kind="grid", identity="grid", sources=Path(notebooks_dir), force=force
     )
     plans: list[tuple[Combination, StudyPlan]] = []
-    checked: dict[tuple, float] = {}  # model load -> GFLOP per image
+    checked: dict[tuple, tuple[Segmenter, Speed]] = {}  # model load -> model, its warm-up
     for combination in combinations(grid):
         settings = combination.settings
         study_parameters = [*parameters]
@@ -143,24 +147,31 @@ def plan_grid(
             model=settings.get("model", model),
             parameters=study_parameters,
             dtype=settings.get("dtype", dtype),
+            device=settings.get("device", device),
             force=force,
             check_model=False,
             **options,
         )
-        model_load = (plan.model_resolved, plan.dtype, tuple(sorted(plan.model_options.items())))
+        model_load = (plan.model_resolved, plan.dtype, plan.device,
+                      tuple(sorted(plan.model_options.items())))
         if model_load not in checked:
-            checked[model_load] = plan.check_model()
-        plan.skip_training(checked[model_load])
+            segmenter = plan.check_model()
+            checked[model_load] = segmenter, plan.measure_speed(segmenter)
+        segmenter, speed = checked[model_load]
+        plan.skip_training(image_gflop(segmenter))
+        plan.forecast(segmenter, speed)
         plans.append((combination, plan))
     return owned, plans
 
 
-def run_grid(
-    notebooks_dir: Path, output_dir: Path, grid: Mapping[str, Sequence[str]], **options: Any
+def execute_grid(
+    owned: OwnedOutputDir,
+    grid: Mapping[str, Sequence[str]],
+    plans: Sequence[tuple[Combination, StudyPlan]],
 ) -> list[tuple[Combination, StudyRun]]:
-    """Run every combination's study into ``output_dir/<combination>/``, one after another
-    (each with the notebook concurrency of its options), then write ``output_dir/index.html``."""
-    owned, plans = plan_grid(notebooks_dir, output_dir, grid, **options)
+    """Run every planned combination's study (`plan_grid`) into its own folder, one after
+    another (each with the notebook concurrency of its options), then write the grid's
+    ``index.html``."""
     with run_lock(owned.path):
         owned.prepare(rerun=[])
         runs = [(combination, execute_plan(plan)) for combination, plan in plans]

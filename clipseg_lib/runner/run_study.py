@@ -9,8 +9,9 @@ whose stem contains `CONCLUSION_MARKER` reads the others' results and starts aft
 that cannot go on (a worker process killed, a full disk) keeps the finished notebooks' results
 and marks ``run.json`` failed with the error and the notebooks it did not finish.
 
-`plan_study` checks everything (parameters, output dir, the model loading once) without
-writing anything; `execute_plan` runs a plan.
+`plan_study` checks everything (parameters, the device, the output dir, the model loading
+once) without writing anything and forecasts each notebook's work and time from a warm-up
+(`forecast`); `execute_plan` runs a plan and records the forecast beside the actual time.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clipseg_lib.experiments.budget import image_gflop
+from clipseg_lib.model.hardware import device_problem
+from clipseg_lib.model.segmenter import Segmenter
 from clipseg_lib.report.pages import build_report
 from clipseg_lib.runner.execution import NotebookRun, NotebookTask, execute
 from clipseg_lib.runner.executor import (
@@ -30,7 +34,10 @@ from clipseg_lib.runner.executor import (
     map_tasks,
     parse_scheduler,
 )
-from clipseg_lib.runner.model_check import check_model_loads, resolve_model
+from clipseg_lib.runner.forecast import NotebookForecast, notebook_seconds, plan_record
+from clipseg_lib.runner.model_check import check_model_loads, load_source, resolve_model
+from clipseg_lib.runner.warm_up import Speed, measure_speed
+from clipseg_lib.runner.work_plan import notebook_work
 from clipseg_lib.study.encodings import ENCODING_CACHE_DIR, run_encodings
 from clipseg_lib.study.output_dir import Interval, OwnedOutputDir, run_lock
 from clipseg_lib.study.parameters import (
@@ -91,19 +98,51 @@ class StudyPlan:
     scheduler: str | None
     model_options: dict[str, str]
     selected: list[str]
+    device: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
     """Set by `execute_plan`: each execution is a run of its own."""
+    speed: Speed | None = None
+    forecasts: list[NotebookForecast] = field(default_factory=list)
+    """Set by `forecast`: each notebook's work and estimated seconds, at `speed`."""
 
-    def check_model(self) -> float:
-        """Load the model once as the notebooks will (StudyConfigError if it cannot load);
-        return its GFLOP per image encoding."""
+    @property
+    def workers(self) -> int:
+        """Notebooks that run at once (a Dask cluster counts as one: its size is unknown)."""
+        kind, workers = parse_scheduler(self.scheduler)
+        return int(workers) if kind != "dask" else 1
+
+    @property
+    def kernel_threads(self) -> int | None:
+        """Threads of each kernel when notebooks share the cores (None: torch's default)."""
+        kind, _ = parse_scheduler(self.scheduler)
+        return max(1, (os.cpu_count() or 1) // self.workers) if kind == "processes" else None
+
+    def check_model(self) -> Segmenter:
+        """Load the model once as the notebooks will (StudyConfigError if it cannot load)."""
         return check_model_loads(
             self.model_resolved,
             requested=self.model_requested,
             dtype=self.dtype,
             options=self.model_options,
+            device=self.device,
         )
+
+    def measure_speed(self, segmenter: Segmenter) -> Speed:
+        """The warm-up (`measure_speed`) of `segmenter` at the kernels' threads."""
+        source = load_source(self.model_resolved, dtype=self.dtype, device=self.device,
+                             options=self.model_options)
+        return measure_speed(segmenter, load_model=source, threads=self.kernel_threads)
+
+    def forecast(self, segmenter: Segmenter, speed: Speed) -> None:
+        """Set `forecasts`: each notebook's work with its effective parameters, at `speed`."""
+        self.speed, self.forecasts = speed, []
+        for notebook in self.notebooks:
+            parameters = effective_parameters(notebook, self.injected[notebook.stem])
+            work = notebook_work(notebook, parameters, segmenter)
+            seconds = notebook_seconds(work, speed, image_gflop=image_gflop(segmenter),
+                                       parameters=parameters)
+            self.forecasts.append(NotebookForecast(notebook.stem, work, seconds))
 
     def skip_training(self, gflop_per_image: float) -> None:
         """Leave out the training notebooks (`TRAINING_MARKER`) the user did not select by
@@ -144,6 +183,7 @@ def plan_study(
     parameters: Sequence[str] = (),
     quick: bool = False,
     dtype: str | None = None,
+    device: str | None = None,
     cell_timeout: float = DEFAULT_CELL_TIMEOUT_S,
     jobs: int = 1,
     scheduler: str | None = None,
@@ -153,14 +193,19 @@ def plan_study(
     """Check a study without writing anything; StudyConfigError naming the first problem.
 
     ``parameters`` are ``name=value`` texts, parsed by the type of each notebook's default;
-    paths among them (and ``model``) resolve against the current directory.
+    paths among them (and ``model``) resolve against the current directory. ``device`` (None:
+    each notebook's default, cpu) goes to every notebook that declares it. With
+    ``check_model`` the model is loaded once, timed and the plan's forecast set.
     """
+    problem = device_problem(device) if device is not None else None
+    if problem:
+        raise StudyConfigError(problem)
     cell_timeout_s = check_cell_timeout(cell_timeout)
     chosen_scheduler = scheduler_for(jobs, scheduler)
     notebooks_dir = Path(notebooks_dir).resolve()
     notebooks = discover_notebooks(notebooks_dir, selected)
     overrides = split_assignments(parameters)
-    injected = notebook_parameters(notebooks, overrides, quick=quick, dtype=dtype)
+    injected = notebook_parameters(notebooks, overrides, quick=quick, dtype=dtype, device=device)
     model_resolved = resolve_model(resolve_model_source(model))
     output = OwnedOutputDir.claim(
         Path(output_dir), kind="study", identity=model_resolved, sources=notebooks_dir, force=force
@@ -178,9 +223,12 @@ def plan_study(
         chosen_scheduler,
         model_options(overrides),
         list(selected or []),
+        device,
     )
     if check_model:
-        plan.skip_training(plan.check_model())
+        segmenter = plan.check_model()
+        plan.skip_training(image_gflop(segmenter))
+        plan.forecast(segmenter, plan.measure_speed(segmenter))
     return plan
 
 
@@ -199,17 +247,28 @@ def _manifest(
         "model_resolved": plan.model_resolved,
         "quick": plan.quick,
         "dtype": plan.dtype,
+        "device": plan.device,
         "cell_timeout_s": plan.cell_timeout_s,
         "scheduler": plan.scheduler or "serial",
         "parameters": plan.overrides,
         "notebooks": [asdict(outcome) for outcome in outcomes],
         "skipped": plan.skipped,
+        **({"plan": plan_record(plan.forecasts, plan.speed, plan.workers)} if plan.speed else {}),
+        "actual_s": _wall_seconds(intervals),
         "provenance": provenance(seed=seeds[0] if len(set(seeds)) == 1 else None),
         "seeds": sorted({seed for seed in seeds if seed is not None}),
         "written_files": plan.output.written_files(intervals),
         "encodings": run_encodings(plan.output.path, plan.run_id),
         **({"error": error} if error is not None else {}),
     }
+
+
+def _wall_seconds(intervals: list[Interval]) -> float:
+    """Seconds from the first notebook's start to the last one's end (what the plan's total
+    estimates); 0 before any finished."""
+    if not intervals:
+        return 0.0
+    return round(max(i.finished for i in intervals) - min(i.started for i in intervals), 3)
 
 
 def _stages(notebooks: list[Path]) -> list[list[Path]]:
@@ -240,13 +299,12 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
     manifest_path = plan.output.manifest_path
     outcomes: list[NotebookRun] = []
     runner_parameters = {"model": plan.model_resolved, "output_dir": str(output_dir)}
-    kind, workers = parse_scheduler(plan.scheduler)
-    bars = int(workers) if kind != "dask" else 1
-    threads = max(1, (os.cpu_count() or 1) // bars) if kind == "processes" else None
+    bars, threads = plan.workers, plan.kernel_threads
     try:
         write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
         # A run killed from here on must not leave the previous run's report looking current.
         build_report(output_dir)
+        cases = {forecast.stem: forecast.work.cases for forecast in plan.forecasts}
         for stage in _stages(plan.notebooks):
             tasks = []
             for position, notebook in enumerate(stage):
@@ -262,6 +320,7 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
                         threads=threads if len(stage) > 1 else None,
                         run_id=plan.run_id,
                         encoding_cache=output_dir / ENCODING_CACHE_DIR,
+                        progress_total=cases.get(notebook.stem) or None,
                     )
                 )
             # Starting worker processes costs seconds; a lone notebook runs in this process.

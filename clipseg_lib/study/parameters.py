@@ -21,7 +21,9 @@ from clipseg_lib.experiments.question_sets import QUICK_CASES
 
 PLAYGROUND_MARKER = "playground"
 """Notebooks whose stem contains this are interactive and not part of the study."""
-RUNNER_PARAMETERS = {"model": "--model", "output_dir": "--output-dir", "dtype": "--dtype"}
+RUNNER_PARAMETERS = {
+    "model": "--model", "output_dir": "--output-dir", "dtype": "--dtype", "device": "--device",
+}
 """Parameters the runner sets itself -> the flag that sets them; ``-p`` may not override them."""
 PATH_SUFFIXES = ("_file", "_dir", "_path", "_root", "_weights")
 """A parameter whose name ends so names a file or folder that must exist."""
@@ -189,17 +191,19 @@ def notebook_parameters(
     *,
     quick: bool = False,
     dtype: str | None = None,
+    device: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Stem -> parameters to inject (without the runner's ``model``/``output_dir``).
 
     ``overrides`` are ``-p`` texts, parsed by the type of each notebook's default; each name must
     be declared by at least one notebook. ``quick`` sets ``n_cases`` and ``cases_file`` (two
-    photos instead of six) where declared and not overridden; ``dtype`` goes to the notebooks
-    that declare it.
+    photos instead of six) where declared and not overridden; ``dtype`` and ``device`` go to
+    the notebooks that declare them.
     """
     defaults_by_stem = {path.stem: declared_defaults(path) for path in notebooks}
     declared = set().union(*defaults_by_stem.values())
-    wanted = set(overrides) | ({"dtype"} if dtype is not None else set())
+    runner_set = {"dtype": dtype, "device": device}
+    wanted = set(overrides) | {name for name, value in runner_set.items() if value is not None}
     unknown = sorted(wanted - declared)
     if unknown:
         raise StudyConfigError(
@@ -209,8 +213,7 @@ def notebook_parameters(
     texts = {name: _resolved_override(name, raw) for name, raw in overrides.items()}
     if quick:
         texts = {"n_cases": str(QUICK_CASES), "cases_file": str(QUICK_CASES_FILE), **texts}
-    if dtype is not None:
-        texts["dtype"] = dtype
+    texts.update({name: value for name, value in runner_set.items() if value is not None})
     parameters_by_stem = {}
     for stem, defaults in defaults_by_stem.items():
         parameters = {}
