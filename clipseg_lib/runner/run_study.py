@@ -10,7 +10,8 @@ that cannot go on (a worker process killed, a full disk) keeps the finished note
 and marks ``run.json`` failed with the error and the notebooks it did not finish.
 
 `plan_study` checks everything (parameters, output dir, the model loading once) without
-writing anything; `execute_plan` runs a plan.
+writing anything; `execute_plan` runs a plan. With ``resume`` it continues the unfinished run of
+the same configuration in the output dir (`runner.resume`), executing only what it left.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from clipseg_lib.runner.executor import (
     parse_scheduler,
 )
 from clipseg_lib.runner.model_check import check_model_loads, resolve_model
+from clipseg_lib.runner.resume import Resumed, clear_checkpoints, resumable_run
 from clipseg_lib.study.output_dir import Interval, OwnedOutputDir, run_lock
 from clipseg_lib.study.parameters import (
     StudyConfigError,
@@ -92,7 +94,22 @@ class StudyPlan:
     selected: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
-    """Set by `execute_plan`: each execution is a run of its own."""
+    """Set by `execute_plan`: each execution is a run of its own, unless it resumes one."""
+    resumed: Resumed | None = None
+    """The unfinished run this plan continues (``--resume``); None: a new run."""
+
+    def injected_for(self, notebook: Path) -> dict[str, Any]:
+        """The parameters papermill injects into `notebook`: its overrides, the model and
+        the output dir."""
+        runner_parameters = {"model": self.model_resolved, "output_dir": str(self.output.path)}
+        return {**self.injected[notebook.stem], **runner_parameters}
+
+    def configuration(self) -> dict[str, dict[str, Any]]:
+        """Notebook stem -> every parameter it runs with, as run.json stores it: what a
+        resumed run must match."""
+        planned = {path.stem: effective_parameters(path, self.injected_for(path))
+                   for path in self.notebooks}
+        return json.loads(json.dumps(planned, default=str))
 
     def check_model(self) -> float:
         """Load the model once as the notebooks will (StudyConfigError if it cannot load);
@@ -148,11 +165,13 @@ def plan_study(
     scheduler: str | None = None,
     force: bool = False,
     check_model: bool = True,
+    resume: bool = False,
 ) -> StudyPlan:
     """Check a study without writing anything; StudyConfigError naming the first problem.
 
     ``parameters`` are ``name=value`` texts, parsed by the type of each notebook's default;
-    paths among them (and ``model``) resolve against the current directory.
+    paths among them (and ``model``) resolve against the current directory. ``resume``: continue
+    the unfinished run of this configuration in ``output_dir`` (`resumable_run`).
     """
     cell_timeout_s = check_cell_timeout(cell_timeout)
     chosen_scheduler = scheduler_for(jobs, scheduler)
@@ -180,6 +199,8 @@ def plan_study(
     )
     if check_model:
         plan.skip_training(plan.check_model())
+    if resume:
+        plan.resumed = resumable_run(plan.output.path, plan.configuration())
     return plan
 
 
@@ -201,6 +222,7 @@ def _manifest(
         "cell_timeout_s": plan.cell_timeout_s,
         "scheduler": plan.scheduler or "serial",
         "parameters": plan.overrides,
+        "configuration": plan.configuration(),
         "notebooks": [asdict(outcome) for outcome in outcomes],
         "skipped": plan.skipped,
         "provenance": provenance(seed=seeds[0] if len(set(seeds)) == 1 else None),
@@ -224,8 +246,9 @@ def _stages(notebooks: list[Path]) -> list[list[Path]]:
 def execute_plan(plan: StudyPlan) -> StudyRun:
     """Run ``plan``'s notebooks (concurrently where its scheduler allows), record every file
     they write in ``run.json`` as they finish, then build the report; all under the output
-    dir's run lock (StudyConfigError when another run is writing there), under a new run id."""
-    plan.run_id = new_run_id()
+    dir's run lock (StudyConfigError when another run is writing there), under a new run id,
+    or the resumed run's id and without the notebooks it finished."""
+    plan.run_id = plan.resumed.run_id if plan.resumed else new_run_id()
     with run_lock(plan.output.path, run_id=plan.run_id):
         return _execute_locked(plan)
 
@@ -233,11 +256,13 @@ def execute_plan(plan: StudyPlan) -> StudyRun:
 def _execute_locked(plan: StudyPlan) -> StudyRun:
     output_dir = plan.output.path
     stems = [path.stem for path in plan.notebooks]
-    plan.output.prepare(rerun=stems)
+    outcomes: list[NotebookRun] = list(plan.resumed.kept) if plan.resumed else []
+    kept = {outcome.stem for outcome in outcomes}
+    plan.output.prepare(rerun=[stem for stem in stems if stem not in kept])
+    if plan.resumed is None:
+        clear_checkpoints(output_dir)
     (output_dir / "notebooks").mkdir(exist_ok=True)
     manifest_path = plan.output.manifest_path
-    outcomes: list[NotebookRun] = []
-    runner_parameters = {"model": plan.model_resolved, "output_dir": str(output_dir)}
     kind, workers = parse_scheduler(plan.scheduler)
     bars = int(workers) if kind != "dask" else 1
     threads = max(1, (os.cpu_count() or 1) // bars) if kind == "processes" else None
@@ -245,10 +270,10 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
         write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
         # A run killed from here on must not leave the previous run's report looking current.
         build_report(output_dir)
-        for stage in _stages(plan.notebooks):
+        for stage in _stages([path for path in plan.notebooks if path.stem not in kept]):
             tasks = []
             for position, notebook in enumerate(stage):
-                injected = {**plan.injected[notebook.stem], **runner_parameters}
+                injected = plan.injected_for(notebook)
                 tasks.append(
                     NotebookTask(
                         notebook,
@@ -268,6 +293,7 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
                 outcomes.sort(key=lambda run: stems.index(run.stem))
                 write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
         write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))
+        clear_checkpoints(output_dir)
         build_report(output_dir)
         # Once more, to record the report's own files.
         write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))

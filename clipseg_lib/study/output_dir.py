@@ -39,6 +39,9 @@ SOURCE_MARKERS = (".git", "pyproject.toml", "setup.py", "notebooks")
 SHOWN_ENTRIES = 3
 LOCK_FILE = ".clipseg-run.lock"
 """Held (flock) by the run writing into a directory; never counted as a file of a run."""
+CHECKPOINTS_DIR = ".clipseg-checkpoints"
+"""Per-case checkpoints of unfinished notebooks (`study.checkpoints`); not counted as files of a
+run: the runner deletes the folder when a run finishes or a new one starts."""
 _LOCK_RUN_ID = re.compile(r"run (\S+), ")
 
 Snapshot = dict[str, tuple[int, int]]
@@ -146,9 +149,12 @@ def check_unlocked(directory: Path) -> None:
 
 
 def snapshot(directory: Path) -> Snapshot:
-    """Relative path -> (mtime ns, size) of every file under ``directory`` (empty if absent)."""
+    """Relative path -> (mtime ns, size) of every file under ``directory`` (empty if absent),
+    but the lock file and the checkpoints."""
     files = {}
-    for root, _, names in os.walk(directory):
+    for root, folders, names in os.walk(directory):
+        if Path(root) == directory and CHECKPOINTS_DIR in folders:
+            folders.remove(CHECKPOINTS_DIR)
         for name in names:
             path = Path(root, name)
             try:
