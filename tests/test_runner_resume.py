@@ -14,6 +14,7 @@ import nbformat
 import pytest
 from runner_helpers import run_main
 
+from benchmarks import resume
 from clipseg_lib.cli import run as run_command
 from clipseg_lib.study.output_dir import CHECKPOINTS_DIR
 
@@ -138,3 +139,33 @@ def test_resume_needs_an_unfinished_run_and_one_study(tmp_path: Path) -> None:
                                 "-g", "seed=0,1", "--resume"])
     assert (code, stderr) == (2, "clipseg-study: error: --resume continues one study run, "
                                  "not a grid\n")
+
+
+@pytest.mark.slow
+def test_notebook_02_killed_halfway_resumes_to_the_uninterrupted_results(tmp_path: Path) -> None:
+    """Mini, a forced kill (runner and kernel) at half the cases, then --resume: the results
+    equal the uninterrupted run's and the resumed kernel encoded only the unfinished cases.
+    The time saved is measured by ``python -m benchmarks.resume``."""
+    n_cases = 8
+    options = [
+        "--model", "mini", "--notebooks", "02", "-p", f"n_cases={n_cases}",
+        "-p", 'distortions=["blur","jpeg"]', "-p", "severities=[0,1,2]",
+        "-p", 'example_distortions=["blur"]', "-p", "example_severities=[1]",
+    ]
+    resume.timed_run(tmp_path / "uninterrupted", options)
+    reused = resume.killed_run(tmp_path / "resumed", options, resume.NOTEBOOK, n_cases // 2)
+    killed = json.loads((tmp_path / "resumed" / "run.json").read_text())
+    resume.timed_run(tmp_path / "resumed", [*options, "--resume"])
+
+    assert n_cases // 2 <= reused < n_cases
+    assert resume.results_of(tmp_path / "resumed", resume.NOTEBOOK) == resume.results_of(
+        tmp_path / "uninterrupted", resume.NOTEBOOK)
+    work = {name: _results(tmp_path / name, resume.NOTEBOOK)["results"]["work"]["encodings"]
+            for name in ("uninterrupted", "resumed")}
+    assert work["uninterrupted"] == n_cases * 5  # the clean image + 2 distortions x 2 levels
+    assert work["resumed"] == (n_cases - reused) * 5
+    executed = (tmp_path / "resumed" / "notebooks" / f"{resume.NOTEBOOK}.ipynb").read_text()
+    assert f"Resumed: {reused} cases finished by an interrupted execution" in executed
+    manifest = json.loads((tmp_path / "resumed" / "run.json").read_text())
+    assert (manifest["status"], manifest["run_id"]) == ("finished", killed["run_id"])
+    assert _results(tmp_path / "resumed", resume.NOTEBOOK)["run_id"] == killed["run_id"]
