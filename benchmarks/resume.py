@@ -1,7 +1,7 @@
 """What ``clipseg-study run --resume`` saves: a study killed halfway and resumed, against one run
 without interruption.
 
-    python -m benchmarks.resume                                  # 02 on mini, 16 cases
+    python -m benchmarks.resume                                  # 02 on mini, 48 cases
     python -m benchmarks.resume --model mini --notebooks 02      # or the options of `run`
 
 The same study runs three times from a temporary folder: uninterrupted; killed (SIGKILL to the
@@ -31,7 +31,7 @@ from clipseg_lib.study.output_dir import CHECKPOINTS_DIR
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "02_distorted_images"
 DEFAULT_OPTIONS = [
-    "--model", "mini", "--notebooks", "02", "-p", "n_cases=16",
+    "--model", "mini", "--notebooks", "02", "-p", "n_cases=48",
     "-p", 'distortions=["gaussian_noise","rotation","occlusion","colour_jitter"]',
     "-p", "severities=[0,1,5]",
 ]
