@@ -18,6 +18,8 @@ from benchmarks import resume
 from clipseg_lib.cli import run as run_command
 from clipseg_lib.study.output_dir import CHECKPOINTS_DIR
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_FROM = """import pathlib, sys
 from clipseg_lib.cli import main as cli
@@ -84,7 +86,6 @@ def _results(output_dir: Path, stem: str) -> dict:
     return json.loads((output_dir / f"{stem}.json").read_text())
 
 
-@pytest.mark.slow
 def test_a_killed_study_resumes_where_it_stopped(study_notebooks: Path, tmp_path: Path) -> None:
     output_dir = tmp_path / "out"
     killed = _killed_run(study_notebooks, output_dir)
@@ -117,7 +118,6 @@ def test_a_killed_study_resumes_where_it_stopped(study_notebooks: Path, tmp_path
     assert "is finished, there is nothing to resume; run without --resume" in stderr
 
 
-@pytest.mark.slow
 def test_a_run_without_resume_recomputes_everything(study_notebooks: Path, tmp_path: Path) -> None:
     output_dir = tmp_path / "out"
     killed = _killed_run(study_notebooks, output_dir)
@@ -141,7 +141,6 @@ def test_resume_needs_an_unfinished_run_and_one_study(tmp_path: Path) -> None:
                                  "not a grid\n")
 
 
-@pytest.mark.slow
 def test_notebook_02_killed_halfway_resumes_to_the_uninterrupted_results(tmp_path: Path) -> None:
     """Mini, a forced kill (runner and kernel) at half the cases, then --resume: the results
     equal the uninterrupted run's and the resumed kernel encoded only the unfinished cases.
