@@ -274,7 +274,7 @@ def test_ctrl_c_on_busy_kernels_ends_in_one_line_without_tracebacks(
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 1
     assert stderr == (f"clipseg-study: interrupted; {output_dir / 'run.json'} marks the run "
-                      "interrupted: the same command runs it again\n")
+                      "interrupted: the same command with --resume continues it\n")
     assert json.loads((output_dir / "run.json").read_text())["status"] == "interrupted"
 
 

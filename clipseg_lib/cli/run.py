@@ -93,6 +93,12 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
         help="use an output dir holding other files or another model's results (never deletes "
         "files the runner did not write)",
     )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run of the same configuration in the output dir: keep "
+        "its finished notebooks and finished cases, run the rest",
+    )
     run.set_defaults(handler=run_command)
 
 
@@ -145,6 +151,8 @@ def run_command(arguments: argparse.Namespace) -> int:
     )
     try:
         grid = parse_grid(arguments.grid, arguments.grid_file)
+        if grid and arguments.resume:
+            raise StudyConfigError("--resume continues one study run, not a grid")
         dtypes = {arguments.dtype, *grid.get("dtype", [])}
         device = arguments.device or "cpu"
         slow_bf16 = "bfloat16" in dtypes and device_problem(device) is None
@@ -162,7 +170,8 @@ def run_command(arguments: argparse.Namespace) -> int:
                 return 0
             runs = execute_grid(owned, grid, plans)
         else:
-            plan = plan_study(NOTEBOOKS_DIR, arguments.output_dir, model=arguments.model, **options)
+            plan = plan_study(NOTEBOOKS_DIR, arguments.output_dir, model=arguments.model,
+                              resume=arguments.resume, **options)
             _print_plan(plan)
             if arguments.dry_run:
                 return 0
@@ -172,7 +181,7 @@ def run_command(arguments: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"clipseg-study: interrupted; {arguments.output_dir / 'run.json'} marks the run "
-              "interrupted: the same command runs it again", file=sys.stderr)
+              "interrupted: the same command with --resume continues it", file=sys.stderr)
         return 1
     for combination, study in runs:
         if combination is not None:

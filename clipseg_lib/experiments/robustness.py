@@ -110,6 +110,16 @@ def empty_scores(
     return {cell: {metric: [] for metric in METRICS} for cell in cells}
 
 
+def add_scores(
+    scores: dict[tuple[str, int], dict[str, list[float]]],
+    case_scores: dict[tuple[str, int], dict[str, list[float]]],
+) -> None:
+    """Append one case's scores (an `empty_scores` filled for that case alone) to `scores`."""
+    for cell, metrics in case_scores.items():
+        for metric, values in metrics.items():
+            scores[cell][metric].extend(values)
+
+
 def case_images(questions: Sequence[Question]) -> dict[str, list[int]]:
     """Per metric of `METRICS`, the image number (`inputs.image_numbers`) of each case it
     scores, for `questions` in the order their scores were appended ("iou_gt": only those

@@ -9,9 +9,10 @@ whose stem contains `CONCLUSION_MARKER` reads the others' results and starts aft
 that cannot go on (a worker process killed, a full disk) keeps the finished notebooks' results
 and marks ``run.json`` failed with the error and the notebooks it did not finish.
 
-`plan_study` checks everything (parameters, the device, the output dir, the model loading
-once) without writing anything and forecasts each notebook's work and time from a warm-up
-(`forecast`); `execute_plan` runs a plan and records the forecast beside the actual time.
+`plan_study` checks everything (parameters, device, output dir, the model loading once)
+without writing anything and forecasts each notebook's time from a warm-up (`forecast`);
+`execute_plan` runs a plan, records the forecast beside the actual time and, with ``resume``,
+continues the unfinished run of the same configuration (`runner.resume`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from clipseg_lib.runner.executor import (
 )
 from clipseg_lib.runner.forecast import NotebookForecast, notebook_seconds, plan_record
 from clipseg_lib.runner.model_check import check_model_loads, load_source, resolve_model
+from clipseg_lib.runner.resume import Resumed, clear_checkpoints, resumable_run
 from clipseg_lib.runner.warm_up import Speed, measure_speed
 from clipseg_lib.runner.work_plan import notebook_work
 from clipseg_lib.study.encodings import ENCODING_CACHE_DIR, run_encodings
@@ -105,6 +107,21 @@ class StudyPlan:
     speed: Speed | None = None
     forecasts: list[NotebookForecast] = field(default_factory=list)
     """Set by `forecast`: each notebook's work and estimated seconds, at `speed`."""
+    resumed: Resumed | None = None
+    """The unfinished run this plan continues (``--resume``); None: a new run."""
+
+    def injected_for(self, notebook: Path) -> dict[str, Any]:
+        """The parameters papermill injects into `notebook`: its overrides, the model and
+        the output dir."""
+        runner_parameters = {"model": self.model_resolved, "output_dir": str(self.output.path)}
+        return {**self.injected[notebook.stem], **runner_parameters}
+
+    def configuration(self) -> dict[str, dict[str, Any]]:
+        """Notebook stem -> every parameter it runs with, as run.json stores it: what a
+        resumed run must match."""
+        planned = {path.stem: effective_parameters(path, self.injected_for(path))
+                   for path in self.notebooks}
+        return json.loads(json.dumps(planned, default=str))
 
     @property
     def workers(self) -> int:
@@ -189,13 +206,15 @@ def plan_study(
     scheduler: str | None = None,
     force: bool = False,
     check_model: bool = True,
+    resume: bool = False,
 ) -> StudyPlan:
     """Check a study without writing anything; StudyConfigError naming the first problem.
 
     ``parameters`` are ``name=value`` texts, parsed by the type of each notebook's default;
     paths among them (and ``model``) resolve against the current directory. ``device`` (None:
     each notebook's default, cpu) goes to every notebook that declares it. With
-    ``check_model`` the model is loaded once, timed and the plan's forecast set.
+    ``check_model`` the model is loaded once, timed and the plan's forecast set. ``resume``:
+    continue the unfinished run of this configuration in ``output_dir`` (`resumable_run`).
     """
     problem = device_problem(device) if device is not None else None
     if problem:
@@ -229,6 +248,8 @@ def plan_study(
         segmenter = plan.check_model()
         plan.skip_training(image_gflop(segmenter))
         plan.forecast(segmenter, plan.measure_speed(segmenter))
+    if resume:
+        plan.resumed = resumable_run(plan.output.path, plan.configuration())
     return plan
 
 
@@ -251,6 +272,7 @@ def _manifest(
         "cell_timeout_s": plan.cell_timeout_s,
         "scheduler": plan.scheduler or "serial",
         "parameters": plan.overrides,
+        "configuration": plan.configuration(),
         "notebooks": [asdict(outcome) for outcome in outcomes],
         "skipped": plan.skipped,
         **({"plan": plan_record(plan.forecasts, plan.speed, plan.workers)} if plan.speed else {}),
@@ -285,8 +307,9 @@ def _stages(notebooks: list[Path]) -> list[list[Path]]:
 def execute_plan(plan: StudyPlan) -> StudyRun:
     """Run ``plan``'s notebooks (concurrently where its scheduler allows), record every file
     they write in ``run.json`` as they finish, then build the report; all under the output
-    dir's run lock (StudyConfigError when another run is writing there), under a new run id."""
-    plan.run_id = new_run_id()
+    dir's run lock (StudyConfigError when another run is writing there), under a new run id,
+    or the resumed run's id and without the notebooks it finished."""
+    plan.run_id = plan.resumed.run_id if plan.resumed else new_run_id()
     with run_lock(plan.output.path, run_id=plan.run_id):
         return _execute_locked(plan)
 
@@ -294,21 +317,23 @@ def execute_plan(plan: StudyPlan) -> StudyRun:
 def _execute_locked(plan: StudyPlan) -> StudyRun:
     output_dir = plan.output.path
     stems = [path.stem for path in plan.notebooks]
-    plan.output.prepare(rerun=stems)
+    outcomes: list[NotebookRun] = list(plan.resumed.kept) if plan.resumed else []
+    kept = {outcome.stem for outcome in outcomes}
+    plan.output.prepare(rerun=[stem for stem in stems if stem not in kept])
+    if plan.resumed is None:
+        clear_checkpoints(output_dir)
     (output_dir / "notebooks").mkdir(exist_ok=True)
     manifest_path = plan.output.manifest_path
-    outcomes: list[NotebookRun] = []
-    runner_parameters = {"model": plan.model_resolved, "output_dir": str(output_dir)}
     bars, threads = plan.workers, plan.kernel_threads
     try:
         write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
         # A run killed from here on must not leave the previous run's report looking current.
         build_report(output_dir)
         cases = {forecast.stem: forecast.work.cases for forecast in plan.forecasts}
-        for stage in _stages(plan.notebooks):
+        for stage in _stages([path for path in plan.notebooks if path.stem not in kept]):
             tasks = []
             for position, notebook in enumerate(stage):
-                injected = {**plan.injected[notebook.stem], **runner_parameters}
+                injected = plan.injected_for(notebook)
                 tasks.append(
                     NotebookTask(
                         notebook,
@@ -330,6 +355,7 @@ def _execute_locked(plan: StudyPlan) -> StudyRun:
                 outcomes.sort(key=lambda run: stems.index(run.stem))
                 write_json_atomic(manifest_path, _manifest(plan, outcomes, "running"))
         write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))
+        clear_checkpoints(output_dir)
         build_report(output_dir)
         # Once more, to record the report's own files.
         write_json_atomic(manifest_path, _manifest(plan, outcomes, "finished"))

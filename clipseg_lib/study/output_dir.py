@@ -40,6 +40,9 @@ SOURCE_MARKERS = (".git", "pyproject.toml", "setup.py", "notebooks")
 SHOWN_ENTRIES = 3
 LOCK_FILE = ".clipseg-run.lock"
 """Held (flock) by the run writing into a directory; never counted as a file of a run."""
+CHECKPOINTS_DIR = ".clipseg-checkpoints"
+"""Per-case checkpoints of unfinished notebooks (`study.checkpoints`); not counted as files of a
+run: the runner deletes the folder when a run finishes or a new one starts."""
 _LOCK_RUN_ID = re.compile(r"run (\S+), ")
 
 Snapshot = dict[str, tuple[int, int]]
@@ -148,11 +151,14 @@ def check_unlocked(directory: Path) -> None:
 
 def snapshot(directory: Path) -> Snapshot:
     """Relative path -> (mtime ns, size) of every file under ``directory`` (empty if absent),
-    but those of the encoding cache (`ENCODING_CACHE_DIR`): shared by the runs, of no notebook."""
+    but those of the encoding cache (`ENCODING_CACHE_DIR`: shared by the runs, of no notebook),
+    the lock file and the checkpoints."""
     files = {}
     for root, folders, names in os.walk(directory):
-        if Path(root) == directory and ENCODING_CACHE_DIR in folders:
-            folders.remove(ENCODING_CACHE_DIR)
+        if Path(root) == directory:
+            for skipped in (ENCODING_CACHE_DIR, CHECKPOINTS_DIR):
+                if skipped in folders:
+                    folders.remove(skipped)
         for name in names:
             path = Path(root, name)
             try:
