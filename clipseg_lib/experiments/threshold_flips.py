@@ -2,8 +2,8 @@
 one run.
 
 CLIPSeg's authors threshold its maps at 0.3 (PhraseCut, Pascal-5i), `mini`'s at 0.5; the study
-judges at the model's own (`NotebookSession.mask_threshold`). Every notebook whose verdict reads a
-thresholded mask thresholds the same probability maps at each of `compared_thresholds` (no
+judges at the model's own (`NotebookSession.mask_threshold`). Every notebook whose verdict reads
+a thresholded mask thresholds the same probability maps at each of `compared_thresholds` (no
 extra model work) and records, beside its results at the study's threshold, the same results at
 the others under ``"at_threshold"`` (`recorded`): ``{"0.3": {"summary": ..., "cases": ...}}``,
 in the layout of the results themselves. Which quantities depend on the threshold:
