@@ -142,7 +142,8 @@ def checkpoints(
     output_dir: str | Path, name: str, parameters: Mapping[str, Any], *, segmenter: Any = None
 ) -> Checkpoints:
     """The checkpoints of notebook `name`'s loop for this configuration (its parameters,
-    ``session.parameters``, and the segmenter); in memory outside a study run. Prints how many cases an interrupted execution already finished, if any."""
+    ``session.parameters``, and the segmenter); in memory outside a study run. Prints how many
+    cases an interrupted execution already finished, if any."""
     run_id = kernel_run_id()
     digest = fingerprint(run_id, parameters, segmenter)
     folder = None if run_id is None else Path(output_dir) / CHECKPOINTS_DIR / name / digest
