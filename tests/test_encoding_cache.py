@@ -176,6 +176,7 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_asking_for_the_same_key_encode_it_once(tmp_path):
     folder, counter, go = tmp_path / "cache", tmp_path / "encoded.txt", tmp_path / "go"
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}

@@ -67,6 +67,7 @@ def test_the_estimate_is_start_up_plus_work_at_the_measured_speed() -> None:
     assert (total_seconds(forecasts), total_seconds(forecasts, jobs=2)) == (40.0, 30.0)
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +84,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     assert not output_dir.exists()
 
 
+@pytest.mark.slow
 def test_run_json_records_the_plan_beside_the_actual_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -175,6 +177,7 @@ class RecordedBar:
         pass
 
 
+@pytest.mark.slow
 def test_the_kernels_progress_advances_the_bar_and_stays_out_of_the_notebook(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -197,6 +200,7 @@ def test_the_kernels_progress_advances_the_bar_and_stays_out_of_the_notebook(
     assert streams == {"stdout": "0 1 2 3 4 ", "stderr": "warned\n"}
 
 
+@pytest.mark.slow
 def test_the_plan_counts_what_the_notebooks_record(tmp_path: Path) -> None:
     """The plan's images and support embeddings against the work two notebooks record
     (equal supports are embedded once, so the plan's count is an upper bound)."""

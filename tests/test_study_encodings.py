@@ -39,6 +39,7 @@ def _notebook(path: Path, name: str, indices: list[int]) -> None:
     nbformat.write(nbformat.v4.new_notebook(cells=[parameters, code], metadata=kernel), path)
 
 
+@pytest.mark.slow
 def test_the_second_notebook_reads_the_images_the_first_encoded(tmp_path: Path) -> None:
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
