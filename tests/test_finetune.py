@@ -103,9 +103,11 @@ def _weights(directory: Path) -> dict[str, torch.Tensor]:
     return load_file(directory / "model.safetensors")
 
 
-def test_killed_run_resumes_to_the_uninterrupted_weights(smoke_dir, folder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("unfrozen", [False, True])
+def test_killed_run_resumes_to_the_uninterrupted_weights(smoke_dir, folder, tmp_path, monkeypatch,
+                                                         unfrozen):
     config = FinetuneConfig(steps=6, batch_size=3, negatives=0.5, image_prompts=0.5,
-                            checkpoint_every=2, heldout=0.25, seed=3)
+                            checkpoint_every=2, heldout=0.25, seed=3, train_text_encoder=unfrozen)
     samples = read_folder(folder)
     whole = finetune(smoke_dir, samples, tmp_path / "whole", config, progress=False)
 
@@ -340,3 +342,29 @@ def test_activation_reuse_changes_the_backbone_passes_not_the_weights(smoke_dir,
         weights.append(_weights(tmp_path / name))
     assert passes == [12, 6, 3]
     assert all(torch.equal(weights[0][k], other[k]) for other in weights[1:] for k in weights[0])
+
+
+TEXT_TOWER_PREFIXES = tuple(f"{path}." for path in trainer_module.TEXT_TOWER)
+
+
+@pytest.mark.parametrize("unfrozen", [False, True])
+def test_only_the_positive_control_trains_the_text_encoder(smoke_dir, folder, tmp_path, unfrozen):
+    config = FinetuneConfig(steps=3, batch_size=3, heldout=0.25, image_prompts=0.5,
+                            train_text_encoder=unfrozen)
+    result = finetune(smoke_dir, read_folder(folder), tmp_path / "out", config, progress=False)
+    source, tuned = _weights(smoke_dir), _weights(tmp_path / "out")
+    changed = {k for k in source if not torch.equal(source[k].float(), tuned[k].float())}
+    text = {k for k in source if k.startswith(TEXT_TOWER_PREFIXES)}
+    assert any(k.startswith("decoder.") for k in changed)
+    assert not any(k.startswith("clip.vision_model.") for k in changed)
+    # Trained, the text tower moves (every layer's weights); frozen, not one bit of it.
+    assert len(changed & text) > 10 if unfrozen else not changed & text
+    assert ("text tower trained" in result.record["frozen"]) == unfrozen
+    assert result.record["config"]["train_text_encoder"] is unfrozen
+    # The saved model answers with the trained text tower: a fresh load predicts as it does.
+    loaded = load_segmenter(tmp_path / "out")
+    image = load_image(read_folder(folder)[0].image)
+    result.segmenter.clear_text_cache()
+    np.testing.assert_array_equal(
+        loaded.predict_logits(loaded.encode_image(image), ["red circle"]),
+        result.segmenter.predict_logits(result.segmenter.encode_image(image), ["red circle"]))
