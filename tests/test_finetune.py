@@ -413,17 +413,21 @@ def test_seed_findings_say_n_seeds_and_claim_an_encoder_only_from_the_positive_c
     assert "With the text encoder trained too (n = 3 seeds)" in fits
     assert "at or above 0.5 in 3 of 3 seeds" in fits and "at or above 0.5 in 0 of 3" in fits
     assert "let it fit where the decoder alone did not" in fits
+    costly = seed_study.seed_finding(
+        _seed_runs({False: [0.60, 0.62, 0.70], True: [0.6, 0.6, 0.6]}, control_after=0.4),
+        "specific word", "mini", 50)
+    assert "Neither variant fits it without unlearning plain prompts" in costly
+    assert "the composite control changed by -0.400 [" in costly
     stuck = seed_study.seed_finding(
         _seed_runs({False: [0.30, 0.32, 0.34], True: [0.31, 0.30, 0.33]}), "specific word",
         "mini", 50)
-    assert "did not let it fit either" in stuck and "must learn" not in stuck
+    assert "Neither variant fits it: training the text encoder too is not shown" in stuck
+    assert "must learn" not in stuck
     assert "not shown to differ from the decoder alone's" in stuck
     assert "vision encoder (frozen in both) and longer training are not tested" in stuck
     alone = seed_study.seed_finding(
-        _seed_runs({False: [0.60, 0.62, 0.70], True: [0.6, 0.6, 0.6]}, control_after=0.4),
-        "specific word", "mini", 50)
-    assert "The decoder alone already fits it" in alone
-    assert "the composite control changed by -0.400 [" in alone
+        _seed_runs({False: [0.60, 0.62, 0.70], True: [0.6, 0.6, 0.6]}), "specific word", "m", 50)
+    assert "The decoder alone fits it in every seed without unlearning plain prompts" in alone
     untested = seed_study.seed_finding(_seed_runs({False: [0.3, 0.3, 0.31]}), "specific word",
                                        "m", 50)
     assert "No run trained the text encoder" in untested

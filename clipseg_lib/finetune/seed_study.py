@@ -18,12 +18,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from clipseg_lib.analysis.stats import Estimate, mean_ci
-from clipseg_lib.finetune.failure_study import FAILURES, FailureResult
+from clipseg_lib.finetune.failure_study import CONTROL_COST, FAILURES, FailureResult
 from clipseg_lib.finetune.trainer import FinetuneConfig
 
 #: Variant name by whether the text tower is trained too.
 VARIANTS = {False: "decoder", True: "decoder + text encoder"}
-#: Held-out mIoU a fine-tune must reach to count as having fitted the failure.
+#: Held-out mIoU a variant must reach in every seed to count as having fitted the failure
+#: (and its composite control must not fall by more than `failure_study.CONTROL_COST`).
 FITTED_MIOU = 0.5
 
 
@@ -37,13 +38,15 @@ class SeedRun:
     result: FailureResult
 
     def per_seed(self) -> dict:
-        """JSON-ready: seed, variant and per group the mean IoU before and after and the
-        paired difference with its interval over the cases."""
+        """JSON-ready: seed, variant and per group the per-case IoUs after fine-tuning (those
+        before are the main run's), the mean IoU before and after and the paired difference,
+        each with its interval over the cases."""
         return {"failure": self.result.failure, "seed": self.seed,
                 "variant": VARIANTS[self.text_encoder],
-                "groups": {group: {name: e.as_dict() for name, e in
-                                   self.result.estimates(group).items()}
-                           for group in self.result.ious}}
+                "groups": {group: {"after_ious": after,
+                                   **{name: e.as_dict() for name, e in
+                                      self.result.estimates(group).items()}}
+                           for group, (_, after) in self.result.ious.items()}}
 
 
 def seed_config(config: FinetuneConfig, seed: int, steps: int, text_encoder: bool
@@ -133,11 +136,18 @@ def _variant_numbers(runs: list[SeedRun], failure: str, text_encoder: bool) -> s
             f"seeds; the composite control changed by {control}")
 
 
+def _unlearns(runs: list[SeedRun], failure: str, text_encoder: bool) -> bool:
+    """The composite control fell by more than `CONTROL_COST` (its interval over seeds)."""
+    return across_seeds(runs, failure, text_encoder, "control", "difference").ci_high < (
+        -CONTROL_COST)
+
+
 def seed_finding(runs: list[SeedRun], failure: str, model: str, steps: int) -> str:
     """The sentences the seed study supports about one failure on `model`: the decoder's gain
     and its spread over n seeds, whether training the text encoder too let it fit (compared
     with the decoder alone on the same seeds and cases), and what stays untested. A variant
-    fits when its held-out mIoU reaches `FITTED_MIOU` in every seed."""
+    fits when its held-out mIoU reaches `FITTED_MIOU` in every seed and its composite control
+    does not fall by more than `CONTROL_COST` (interval over seeds)."""
     frozen, trained = _runs(runs, failure, False), _runs(runs, failure, True)
     before = across_seeds(runs, failure, False, "held-out", "before").mean
     text = (f"{failure.capitalize()} ({model}, n = {len(frozen)} seeds of {steps} steps, "
@@ -152,18 +162,22 @@ def seed_finding(runs: list[SeedRun], failure: str, model: str, steps: int) -> s
     text += (f" With the text encoder trained too (n = {len(trained)} seeds), "
              f"{_variant_numbers(runs, failure, True)}; its held-out mIoU is {comparison} the "
              f"decoder alone's by {extra}.")
-    if _fitted(frozen) == len(frozen):
-        return text + (" The decoder alone already fits it (the composite control above says "
-                       "at what cost): nothing here says an encoder must learn.")
-    if _fitted(trained) == len(trained) and extra.ci_low > 0:
-        return text + (" Training the text encoder let it fit where the decoder alone did not: "
-                       "in these runs the frozen text encoder held it back.")
+    reached = {t: _fitted(chosen) == len(chosen) for t, chosen in ((False, frozen),
+                                                                   (True, trained))}
+    fits = {t: reached[t] and not _unlearns(runs, failure, t) for t in reached}
+    if fits[False]:
+        return text + (" The decoder alone fits it in every seed without unlearning plain "
+                       "prompts: nothing here says an encoder must learn.")
+    if fits[True]:
+        return text + (" Training the text encoder too let it fit where the decoder alone did "
+                       "not: in these runs the frozen text encoder held it back.")
     if extra.ci_low > 0:
         return text + (" Training the text encoder helped but did not make it fit; the vision "
                        "encoder, frozen in both, is not tested.")
-    return text + (" Training the text encoder did not let it fit either: the frozen text "
-                   "encoder is not shown to be what is missing; the vision encoder (frozen in "
-                   "both) and longer training are not tested.")
+    how = (" without unlearning plain prompts" if reached[False] or reached[True] else "")
+    return text + (f" Neither variant fits it{how}: training the text encoder too is not shown "
+                   "to help, so the frozen text encoder is not shown to be what is missing; the "
+                   "vision encoder (frozen in both) and longer training are not tested.")
 
 
 def seed_study_dict(runs: list[SeedRun], steps: int) -> dict:
