@@ -84,15 +84,17 @@ class Presence:
                 for key, value in asdict(self).items()}
 
     def __str__(self) -> str:
-        def shown(value, bounds, digits):
-            if value is None:
-                return "undefined"
-            return f"{value:.{digits}f} [{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
-
-        return (f"IL_MCC {shown(self.il_mcc, self.il_mcc_ci, 2)}, "
-                f"pmF1 {shown(self.pm_f1, self.pm_f1_ci, 2)}, "
-                f"cgF1 {shown(self.cg_f1, self.cg_f1_ci, 1)} "
+        return (f"IL_MCC {shown_score(self.il_mcc, self.il_mcc_ci, 2)}, "
+                f"pmF1 {shown_score(self.pm_f1, self.pm_f1_ci, 2)}, "
+                f"cgF1 {shown_score(self.cg_f1, self.cg_f1_ci, 1)} "
                 f"(n = {self.n_present} present + {self.n_absent} absent)")
+
+
+def shown_score(value: float | None, bounds: tuple[float, float] | None, digits: int) -> str:
+    """"0.52 [0.35, 0.65]" at `digits` decimals, or "undefined" for None."""
+    if value is None or bounds is None:
+        return "undefined"
+    return f"{value:.{digits}f} [{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
 
 
 def _interval(values: list[float]) -> tuple[float, float] | None:

@@ -157,8 +157,8 @@ def _cosine_sentence(cosine: Estimate, baseline: Estimate) -> str:
 def failure_finding(result: FailureResult, model: str,
                     cosines: tuple[Estimate, Estimate] | None = None) -> str:
     """The sentences the numbers support about one failure on `model`, from one fine-tuning
-    run of the decoder alone (one seed: its spread over seeds is not measured, and no run with
-    the encoders unfrozen is there to compare). `cosines`, for negation: the frozen text
+    run of the decoder alone (one seed: the spread over seeds and the run with the text encoder
+    trained too are `seed_study`'s). `cosines`, for negation: the frozen text
     encoder's cosine between "not X" and "X" (`negation_cosines`) and its baseline between
     unrelated prompts (`unrelated_cosines`). The held-out names were left out of fine-tuning
     only: mini's encoders were trained on every name of the world."""
@@ -183,7 +183,8 @@ def failure_finding(result: FailureResult, model: str,
                    f"held-out ones: {numbers}.")
     else:
         verdict = (f"{subject}: fine-tuning the decoder alone did not fix it in this run: "
-                   f"{numbers}. Whether unfreezing the encoders would is not measured here.")
+                   f"{numbers}. One run of the decoder alone cannot say whether training an "
+                   "encoder too would.")
     control = result.estimates("control")
     change = control["difference"]
     trend = "fell" if change.ci_high < 0 else "rose" if change.ci_low > 0 else "held"

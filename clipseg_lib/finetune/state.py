@@ -1,7 +1,7 @@
 """Where a fine-tune writes, and its resumable training state, stored without pickle.
 
 The state is two files in the output directory: `training_state.json` (step, losses, batch
-plan and its generator, the run's identity) and the safetensors file it names (decoder
+plan and its generator, the run's identity) and the safetensors file it names (trained
 weights, AdamW moments, torch's generator). A new tensors file is written first and the JSON
 replaced atomically after it, so a run killed at any moment leaves a consistent state.
 Pickled files (`torch.save`) are refused: unpickling can run code.
@@ -34,7 +34,8 @@ class OutputDirError(ValueError):
 
 @dataclass
 class TrainingState:
-    """What a resumed run needs: `tensors` ("decoder.*", "optimizer.<i>.<key>", "rng.torch")
+    """What a resumed run needs: `tensors` ("<trained module>.*" such as "decoder.*",
+    "optimizer.<i>.<key>", "rng.torch")
     and `record` (the JSON: step, losses, plan, run identity)."""
 
     tensors: dict[str, torch.Tensor]

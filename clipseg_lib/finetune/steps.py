@@ -1,10 +1,12 @@
 """One fine-tuning step's computation: frozen activations, conditionals, logits and the loss.
 
-The CLIP backbone and text encoder are frozen: they run through `Segmenter.encode_image` and
-`Segmenter.embed_prompts` (inference mode, no autograd), exactly as at prediction time, and
-their outputs are copied into ordinary tensors for the decoder, the only part with gradients.
-Each image is encoded alone, so an activation is the same number whether it was cached,
-shared within a batch or recomputed (a resumed run equals an uninterrupted one).
+The CLIP backbone is frozen: it runs through `Segmenter.encode_image` (inference mode, no
+autograd), exactly as at prediction time, and its outputs are copied into ordinary tensors for
+the decoder. The text encoder is frozen too (`Segmenter.embed_prompts`, cached) unless the run
+trains it (`trained_text=True`): then every step embeds its prompts again through the text
+tower with autograd (`text_conditionals`), so gradients reach it. Each image is encoded alone,
+so an activation is the same number whether it was cached, shared within a batch or recomputed
+(a resumed run equals an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -118,16 +120,43 @@ def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (1 - (2 * overlap + 1) / (sizes + 1)).mean()
 
 
+def text_conditionals(segmenter: Segmenter, prompts: Sequence[Prompt]) -> torch.Tensor:
+    """(len(prompts), projection_dim) conditionals with autograd through the text tower: the
+    distinct texts embedded in one sorted, padded batch; a `Mix`'s image side comes from the
+    frozen vision tower (`Segmenter.embed_prompts`)."""
+    texts = sorted({p if isinstance(p, str) else p.text for p in prompts})
+    limit = segmenter.model.config.text_config.max_position_embeddings
+    tokens = segmenter.processor.tokenizer(texts, padding=True, truncation=True,
+                                           max_length=limit, return_tensors="pt")
+    features = segmenter.model.clip.get_text_features(
+        input_ids=tokens["input_ids"].to(segmenter.device),
+        attention_mask=tokens["attention_mask"].to(segmenter.device),
+    ).pooler_output
+    rows = []
+    for prompt in prompts:
+        text = features[texts.index(prompt if isinstance(prompt, str) else prompt.text)]
+        if not isinstance(prompt, str):
+            image = segmenter.embed_prompts(prompt.image_prompt)[0].to(text.dtype, copy=True)
+            text = prompt.weight * text + (1 - prompt.weight) * image
+        rows.append(text)
+    return torch.stack(rows)
+
+
 def batch_loss(
     segmenter: Segmenter, cache: ActivationCache, rows: Sequence[Row], samples: Sequence[Sample],
-    *, dice: bool = False,
+    *, dice: bool = False, trained_text: bool = False,
 ) -> torch.Tensor:
     """Binary cross-entropy of the decoder's logits for `rows` against their targets; with
     `dice`, plus the soft Dice loss (`mini`'s training loss, which keeps small objects from
-    sinking below the threshold)."""
+    sinking below the threshold). With `trained_text`, the prompts are embedded with gradients
+    (`text_conditionals`), else from the frozen text encoder's cache."""
     activations = cache.batch(rows)
-    conditionals = segmenter.embed_prompts([row_prompt(row, samples) for row in rows])
-    conditionals = conditionals.to(segmenter.dtype, copy=True)  # out of inference mode
+    prompts = [row_prompt(row, samples) for row in rows]
+    if trained_text:
+        conditionals = text_conditionals(segmenter, prompts).to(segmenter.dtype)
+    else:
+        conditionals = segmenter.embed_prompts(prompts)
+        conditionals = conditionals.to(segmenter.dtype, copy=True)  # out of inference mode
     logits = segmenter.model.decoder(activations, conditionals).logits
     logits = logits.reshape(len(rows), *logits.shape[-2:])
     targets = row_targets(rows, samples, tuple(logits.shape[-2:]), logits.device, logits.dtype)

@@ -1,7 +1,8 @@
 """Fine-tune a CLIPSeg decoder on (image, prompt, mask) samples: the paper's recipe.
 
-CLIP (vision and text towers) stays frozen, bit for bit; the decoder is trained with AdamW,
-learning rate `lr` decayed on a cosine to `min_lr`, binary cross-entropy on the logits,
+CLIP (vision and text towers) stays frozen, bit for bit (`train_text_encoder`, the positive
+control of that recipe, trains the text tower beside the decoder); the decoder is trained with
+AdamW, learning rate `lr` decayed on a cosine to `min_lr`, binary cross-entropy on the logits,
 PhraseCut+-style negatives and optional text-image prompt mixing (`batches`). A seeded share
 of the images is held out and scored before and after. The output directory is a
 `save_pretrained` model (float32 safetensors, config, processor) that `load_segmenter`
@@ -57,6 +58,8 @@ from clipseg_lib.model.segmenter import Segmenter
 
 _VERSIONED = ("torch", "transformers", "safetensors", "numpy")
 TRAINING_DTYPES = ("float32", "float64")
+#: The modules of `CLIPSegForImageSegmentation` that make up CLIP's text tower.
+TEXT_TOWER = ("clip.text_model", "clip.text_projection")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ class FinetuneConfig:
     the same text. `dtype` is the training arithmetic's: "float64" makes the fine-tuned weights
     the same on every CPU (float32 rounding, which differs between instruction sets, compounds
     over the steps: one decoder's control mIoU moved by 0.019 between AVX2 and AVX-512 kernels),
-    at about twice the cost; the saved model is float32 either way."""
+    at about twice the cost; the saved model is float32 either way. `train_text_encoder` also
+    trains CLIP's text tower (`TEXT_TOWER`) with the same optimizer and schedule, its prompts
+    embedded again every step; the vision tower stays frozen."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -83,6 +88,7 @@ class FinetuneConfig:
     seed: int = 0
     checkpoint_every: int = 100
     dtype: str = "float32"
+    train_text_encoder: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "prompts_per_image", "checkpoint_every"):
@@ -165,10 +171,13 @@ def finetune(
             "with the same model, data and options, or pass --force to start over"
         )
     torch.manual_seed(config.seed)
-    decoder = segmenter.model.decoder
+    trained = trained_modules(segmenter, config)
     segmenter.model.clip.requires_grad_(False)
+    for module in trained.values():
+        module.requires_grad_(True)
     optimizer = torch.optim.AdamW(
-        decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        [p for module in trained.values() for p in module.parameters()], lr=config.lr,
+        weight_decay=config.weight_decay,
     )
     plan = BatchPlan(
         [s.prompt for s in samples], train_groups, batch_size=config.batch_size,
@@ -181,10 +190,9 @@ def finetune(
         losses: list[float] = []
         earlier_seconds = 0.0
     else:
-        decoder.load_state_dict(
-            {k.removeprefix("decoder."): v for k, v in resumed.tensors.items()
-             if k.startswith("decoder.")}
-        )
+        for path, module in trained.items():
+            module.load_state_dict({k.removeprefix(f"{path}."): v for k, v in
+                                    resumed.tensors.items() if k.startswith(f"{path}.")})
         load_optimizer_tensors(optimizer, resumed.tensors)
         torch.set_rng_state(resumed.tensors["rng.torch"])
         plan.load_state(resumed.record["plan"])
@@ -196,25 +204,27 @@ def finetune(
     bar = tqdm(range(len(losses), config.steps), total=config.steps, initial=len(losses),
                desc="fine-tune", file=sys.stdout, disable=not progress, dynamic_ncols=True)
     started = time.perf_counter()
-    decoder.train()
+    for module in trained.values():
+        module.train()
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, config.steps, config.lr, config.min_lr)
-        loss = batch_loss(segmenter, cache, plan.next_batch(), samples, dice=config.dice)
+        loss = batch_loss(segmenter, cache, plan.next_batch(), samples, dice=config.dice,
+                          trained_text=config.train_text_encoder)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-        _check_finite(decoder, losses[-1], step, config)
+        _check_finite(trained, losses[-1], step, config)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
             seconds = earlier_seconds + time.perf_counter() - started
-            _save_progress(output, segmenter, optimizer, plan, run, before, losses, seconds)
+            _save_progress(output, trained, optimizer, plan, run, before, losses, seconds)
     seconds = earlier_seconds + time.perf_counter() - started
     segmenter = _in_float32(segmenter)
     after = heldout_ious(segmenter, samples, heldout_groups)
     result = _save_model(output, segmenter, run, losses, before, after, len(prints.groups),
-                         seconds, cache.encodings)
+                         seconds, cache.encodings, frozen=_frozen_parts(config))
     remove_state(output)
     if progress:
         print(result.summary())
@@ -225,10 +235,24 @@ class DivergedError(ValueError):
     """Training produced a non-finite loss or weight; nothing of it was saved."""
 
 
-def _check_finite(decoder: torch.nn.Module, loss: float, step: int, config: FinetuneConfig) -> None:
-    """DivergedError naming the step when the loss or a decoder weight is NaN or infinite."""
-    broken = [name for name, value in decoder.named_parameters()
-              if not torch.isfinite(value).all()]
+def trained_modules(segmenter: Segmenter, config: FinetuneConfig) -> dict[str, torch.nn.Module]:
+    """The modules a run trains, by their path in the model: the decoder, and with
+    `config.train_text_encoder` the text tower's (`TEXT_TOWER`)."""
+    paths = ("decoder", *(TEXT_TOWER if config.train_text_encoder else ()))
+    return {path: segmenter.model.get_submodule(path) for path in paths}
+
+
+def _frozen_parts(config: FinetuneConfig) -> str:
+    if config.train_text_encoder:
+        return "clip vision tower; decoder and clip text tower trained"
+    return "clip (vision and text towers); decoder trained"
+
+
+def _check_finite(trained: dict[str, torch.nn.Module], loss: float, step: int,
+                  config: FinetuneConfig) -> None:
+    """DivergedError naming the step when the loss or a trained weight is NaN or infinite."""
+    broken = [f"{path}.{name}" for path, module in trained.items()
+              for name, value in module.named_parameters() if not torch.isfinite(value).all()]
     if math.isfinite(loss) and not broken:
         return
     what = f"the loss is {loss}" if not math.isfinite(loss) else f"{broken[0]} is not finite"
@@ -254,10 +278,11 @@ def _flat(run: dict) -> dict:
 
 
 def _save_progress(
-    output: Path, segmenter: Segmenter, optimizer: torch.optim.Optimizer, plan: BatchPlan,
-    run: dict, before: list[float], losses: list[float], seconds: float,
+    output: Path, trained: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer,
+    plan: BatchPlan, run: dict, before: list[float], losses: list[float], seconds: float,
 ) -> None:
-    tensors = {f"decoder.{k}": v.detach() for k, v in segmenter.model.decoder.state_dict().items()}
+    tensors = {f"{path}.{k}": v.detach() for path, module in trained.items()
+               for k, v in module.state_dict().items()}
     tensors.update(optimizer_tensors(optimizer))
     tensors["rng.torch"] = torch.get_rng_state()
     record = {"step": len(losses), "run": run, "plan": plan.state(), "losses": losses,
@@ -267,7 +292,7 @@ def _save_progress(
 
 def _save_model(
     output: Path, segmenter: Segmenter, run: dict, losses: list[float], before: list[float],
-    after: list[float], n_images: int, seconds: float, encodings: int,
+    after: list[float], n_images: int, seconds: float, encodings: int, *, frozen: str,
 ) -> FinetuneResult:
     with quiet_transformers():
         segmenter.model.save_pretrained(output, safe_serialization=True)
@@ -279,7 +304,7 @@ def _save_model(
     record = {
         **run,
         "weights_sha256": file_sha256(output / "model.safetensors"),
-        "frozen": "clip (vision and text towers); decoder trained",
+        "frozen": frozen,
         "n_images": n_images,
         "train_seconds": round(seconds, 3),
         "training_backbone_passes": encodings,  # of this process (after a resume: since it)
