@@ -38,7 +38,7 @@ def test_results_agree_under_another_kernel_path_and_thread_count(tmp_path: Path
     completed = subprocess.run(
         [sys.executable, "-m", "clipseg_lib", "run", "--model", "mini", "--jobs", "1",
          "--notebooks", *CROSS_KERNEL_NOTEBOOKS, "--output-dir", str(tmp_path / "run")],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1800,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     verification = verify.verify(tmp_path / "run")
