@@ -40,10 +40,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from clipseg_lib.model.encoding import ImageEncoding
 from clipseg_lib.model.lru import LruCache
 
 if TYPE_CHECKING:
-    from clipseg_lib.model.segmenter import ImageEncoding, Segmenter
+    from clipseg_lib.model.segmenter import Segmenter
 
 DEFAULT_MEMORY_BYTES = 512 * 2**20
 """Memory tier: about 30 full-size encodings (ViT-B/16 at 352 px, 11 hidden states: 16 MiB)."""
@@ -189,7 +190,6 @@ class EncodingCache:
 
     def _load(self, key: str, device: torch.device) -> ImageEncoding | None:
         """The encoding stored under `key`, or None (absent, or unreadable: then deleted)."""
-        from clipseg_lib.model.segmenter import ImageEncoding
 
         path = self._path(key, SUFFIX)
         try:

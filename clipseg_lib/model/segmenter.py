@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,13 +20,11 @@ import torch.nn.functional as F
 from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 from transformers.image_utils import ChannelDimension
 
+from clipseg_lib.model.encoding import ImageEncoding
 from clipseg_lib.model.images import ImageLike, load_image
 from clipseg_lib.model.lru import LruCache
 from clipseg_lib.model.prompts import Embedding, ImagePrompt, Mix, Prompt
 from clipseg_lib.model.work import Work, WorkLog, backbone_flops, input_digest
-
-if TYPE_CHECKING:
-    from clipseg_lib.model.encoding_cache import EncodingCache
 
 #: What `Segmenter.provenance["kind"]` says about where a model's weights come from.
 MODEL_KINDS = {
@@ -42,23 +40,14 @@ SUPPORT_CACHE_ENTRIES = 1024
 """Support images whose embeddings a segmenter keeps."""
 
 
-@dataclass(frozen=True)
-class ImageEncoding:
-    """What the decoder needs from one image.
+class EncodingStore(Protocol):
+    """What `Segmenter.encode_image` asks of an attached cache
+    (`clipseg_lib.model.encoding_cache.EncodingCache`)."""
 
-    `hidden_states[k]` is the (1, tokens, hidden) output of backbone layer k (k = 0 is the
-    patch embedding after the pre-layernorm), for k = 0 .. `max_layer`. `original_size` is
-    the image's (H, W); `input_size` the model resolution (h, w) the backbone saw.
-    """
-
-    hidden_states: tuple[torch.Tensor, ...]
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
-
-    @property
-    def max_layer(self) -> int:
-        """Index of the deepest hidden state held."""
-        return len(self.hidden_states) - 1
+    def encoding(self, segmenter: Segmenter, input_digest: bytes, original_size: tuple[int, int],
+                 max_layer: int, encode: Callable[[], ImageEncoding]) -> ImageEncoding:
+        """The encoding of this input: a stored one, or ``encode()``."""
+        ...
 
 
 class Segmenter:
@@ -97,7 +86,7 @@ class Segmenter:
         self._text_cache: LruCache[str, torch.Tensor] = LruCache(TEXT_CACHE_ENTRIES)
         self._support_cache: LruCache[bytes, torch.Tensor] = LruCache(SUPPORT_CACHE_ENTRIES)
         self._work_log = WorkLog()
-        self.encoding_cache: EncodingCache | None = None
+        self.encoding_cache: EncodingStore | None = None
 
     def clear_text_cache(self) -> None:
         """Forget the cached prompt embeddings, of texts and of support images (the next
