@@ -201,7 +201,8 @@ def reference_run(directory: Path, run_id: str | None = NEW_RUN) -> Path:
                 for path in sorted(REFERENCE.glob("*.json"))}
     run_id = next_run_id() if run_id == NEW_RUN else run_id
     for name, payload in payloads.items():
-        payload.update(run_id=run_id, figures=[f"{name}_figure.png"])
+        # as a notebook's finish lists them: a PNG and the SVG beside it (where one is saved)
+        payload.update(run_id=run_id, figures=[f"{name}_figure.png", f"{name}_figure.svg"])
     claims = build_claims(load_results(REFERENCE))
     payloads["conclusion"]["results"] = {
         "claims": claims, "summary": {"configuration_problems": {},

@@ -50,7 +50,6 @@ def output_dir(request, tmp_path) -> Path:
     if source:
         if request.param != "full":
             pytest.skip("REPORT_DIR is one run")
-        # copy2 keeps modification times, which decide what the report counts as current
         return Path(shutil.copytree(source, tmp_path / "run", copy_function=shutil.copy2))
     if request.param == "reference":
         run = reference_run(tmp_path / "run")

@@ -153,10 +153,11 @@ def rows_table(rows: Sequence[Mapping[str, Any]], *, max_rows: int = MAX_TABLE_R
     keys = [key for key in keys if key not in raw]
     numeric = {key for key in keys if any(_is_numeric(row.get(key)) for row in rows)}
     columns = [key for key in keys if key not in numeric] + [key for key in keys if key in numeric]
-    # A spread column's name may break after each dot, an interval after its parts: a wide
-    # table keeps to the page's width.
-    header = "".join(f"<th>{escape(str(column)).replace('.', '.<wbr>')}</th>"
-                     for column in columns)
+    # A spread column's name may break after each dot or underscore, an interval after its
+    # parts: a wide table keeps to the page's width.
+    header = "".join(
+        f"<th>{escape(str(column)).replace('.', '.<wbr>').replace('_', '_<wbr>')}</th>"
+        for column in columns)
     body = []
     for row in rows[:max_rows]:
         cells = "".join(
