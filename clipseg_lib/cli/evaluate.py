@@ -35,7 +35,7 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--scheduler", help="serial (default), local:N or a Dask address")
     parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="images per task")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", help="e.g. bfloat16 (default float32)")
+    parser.add_argument("--dtype", help="bfloat16 or int8 (default float32)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda (cuda:N) or mps")
     parser.add_argument("--force", action="store_true", help="replace another evaluation's output")
     parser.set_defaults(handler=_evaluate_command)

@@ -22,7 +22,7 @@ from clipseg_lib.runner.run_study import (
 from clipseg_lib.study.parameters import QUICK_CASES, StudyConfigError
 from clipseg_lib.study.results import load_results
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "int8")
 
 
 def add_run_command(commands: argparse._SubParsersAction) -> None:
@@ -51,7 +51,9 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
         help="override a notebook parameter (repeatable); paths are relative to the current dir",
     )
     run.add_argument(
-        "--dtype", choices=DTYPES, help="compute dtype, for the notebooks that declare dtype"
+        "--dtype", choices=DTYPES,
+        help="compute dtype, for the notebooks that declare dtype (int8: the vision backbone's "
+             "linear layers quantized, CPU only)"
     )
     run.add_argument(
         "--device",

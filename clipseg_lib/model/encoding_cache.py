@@ -95,12 +95,12 @@ def encoding_key(
     segmenter: Segmenter, input_digest: bytes, original_size: tuple[int, int], max_layer: int
 ) -> str:
     """Hex digest naming the encoding through hidden state `max_layer` by `segmenter` (its
-    weights, dtype, device type) of the backbone input whose `work.input_digest` (shape, dtype,
+    weights, precision, device type) of the backbone input whose `work.input_digest` (shape, dtype,
     values: the image after the processor's resizing and normalisation) is `input_digest`, for
     an image of `original_size` (H, W)."""
     fields = {
         "weights": _weights_identity(segmenter),
-        "dtype": str(segmenter.dtype),
+        "dtype": segmenter.precision,
         "device": segmenter.device.type,
         "input": input_digest.hex(),
         "original_size": list(original_size),

@@ -28,6 +28,7 @@ from clipseg_lib.model.model_files import (
     weights_files,
 )
 from clipseg_lib.model.original_checkpoint import load_original_checkpoint
+from clipseg_lib.model.quantization import INT8, quantize_backbone
 from clipseg_lib.model.segmenter import Segmenter
 
 #: The repository's data folder (cases, photos; `data/mini` links to mini's package data).
@@ -79,8 +80,12 @@ def load_segmenter(
     (`rd64-uni.pth`, `rd64-uni-refined.pth`, `rd16-uni.pth`) together with `clip_weights`,
     a CLIP ViT-B/16 state dict. `processor`: a directory or hub id to take the processor from
     instead of the model's own; for a `.pth` only its tokenizer is used (default: the
-    tokenizer of DEFAULT_MODEL). `dtype`: None (float32) or e.g. torch.bfloat16 / "bfloat16".
+    tokenizer of DEFAULT_MODEL). `dtype`: None (float32) or e.g. torch.bfloat16 / "bfloat16",
+    or "int8" (the vision backbone's linear layers quantized, CPU only: `quantize_backbone`).
     """
+    if dtype == INT8:
+        return quantize_backbone(load_segmenter(
+            source, device=device, clip_weights=clip_weights, processor=processor))
     dtype = _as_dtype(dtype)
     name = os.fspath(source)
     kind = model_kind(name)
@@ -287,5 +292,6 @@ def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
         return dtype
     resolved = getattr(torch, str(dtype), None)
     if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"dtype {dtype!r} is not a torch dtype (try 'float32' or 'bfloat16')")
+        raise ValueError(
+            f"dtype {dtype!r} is not a torch dtype (try 'float32', 'bfloat16' or 'int8')")
     return resolved

@@ -87,6 +87,7 @@ class Segmenter:
         self._support_cache: LruCache[bytes, torch.Tensor] = LruCache(SUPPORT_CACHE_ENTRIES)
         self._work_log = WorkLog()
         self.encoding_cache: EncodingStore | None = None
+        self.quantization: str | None = None
 
     def clear_text_cache(self) -> None:
         """Forget the cached prompt embeddings, of texts and of support images (the next
@@ -114,6 +115,7 @@ class Segmenter:
         )
         twin._text_cache, twin._support_cache = self._text_cache, self._support_cache
         twin._work_log, twin.encoding_cache = self._work_log, self.encoding_cache
+        twin.quantization = self.quantization
         return twin
 
     @property
@@ -132,6 +134,11 @@ class Segmenter:
         return self.model.config.vision_config.image_size
 
     @property
+    def precision(self) -> str:
+        """What the backbone computes in: the dtype's name, or ``int8`` when quantized."""
+        return self.quantization or str(self.dtype).removeprefix("torch.")
+
+    @property
     def provenance(self) -> dict[str, Any]:
         """Which model and weights produced a result (recorded beside every result)."""
         return {
@@ -139,13 +146,13 @@ class Segmenter:
             "kind": self.kind,
             "weights_files": self.weights_files,
             "weights_sha256": self.weights_sha256,
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": self.precision,
             "device": str(self.device),
             "extract_layers": list(self.extract_layers),
         }
 
     def __repr__(self) -> str:
-        return f"Segmenter({self.name!r}, device={self.device}, dtype={self.dtype})"
+        return f"Segmenter({self.name!r}, device={self.device}, dtype={self.precision})"
 
     @torch.inference_mode()
     def encode_image(self, image: ImageLike, *, max_layer: int | None = None) -> ImageEncoding:
