@@ -84,7 +84,8 @@ def show_mask(
     """Outline where a mask is on, or a probability map exceeds `threshold`, on `ax`.
 
     The outline is a `colour` line on a dark halo, so the pixels inside keep their own colours
-    (a filled overlay would turn a yellow object green under blue). The axes' limits are kept.
+    (a filled overlay would turn a yellow object green under blue), rasterized in vector
+    output. The axes' limits are kept.
     """
     coverage = _coverage(mask_or_probs)
     rgb = _check_colour(colour)
@@ -95,6 +96,9 @@ def show_mask(
     outline = ax.contour(columns, rows, padded, levels=[threshold], colors=[rgb],
                          linewidths=linewidth)
     outline.set_path_effects([patheffects.withStroke(linewidth=linewidth + 2, foreground="black")])
+    # Drawn as pixels in an SVG too: a noisy map's outline on a large photo has millions of
+    # vertices (54 MB of SVG for one figure of a random full-size model's photos).
+    outline.set_rasterized(True)
     if ax.images:
         ax.set_xlim(*limits[0])
         ax.set_ylim(*limits[1])
