@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+from nbformat import NotebookNode
 from PIL import Image
 
 STEMS = ("04_extract_layers", "05_specific_word", "10_conclusion")
@@ -62,12 +63,27 @@ def write_executed(path: Path, title: str, started: float, injected: dict | None
     ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
+    nbformat.write(stamped(notebook, started, injected, run_id), path)
+
+
+def stamped(notebook: NotebookNode, started: float, injected: dict,
+            run_id: str | None) -> NotebookNode:
+    """`notebook` with the metadata a run's execution leaves: papermill's times and injected
+    parameters, and the runner's `run_id` where given."""
     stamp = datetime.fromtimestamp(started, UTC).isoformat()
-    notebook.metadata["papermill"] = {"start_time": stamp, "end_time": stamp,
+    notebook.metadata["papermill"] = {**notebook.metadata.get("papermill", {}),
+                                      "start_time": stamp, "end_time": stamp,
                                       "parameters": injected}
     if run_id is not None:
         notebook.metadata["clipseg"] = {"run_id": run_id}
-    nbformat.write(notebook, path)
+    return notebook
+
+
+def inline_pngs(notebook: Path) -> int:
+    """How many PNG figures the executed `notebook` shows."""
+    return sum("image/png" in output.get("data", {})
+               for cell in nbformat.read(notebook, as_version=4).cells
+               for output in cell.get("outputs", []))
 
 
 def write_figure(path: Path, seed: int) -> None:
@@ -184,13 +200,18 @@ def age(path: Path, seconds: float) -> None:
     os.utime(path, (then, then))
 
 
-REFERENCE = Path(__file__).resolve().parent.parent / "data" / "reference"
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO / "data" / "reference"
+NOTEBOOKS = REPO / "notebooks"
 
 
-def reference_run(directory: Path, run_id: str | None = NEW_RUN) -> Path:
+def reference_run(directory: Path, run_id: str | None = NEW_RUN, *,
+                  committed_notebooks: bool = False) -> Path:
     """A full run of the committed notebooks' results (``data/reference``) as the runner leaves
     it, its conclusion drawn anew by `build_claims` (with each claim's tests), one figure each;
-    every file carries `run_id` (a new one by default)."""
+    every file carries `run_id` (a new one by default). Its executed notebooks are fabricated
+    (a 1×1 figure each), or with `committed_notebooks` the committed ones (``notebooks/``, their
+    real outputs and figures), stamped as this run executed them."""
     from clipseg_lib.experiments.conclusion import build_claims, verdict_counts
     from clipseg_lib.study.results import load_results
 
@@ -211,8 +232,12 @@ def reference_run(directory: Path, run_id: str | None = NEW_RUN) -> Path:
     for index, (name, payload) in enumerate(payloads.items()):
         stem = "10_conclusion" if name == "conclusion" else name
         injected = {**payload["parameters"], "output_dir": str(directory)}
-        write_executed(directory / "notebooks" / f"{stem}.ipynb", stem.replace("_", " ", 1),
-                       started, injected, run_id)
+        executed = directory / "notebooks" / f"{stem}.ipynb"
+        if committed_notebooks:
+            notebook = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
+            nbformat.write(stamped(notebook, started, injected, run_id), executed)
+        else:
+            write_executed(executed, stem.replace("_", " ", 1), started, injected, run_id)
         outcomes.append({"stem": stem, "status": "ok", "seconds": 1.5, "parameters": injected})
         (directory / f"{name}.json").write_text(json.dumps(payload))
         write_figure(directory / f"{name}_figure.png", index)

@@ -2,19 +2,23 @@
 its section shows, built here at the notebook's size from the reference results or from world
 scenes) and the forest plot are SVGs no wider than the report's text column, so they show at
 their own size, and their smallest text is at least 9 pt (12 CSS px) there; charts draw their
-lines and bars in Okabe and Ito's colour-blind-safe palette."""
+lines and bars in Okabe and Ito's colour-blind-safe palette. After `make test`'s notebooks ran
+(CLIPSEG_NOTEBOOK_RESULTS), every figure they saved passes the same check, and each committed
+notebook shows inline exactly the figures its results list."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from fabricated_runs import REFERENCE
+from fabricated_runs import NOTEBOOKS, REFERENCE, inline_pngs
 from matplotlib.colors import to_hex, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -39,6 +43,7 @@ from clipseg_lib.report.forest_plot import forest_svg
 from clipseg_lib.report.html import STYLE
 from clipseg_lib.study.results import load_results
 
+NOTEBOOK_RESULTS = os.environ.get("CLIPSEG_NOTEBOOK_RESULTS")
 COLUMN_PX = 72 * 16
 """The report's text column: ``body { max-width: 72rem }`` at 16 px per rem."""
 PX_PER_PT = 96 / 72
@@ -218,3 +223,69 @@ def test_the_check_reads_each_glyph_runs_font_size_as_shown():
     wide, ax = plt.subplots(figsize=(24, 3))  # twice the column: shown at half its size
     ax.set_title("halved", fontsize=20)
     assert max(shown_text_px(svg_of(wide))[1]) == pytest.approx(10 * PX_PER_PT)
+
+
+def saved_figure_problems(results_dir: Path) -> tuple[set[str], list[str]]:
+    """(the results names whose saved SVGs were checked, each problem found): a figure the
+    results in ``results_dir`` list that is missing, an SVG wider than the text column, with
+    text smaller than 9 pt as shown, or with no glyph runs to measure."""
+    checked, problems = set(), []
+    for name, payload in load_results(results_dir).items():
+        for file in payload.get("figures", []):
+            path = results_dir / file
+            if not path.is_file():
+                problems.append(f"{file}: listed by {name}.json, missing")
+                continue
+            if path.suffix != ".svg":
+                continue
+            checked.add(name)
+            width, sizes = shown_text_px(path.read_text(encoding="utf-8"))
+            if width > COLUMN_PX:
+                problems.append(f"{file}: {width:.0f} px wide, over the {COLUMN_PX} px column")
+            if not sizes:
+                problems.append(f"{file}: no text found to measure")
+            elif min(sizes) < MIN_TEXT_PX - 0.01:
+                problems.append(f"{file}: smallest text {min(sizes) / PX_PER_PT:.1f} pt shown")
+    return checked, problems
+
+
+@pytest.mark.after_notebooks
+@pytest.mark.skipif(NOTEBOOK_RESULTS is None, reason="needs the notebooks' results: `make test`")
+def test_every_figure_the_notebooks_saved_shows_at_its_size_with_text_of_9_pt_or_more():
+    checked, problems = saved_figure_problems(Path(NOTEBOOK_RESULTS))
+    expected = {path.stem for path in REFERENCE.glob("*.json")}  # 12 experiments, conclusion
+    assert len(expected) >= 13 and not expected - checked, f"no SVGs of {expected - checked}"
+    assert not problems, "\n".join(problems)
+
+
+def test_the_saved_figures_check_names_each_unreadable_figure(tmp_path):
+    def save(name: str, figsize: tuple[float, float], fontsize: float) -> None:
+        figure, ax = plt.subplots(figsize=figsize)
+        ax.set_title("title", fontsize=fontsize)
+        ax.tick_params(labelsize=fontsize)
+        save_figure(figure, tmp_path / f"{name}_figure.png")
+        figures = [f"{name}_figure.png", f"{name}_figure.svg"]
+        (tmp_path / f"{name}.json").write_text(json.dumps(
+            {"name": name, "results": {}, "figures": figures}))
+    save("fine", (6, 3), 9)
+    save("wide", (13, 3), 9)  # shown at 1152 / 1248 of its size
+    save("small", (6, 3), 8)
+    (tmp_path / "small_figure.png").unlink()
+    checked, problems = saved_figure_problems(tmp_path)
+    assert checked == {"fine", "wide", "small"}
+    assert problems == ["small_figure.png: listed by small.json, missing",
+                        "small_figure.svg: smallest text 8.0 pt shown",
+                        "wide_figure.svg: 1248 px wide, over the 1152 px column",
+                        "wide_figure.svg: smallest text 8.3 pt shown"]
+
+
+def test_each_committed_notebook_shows_inline_the_figures_its_results_list():
+    differing = {}
+    for results in sorted(REFERENCE.glob("*.json")):
+        stem = "10_conclusion" if results.stem == "conclusion" else results.stem
+        listed = [file for file in json.loads(results.read_text())["figures"]
+                  if file.endswith(".png")]
+        shown = inline_pngs(NOTEBOOKS / f"{stem}.ipynb")
+        if shown != len(listed):
+            differing[stem] = (shown, listed)
+    assert differing == {}

@@ -2,11 +2,13 @@
 
 Checks a full run's forest plot and conclusion table and its verdict colours, or a quick run's
 banner, that every figure loaded and shows at its own size, that no table is wider than the
-window, that every link resolves (local files exist, anchors exist) and that the print style
-hides the navigation. By default three reports are built: a fabricated full run, the reference
-results as a full run, and a fabricated quick run; REPORT_DIR=<a run's output dir> (e.g.
-results/ after `make quick`) builds it from that run instead, in a copy under tmp_path. With
-UPDATE_SCREENSHOT=1 and REPORT_DIR, the report's top is saved to docs/report.png for the README.
+window, that every link resolves (local files exist, anchors exist), that every notebook page
+shows each of its notebook's figures loaded, with alt text, at its own size within the window,
+and that the print style hides the navigation. By default three reports are built: a fabricated
+full run, the reference results as a full run of the committed notebooks (their real figures),
+and a fabricated quick run; REPORT_DIR=<a run's output dir> (e.g. results/ after `make quick`)
+builds it from that run instead, in a copy under tmp_path. With UPDATE_SCREENSHOT=1 and
+REPORT_DIR, the report's top is saved to docs/report.png for the README.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import matplotlib.pyplot as plt
 import pytest
-from fabricated_runs import CLAIMS, fabricate_run, reference_run
+from fabricated_runs import CLAIMS, REFERENCE, fabricate_run, inline_pngs, reference_run
 
 from clipseg_lib.analysis.plotting import save_figure
 from clipseg_lib.experiments import mitigation_study
@@ -44,15 +46,15 @@ sync_api = pytest.importorskip("playwright.sync_api")
 @pytest.fixture(params=["full", "reference", "quick"])
 def output_dir(request, tmp_path) -> Path:
     """A run's output dir under tmp_path: a copy of REPORT_DIR; else a fabricated full run,
-    the reference results as a full run (its 09 figure saved as a notebook saves it, PNG and
-    SVG), or a fabricated quick run."""
+    the reference results as a full run of the committed notebooks (its 09 figure saved as a
+    notebook saves it, PNG and SVG), or a fabricated quick run."""
     source = os.environ.get("REPORT_DIR")
     if source:
         if request.param != "full":
             pytest.skip("REPORT_DIR is one run")
         return Path(shutil.copytree(source, tmp_path / "run", copy_function=shutil.copy2))
     if request.param == "reference":
-        run = reference_run(tmp_path / "run")
+        run = reference_run(tmp_path / "run", committed_notebooks=True)
         rows = json.loads((run / "09_mitigations.json").read_text())["results"]["rows"]
         figure = mitigation_study.before_after_figure(rows)
         save_figure(figure, run / "09_mitigations_figure.png")
@@ -103,7 +105,25 @@ def check_conclusion(page, conclusion, current) -> None:
         assert len(set(colours.values())) == len(colours), colours
 
 
-def test_the_report_reads_in_a_browser(output_dir, tmp_path):
+def check_notebook_page(page, html: Path, executed: Path) -> int:
+    """The notebook page `html`: one image per figure of the notebook `executed`, each loaded,
+    with alt text, at its own size and within the window, which does not scroll sideways;
+    return how many."""
+    page.goto(html.as_uri())
+    images = page.evaluate("""() => [...document.images].map(img => ({
+        alt: img.alt, loaded: img.complete && img.naturalWidth > 0, width: img.width,
+        natural: img.naturalWidth, right: img.getBoundingClientRect().right}))""")
+    window = page.evaluate("document.documentElement.clientWidth")
+    assert len(images) == inline_pngs(executed), html.name
+    for image in images:
+        assert image["loaded"] and image["alt"], (html.name, image)
+        assert image["width"] >= 0.99 * image["natural"], (html.name, image)
+        assert image["right"] <= window, (html.name, image)
+    assert page.evaluate("document.documentElement.scrollWidth") <= window, html.name
+    return len(images)
+
+
+def test_the_report_reads_in_a_browser(output_dir, tmp_path, request):
     update = os.environ.get("UPDATE_SCREENSHOT") == "1"
     if update and not os.environ.get("REPORT_DIR"):
         pytest.fail("UPDATE_SCREENSHOT=1 needs REPORT_DIR=<a real run's output dir>: "
@@ -160,6 +180,16 @@ def test_the_report_reads_in_a_browser(output_dir, tmp_path):
             assert page.locator(".jp-CodeCell .jp-InputArea").count() == 0
             text_output = page.locator(".jp-OutputArea-output pre").first
             assert text_output.evaluate("p => getComputedStyle(p).wordBreak") == "normal"
+            notebook_pages = sorted({path for path in files
+                                     if path.suffix == ".html" and path.stem[:2].isdigit()})
+            assert {path.stem for path in notebook_pages} == {
+                record.stem for record in run.notebooks
+                if record.executed is not None and record.status != "interrupted"}
+            shown = sum(check_notebook_page(page, html, output_dir / "notebooks" / f"{html.stem}"
+                                            ".ipynb") for html in notebook_pages)
+            if request.node.callspec.params["output_dir"] == "reference":  # the real figures
+                assert shown == sum(file.endswith(".png") for path in REFERENCE.glob("*.json")
+                                    for file in json.loads(path.read_text())["figures"])
             page.goto(index.as_uri())
 
             assert errors == []
