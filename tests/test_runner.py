@@ -260,6 +260,17 @@ def test_invalid_input_exits_2_before_executing(
     assert not output_dir.exists()
 
 
+def test_a_wrong_encoding_cache_size_exits_2_before_executing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLIPSEG_ENCODING_CACHE_GIB", "lots")
+    output_dir = tmp_path / "study"
+    code, stdout, stderr = run_main(["run", "--model", "mini", "--output-dir", str(output_dir)])
+    assert (code, stdout) == (2, "") and not output_dir.exists()
+    assert stderr == ("clipseg-study: error: CLIPSEG_ENCODING_CACHE_GIB='lots': give the "
+                      "encoding cache's size in GiB, a positive number such as 64\n")
+
+
 @pytest.mark.parametrize(
     ("raw", "default", "expected"),
     [

@@ -12,6 +12,7 @@ import pytest
 from clipseg_lib.runner import run_study as runner
 from clipseg_lib.study.encodings import (
     ENCODING_CACHE_DIR,
+    ENCODING_CACHE_GIB_VARIABLE,
     ENCODING_CACHE_VARIABLE,
     attach_encoding_cache,
 )
@@ -78,3 +79,20 @@ def test_a_notebook_on_its_own_caches_in_memory_only(
     assert segmenter.encoding_cache is cache and cache.directory is None
     monkeypatch.setenv(ENCODING_CACHE_VARIABLE, str(tmp_path / "cache"))
     assert attach_encoding_cache(segmenter).directory == tmp_path / "cache"
+
+
+def test_the_user_sizes_the_cache_folder_in_gib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipseg_lib.model.random_models import random_segmenter
+
+    segmenter = random_segmenter(tmp_path, smoke=True)
+    monkeypatch.setenv(ENCODING_CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.delenv(ENCODING_CACHE_GIB_VARIABLE, raising=False)
+    assert attach_encoding_cache(segmenter).disk_bytes == 8 * 2**30
+    monkeypatch.setenv(ENCODING_CACHE_GIB_VARIABLE, "64")
+    assert attach_encoding_cache(segmenter).disk_bytes == 64 * 2**30
+    for wrong in ("0", "-1", "lots", "inf", "nan"):
+        monkeypatch.setenv(ENCODING_CACHE_GIB_VARIABLE, wrong)
+        with pytest.raises(ValueError, match=f"CLIPSEG_ENCODING_CACHE_GIB='{wrong}'"):
+            attach_encoding_cache(segmenter)

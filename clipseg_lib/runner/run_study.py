@@ -40,7 +40,7 @@ from clipseg_lib.runner.model_check import check_model_loads, load_source, resol
 from clipseg_lib.runner.resume import Resumed, clear_checkpoints, resumable_run
 from clipseg_lib.runner.warm_up import Speed, measure_speed
 from clipseg_lib.runner.work_plan import notebook_work
-from clipseg_lib.study.encodings import ENCODING_CACHE_DIR, run_encodings
+from clipseg_lib.study.encodings import ENCODING_CACHE_DIR, disk_gib, run_encodings
 from clipseg_lib.study.output_dir import Interval, OwnedOutputDir, run_lock
 from clipseg_lib.study.parameters import (
     StudyConfigError,
@@ -220,6 +220,7 @@ def plan_study(
     if problem:
         raise StudyConfigError(problem)
     cell_timeout_s = check_cell_timeout(cell_timeout)
+    disk_gib()  # a wrong CLIPSEG_ENCODING_CACHE_GIB stops the study here, not in each notebook
     chosen_scheduler = scheduler_for(jobs, scheduler)
     notebooks_dir = Path(notebooks_dir).resolve()
     notebooks = discover_notebooks(notebooks_dir, selected)
