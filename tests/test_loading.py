@@ -172,7 +172,7 @@ def test_a_processor_from_another_directory(tmp_path, tiny_model_dir):
 
 
 def test_bad_dtype():
-    with pytest.raises(ValueError, match="not a torch dtype"):
+    with pytest.raises(ValueError, match="not a float torch dtype"):
         load_segmenter("mini", dtype="float7")
 
 

@@ -291,7 +291,7 @@ def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     resolved = getattr(torch, str(dtype), None)
-    if not isinstance(resolved, torch.dtype):
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
         raise ValueError(
-            f"dtype {dtype!r} is not a torch dtype (try 'float32', 'bfloat16' or 'int8')")
+            f"dtype {dtype!r} is not a float torch dtype (try 'float32', 'bfloat16' or 'int8')")
     return resolved

@@ -1,7 +1,7 @@
 """``dtype="int8"``: the vision backbone's linear layers quantized to int8 (torch's dynamic
 quantization: weights int8 per tensor, activations quantized on the fly, everything else in
-float32). On an AVX-512 VNNI CPU it encodes a full-size image 2.1x faster than float32 with
-predictions within 0.01 on average (``benchmarks/speed_options.py``); the text tower, the
+float32). On an AVX-512 VNNI CPU it encodes a full-size image 2.4x faster than float32 with
+predictions within 0.005 on average (``benchmarks/speed_options.py``); the text tower, the
 projection and the decoder stay float32. CPU only."""
 
 from __future__ import annotations
