@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import nbformat
@@ -174,15 +173,13 @@ class RecordedBar:
     def update(self, count: int) -> None:
         self.done += count
 
-    disable = True  # as tqdm without a terminal
-
     def close(self) -> None:
         pass
 
 
 @pytest.mark.slow
 def test_the_kernels_progress_advances_the_bar_and_stays_out_of_the_notebook(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(
@@ -196,7 +193,6 @@ def test_the_kernels_progress_advances_the_bar_and_stays_out_of_the_notebook(
     task = execution.NotebookTask(source, tmp_path / "executed.ipynb", {}, {}, 60,
                                   progress_total=5)
     assert execution.execute(task).status == "ok"
-    assert re.fullmatch(r"07_loop: ok after \d+ s\n", capsys.readouterr().err)  # for a log
     [bar] = RecordedBar.made
     assert (bar.total, bar.done) == (5, 5)
     outputs = nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells[0].outputs

@@ -221,8 +221,7 @@ def _one_line(text: str) -> str:
 def execute(task: NotebookTask) -> NotebookRun:
     """Run ``task.notebook`` into ``task.executed``; any failure is recorded, not raised.
 
-    A progress bar (cases done, with tqdm's estimate of the time left) is shown on a terminal;
-    elsewhere (a log file, a Dask worker) a line on stderr says when the notebook ended.
+    A progress bar (cases done, with tqdm's estimate of the time left) is shown on a terminal.
     """
     started, start = time.time(), time.perf_counter()
     notebook = task.notebook
@@ -250,7 +249,7 @@ def execute(task: NotebookTask) -> NotebookRun:
         )
     # A failing notebook must not stop the study: record it and go on with the next one.
     except Exception as error:  # noqa: BLE001
-        outcome = NotebookRun(
+        return NotebookRun(
             notebook.stem,
             "failed",
             started,
@@ -260,12 +259,9 @@ def execute(task: NotebookTask) -> NotebookRun:
             error_type=getattr(error, "ename", type(error).__name__),
             error_message=_one_line(getattr(error, "evalue", None) or str(error)),
         )
-    else:
-        outcome = NotebookRun(notebook.stem, "ok", started, time.perf_counter() - start,
-                              task.parameters, task.effective_parameters)
     finally:
         case_bar.close()
-    if case_bar.disable:  # no terminal, no bar: a line per notebook keeps a log moving
-        print(f"{notebook.stem}: {outcome.status} after {outcome.seconds:.0f} s",
-              file=sys.stderr, flush=True)
-    return outcome
+    seconds = time.perf_counter() - start
+    return NotebookRun(
+        notebook.stem, "ok", started, seconds, task.parameters, task.effective_parameters
+    )
