@@ -157,7 +157,7 @@ _WRITER = textwrap.dedent("""
 
     folder, counter, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     segmenter = SimpleNamespace(
-        weights_sha256="w" * 64, dtype=torch.float32, device=torch.device("cpu"))
+        weights_sha256="w" * 64, precision="float32", device=torch.device("cpu"))
 
     def encode():
         time.sleep(0.5)
